@@ -1,0 +1,25 @@
+"""The GC command's list of attachments that are still valid."""
+from __future__ import annotations
+
+from .errors import INVALID_CONFIG, CniError
+
+VALID_ATTACHMENTS_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
+
+
+def valid_attachments(config: dict) -> set[tuple[str, str]]:
+    """(containerID, ifname) pairs the runtime still uses.  An absent list
+    means none is valid, as libcni sends for ``cnitool gc``."""
+    for key in VALID_ATTACHMENTS_KEYS:
+        if key in config:
+            items = config[key] or []
+            break
+    else:
+        items = []
+    if not isinstance(items, list):
+        raise CniError(INVALID_CONFIG, "invalid valid-attachments", "not a list")
+    out = set()
+    for item in items:
+        if not isinstance(item, dict):
+            raise CniError(INVALID_CONFIG, "invalid valid-attachments entry", repr(item))
+        out.add((str(item.get("containerID", "")), str(item.get("ifname", ""))))
+    return out

@@ -1,0 +1,67 @@
+"""JSON in and out without importing the ``json`` package.
+
+``import json`` pulls in ``re`` and ``enum`` (about 5 ms here, half of a
+plugin's start-up); the C accelerator ``_json`` that json itself uses needs
+neither.  Only the encoder/decoder objects are built here; behaviour matches
+``json.loads``/``json.dumps`` except that NaN and Infinity are refused, as Go
+(the reference plugins) refuses them.
+"""
+from __future__ import annotations
+
+import _json
+
+
+class DecodeError(ValueError):
+    """Malformed JSON; ``pos`` is the character offset of the problem."""
+
+    def __init__(self, msg: str, pos: int) -> None:
+        super().__init__(f"{msg} at character {pos}")
+        self.pos = pos
+
+
+def _refuse_constant(name: str):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+class _DecoderContext:
+    strict = True
+    object_hook = None
+    object_pairs_hook = None
+    parse_float = float
+    parse_int = int
+    parse_constant = staticmethod(_refuse_constant)
+    memo: dict = {}
+
+
+_WHITESPACE = " \t\n\r"
+
+
+def loads(text: str | bytes):
+    if isinstance(text, (bytes, bytearray)):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DecodeError("input is not UTF-8", exc.start) from None
+    scan = _json.make_scanner(_DecoderContext)
+    end = len(text)
+    pos = 0
+    while pos < end and text[pos] in _WHITESPACE:
+        pos += 1
+    try:
+        value, pos = scan(text, pos)
+    except StopIteration as stop:
+        raise DecodeError("expecting a value", stop.value) from None
+    except ValueError as exc:  # JSONDecodeError is a ValueError subclass
+        raise DecodeError(getattr(exc, "msg", str(exc)), getattr(exc, "pos", pos)) from None
+    while pos < end and text[pos] in _WHITESPACE:
+        pos += 1
+    if pos != end:
+        raise DecodeError("extra data after the JSON value", pos)
+    return value
+
+
+def dumps(value) -> str:
+    """Compact JSON; non-ASCII stays UTF-8, as Go's encoder writes it."""
+    encode = _json.make_encoder(None, None, _json.encode_basestring, None,
+                                ":", ",", False, False, False)
+    return "".join(encode(value, 0))

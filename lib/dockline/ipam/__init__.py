@@ -1,0 +1,1 @@
+"""Address management: range sets, the allocator and its stores."""

@@ -1,0 +1,139 @@
+"""Allocation over a Store: one address per range set, all or nothing.
+
+Round-robin like the reference host-local: each range set starts after the
+last address it handed out and wraps around, so a crash-looping container
+does not get the same address back until the set has been gone through.
+The whole ADD (every range set) runs under one lock and is undone
+completely, including ``last_reserved_ip``, if any part fails.
+"""
+from __future__ import annotations
+
+import ipaddress
+TYPE_CHECKING = False  # typing costs ~7 ms of start-up; annotations only
+if TYPE_CHECKING:
+    from typing import Iterator, Optional
+
+    from .ranges import IPAddress
+    from .store import Store
+
+from ..cni.errors import ADDRESS_IN_USE, INVALID_CONFIG, TRY_AGAIN_LATER, CniError
+from .ranges import Range, RangeSet
+
+
+class Allocation:
+    __slots__ = ("ip", "range")
+
+    def __init__(self, ip: IPAddress, rng: Range) -> None:
+        self.ip = ip
+        self.range = rng
+
+    def to_result_ip(self) -> dict:
+        return {"address": self.range.address(self.ip), "gateway": str(self.range.gateway)}
+
+
+def candidates(rs: RangeSet, last: Optional[IPAddress]) -> Iterator[tuple[IPAddress, Range]]:
+    """Every allocatable address of the set once, in round-robin order:
+    after ``last`` when it lies in the set, else from the first range's
+    start; gateways are skipped."""
+    ranges = rs.ranges
+    n = len(ranges)
+    first = next((i for i, r in enumerate(ranges) if last is not None and r.contains(last)), None)
+    if first is None:
+        segments = [(r, r.start, r.end) for r in ranges]
+    else:
+        r0 = ranges[first]
+        segments = [(r0, last + 1, r0.end)] if last < r0.end else []
+        segments += [(ranges[(first + k) % n], ranges[(first + k) % n].start,
+                      ranges[(first + k) % n].end) for k in range(1, n)]
+        segments.append((r0, r0.start, last))
+    for rng, ip, stop in segments:
+        while True:
+            if ip != rng.gateway:
+                yield ip, rng
+            if ip >= stop:  # stop before stepping past the top of the space
+                break
+            ip += 1
+
+
+class Allocator:
+    def __init__(self, store: Store, range_sets: list[RangeSet]) -> None:
+        self.store = store
+        self.range_sets = range_sets
+
+    def allocate(self, container_id: str, ifname: str,
+                 requested: list[IPAddress]) -> list[Allocation]:
+        store = self.store
+        with store.lock():
+            held = list(store.reservations())
+            # Empty records are leftovers of a crashed writer: the store
+            # may reclaim them, so they are not counted as taken.
+            taken = {r.ip for r in held if r.container_id}
+            mine = [ipaddress.ip_address(r.ip) for r in held
+                    if r.belongs_to(container_id, ifname) and _is_ip(r.ip)]
+            wanted = list(dict.fromkeys(requested))
+            done: list[Allocation] = []
+            saved_last: dict[str, Optional[str]] = {}
+            try:
+                for idx, rs in enumerate(self.range_sets):
+                    range_id = str(idx)
+                    for ip in mine:
+                        if rs.range_for(ip):
+                            raise CniError(ADDRESS_IN_USE, f"failed to allocate for range {idx}",
+                                           f"{ip} has been allocated to {container_id}, "
+                                           "duplicate allocation is not allowed")
+                    want = next((ip for ip in wanted if rs.range_for(ip)), None)
+                    if range_id not in saved_last:
+                        saved_last[range_id] = store.last_reserved(range_id)
+                    if want is not None:
+                        wanted.remove(want)
+                        done.append(self._take_requested(rs, idx, want, container_id, ifname))
+                    else:
+                        done.append(self._take_next(rs, idx, taken, saved_last[range_id],
+                                                    container_id, ifname))
+                    taken.add(str(done[-1].ip))
+                if wanted:
+                    raise CniError(INVALID_CONFIG, "failed to allocate all requested IPs",
+                                   " ".join(str(ip) for ip in wanted)
+                                   + " (outside every range set, or two in one set)")
+            except BaseException:
+                for alloc in done:
+                    store.release(str(alloc.ip))
+                for range_id, ip in saved_last.items():
+                    store.set_last_reserved(range_id, ip)
+                raise
+            return done
+
+    def _take_requested(self, rs: RangeSet, idx: int, ip: IPAddress,
+                        container_id: str, ifname: str) -> Allocation:
+        rng = rs.range_for(ip)
+        if ip == rng.gateway:
+            raise CniError(INVALID_CONFIG, f"failed to allocate for range {idx}",
+                           f"requested ip {ip} is subnet's gateway")
+        if not self.store.reserve(container_id, ifname, str(ip), str(idx)):
+            raise CniError(ADDRESS_IN_USE, f"failed to allocate for range {idx}",
+                           f"requested IP address {ip} is not available in range set {rs}")
+        return Allocation(ip, rng)
+
+    def _take_next(self, rs: RangeSet, idx: int, taken: set[str], last_text: Optional[str],
+                   container_id: str, ifname: str) -> Allocation:
+        last = ipaddress.ip_address(last_text) if last_text and _is_ip(last_text) else None
+        for ip, rng in candidates(rs, last):
+            name = str(ip)
+            if name in taken:
+                continue
+            if self.store.reserve(container_id, ifname, name, str(idx)):
+                return Allocation(ip, rng)
+        raise CniError(TRY_AGAIN_LATER, f"failed to allocate for range {idx}",
+                       f"no IP addresses available in range set: {rs}")
+
+    def release(self, container_id: str, ifname: str) -> list[str]:
+        with self.store.lock():
+            return self.store.release_by_id(container_id, ifname)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False

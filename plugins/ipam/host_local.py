@@ -1,0 +1,77 @@
+"""host-local: addresses from configured ranges, recorded on local disk.
+
+A drop-in for the reference host-local: same config, same store format.
+"""
+from __future__ import annotations
+
+from dockline.cni import skel
+from dockline.cni.errors import NOT_AVAILABLE, STATE_MISSING, CniError
+from dockline.cni.skel import Request
+from dockline.ipam import config as hostlocal_config, resolvconf
+from dockline.ipam.allocator import Allocator
+from dockline.ipam.disk import DiskStore
+from dockline.cni.attachments import valid_attachments
+
+
+def _store(conf) -> DiskStore:
+    return DiskStore(conf.network, conf.data_dir)
+
+
+def cmd_add(req: Request) -> dict:
+    conf = hostlocal_config.load(req)
+    dns = resolvconf.load(conf.resolv_conf) if conf.resolv_conf else {}
+    allocs = Allocator(_store(conf), conf.range_sets).allocate(
+        req.container_id, req.ifname, conf.requested)
+    return {"ips": [a.to_result_ip() for a in allocs], "routes": conf.routes, "dns": dns}
+
+
+def cmd_del(req: Request) -> None:
+    conf = hostlocal_config.load(req)
+    Allocator(_store(conf), conf.range_sets).release(req.container_id, req.ifname)
+
+
+def cmd_check(req: Request) -> None:
+    conf = hostlocal_config.load(req)
+    store = _store(conf)
+    with store.lock():
+        if not any(r.belongs_to(req.container_id, req.ifname) for r in store.reservations()):
+            raise CniError(STATE_MISSING, "host-local: failed to find address",
+                           f"no address is reserved for container {req.container_id} "
+                           f"interface {req.ifname}")
+
+
+def cmd_gc(req: Request) -> None:
+    conf = hostlocal_config.load(req)
+    valid = valid_attachments(req.config)
+    store = _store(conf)
+    with store.lock():
+        for res in list(store.reservations()):
+            if not res.container_id:
+                continue  # a crash leftover; allocation reclaims it
+            if res.ifname is None:
+                keep = any(cid == res.container_id for cid, _ in valid)
+            else:
+                keep = (res.container_id, res.ifname) in valid
+            if not keep:
+                store.release(res.ip)
+
+
+def cmd_status(req: Request) -> None:
+    conf = hostlocal_config.load(req)
+    try:
+        _store(conf).check_writable()
+    except OSError as exc:
+        raise CniError(NOT_AVAILABLE, "host-local: address store not writable",
+                       f"{exc.filename or ''}: {exc.strerror}") from None
+
+
+HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc,
+            "STATUS": cmd_status}
+
+
+def main() -> None:
+    skel.main(HANDLERS, "dockline host-local")
+
+
+if __name__ == "__main__":
+    main()

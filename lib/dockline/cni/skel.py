@@ -73,9 +73,25 @@ class Request:
         self.config = config
         self.version = version
 
+    def for_command(self, command: str) -> "Request":
+        """The same invocation with another command (for delegation)."""
+        sub = Request.__new__(Request)
+        for name in Request.__slots__:
+            setattr(sub, name, getattr(self, name))
+        sub.command = command
+        return sub
+
     @property
     def network(self) -> str:
         return self.config["name"]
+
+    @property
+    def prev_result(self) -> Optional[dict]:
+        """The previous plugin's result (any version), in internal form."""
+        prev = self.config.get("prevResult")
+        if not prev:
+            return None
+        return cni_result.parse(prev, self.version)
 
     @property
     def runtime_config(self) -> dict:

@@ -1,0 +1,1 @@
+"""The bridge plugin's configuration and naming rules."""

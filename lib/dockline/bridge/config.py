@@ -1,0 +1,133 @@
+"""The bridge plugin's configuration, validated at the edge.
+
+Same keys, defaults and constraints as the reference bridge plugin.
+"""
+from __future__ import annotations
+
+from ..cni.errors import INVALID_CONFIG, CniError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Optional
+
+    from ..cni.skel import Request
+
+_MAC_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _bool(config: dict, key: str) -> bool:
+    value = config.get(key, False)
+    if not isinstance(value, bool):
+        raise CniError(INVALID_CONFIG, f"invalid {key}", f"{value!r} is not true or false")
+    return value
+
+
+def _int(config: dict, key: str, lo: int, hi: int) -> int:
+    value = config.get(key, 0)
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise CniError(INVALID_CONFIG, f"invalid {key}", f"{value!r} is not a number in [{lo}, {hi}]")
+    return value
+
+
+def parse_mac(value, what: str) -> str:
+    parts = value.split(":") if isinstance(value, str) else []
+    if len(parts) != 6 or not all(len(p) == 2 and set(p) <= _MAC_HEX for p in parts):
+        raise CniError(INVALID_CONFIG, f"invalid {what}", f"{value!r} is not a MAC address")
+    mac = value.lower()
+    if int(parts[0], 16) & 1:
+        raise CniError(INVALID_CONFIG, f"invalid {what}", f"{mac} is a multicast address")
+    return mac
+
+
+def _vlan_trunk(value) -> list[int]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise CniError(INVALID_CONFIG, "invalid vlanTrunk", "not a list")
+    ids: list[int] = []
+    for entry in value:
+        if not isinstance(entry, dict):
+            raise CniError(INVALID_CONFIG, "invalid vlanTrunk entry", repr(entry))
+        if "id" in entry:
+            ids.append(_int(entry, "id", 1, 4094))
+        elif "minID" in entry or "maxID" in entry:
+            lo, hi = _int(entry, "minID", 1, 4094), _int(entry, "maxID", 1, 4094)
+            if lo > hi:
+                raise CniError(INVALID_CONFIG, "invalid vlanTrunk entry", f"minID {lo} > maxID {hi}")
+            ids.extend(range(lo, hi + 1))
+        else:
+            raise CniError(INVALID_CONFIG, "invalid vlanTrunk entry", "needs id or minID/maxID")
+    return sorted(set(ids))
+
+
+class BridgeConfig:
+    __slots__ = ("bridge", "is_gateway", "is_default_gateway", "force_address", "ip_masq",
+                 "ip_masq_backend", "mtu", "hairpin", "promisc", "vlan", "vlan_trunk",
+                 "preserve_default_vlan", "macspoofchk", "enable_dad",
+                 "disable_container_interface", "port_isolation", "dns", "ipam_type", "mac")
+
+    def __init__(self, req: Request) -> None:
+        c = req.config
+        bridge = c.get("bridge") or "cni0"
+        problem = None
+        if not isinstance(bridge, str):
+            problem = "is not a string"
+        else:
+            from ..cni.skel import ifname_problem
+            problem = ifname_problem(bridge)
+        if problem:
+            raise CniError(INVALID_CONFIG, "invalid bridge name", f"{bridge!r} {problem}")
+        self.bridge: str = bridge
+        self.is_default_gateway = _bool(c, "isDefaultGateway")
+        self.is_gateway = _bool(c, "isGateway") or self.is_default_gateway
+        self.force_address = _bool(c, "forceAddress")
+        self.ip_masq = _bool(c, "ipMasq")
+        backend = c.get("ipMasqBackend")
+        if backend is not None and backend not in ("iptables", "nftables"):
+            raise CniError(INVALID_CONFIG, "invalid ipMasqBackend",
+                           f"{backend!r}: expected \"iptables\" or \"nftables\"")
+        self.ip_masq_backend: Optional[str] = backend
+        self.mtu = _int(c, "mtu", 0, 65535)
+        if self.mtu and self.mtu < 68:
+            raise CniError(INVALID_CONFIG, "invalid mtu", f"{self.mtu} is below 68")
+        self.hairpin = _bool(c, "hairpinMode")
+        self.promisc = _bool(c, "promiscMode")
+        if self.hairpin and self.promisc:
+            raise CniError(INVALID_CONFIG, "cannot set hairpin mode and promiscuous mode at the same time")
+        self.vlan = _int(c, "vlan", 0, 4094)
+        self.vlan_trunk = _vlan_trunk(c.get("vlanTrunk"))
+        if self.vlan and self.vlan in self.vlan_trunk:
+            raise CniError(INVALID_CONFIG, "invalid vlanTrunk", f"vlan {self.vlan} is also in vlanTrunk")
+        self.preserve_default_vlan = _bool(c, "preserveDefaultVlan")
+        self.macspoofchk = _bool(c, "macspoofchk")
+        self.enable_dad = _bool(c, "enabledad")
+        self.disable_container_interface = _bool(c, "disableContainerInterface")
+        self.port_isolation = _bool(c, "portIsolation")
+        dns = c.get("dns")
+        if dns is not None and not isinstance(dns, dict):
+            raise CniError(INVALID_CONFIG, "invalid dns", "not a JSON object")
+        self.dns: Optional[dict] = dns or None
+        ipam = c.get("ipam")
+        if ipam is None:
+            ipam = {}
+        if not isinstance(ipam, dict):
+            raise CniError(INVALID_CONFIG, "invalid ipam", "not a JSON object")
+        self.ipam_type: str = ipam.get("type") or ""
+        if self.ipam_type and not isinstance(self.ipam_type, str):
+            raise CniError(INVALID_CONFIG, "invalid ipam type", repr(self.ipam_type))
+        if self.disable_container_interface and self.ipam_type:
+            raise CniError(INVALID_CONFIG, "cannot use IPAM when disableContainerInterface is set")
+        self.mac = self._container_mac(req)
+
+    @staticmethod
+    def _container_mac(req: Request) -> Optional[str]:
+        """runtimeConfig.mac, else args.cni.mac, else CNI_ARGS MAC=."""
+        mac = req.runtime_config.get("mac")
+        if mac:
+            return parse_mac(mac, "runtimeConfig.mac")
+        mac = req.args_cni.get("mac")
+        if mac:
+            return parse_mac(mac, "args.cni.mac")
+        mac = req.cni_args(("MAC", "IP", "K8S_POD_NAME", "K8S_POD_NAMESPACE",
+                            "K8S_POD_INFRA_CONTAINER_ID", "K8S_POD_UID")).get("MAC")
+        return parse_mac(mac, "CNI_ARGS MAC") if mac else None

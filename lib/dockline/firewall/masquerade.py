@@ -1,0 +1,197 @@
+"""Source NAT for traffic leaving a container's subnet (bridge ``ipMasq``).
+
+Two backends with one interface: ``add`` installs an attachment's rules in
+one transaction, ``delete`` removes them by tag (addresses only speed it
+up), ``gc`` removes the rules of attachments no longer valid.
+
+iptables layout (nat table), per attachment: a chain ``DL-<tag>`` with
+``-d <subnet> -j ACCEPT`` and ``! -d <multicast> -j MASQUERADE``, entered from
+POSTROUTING by ``-s <ip> -j DL-<tag>``.
+nftables layout: table ``inet dockline_masq``, chain ``postrouting`` (nat
+hook), one rule per address, commented ``dl-<tag>``.
+"""
+from __future__ import annotations
+
+from .. import proc
+from ..cni.errors import INVALID_CONFIG, CniError
+from . import Owner
+
+IPT_CHAIN_PREFIX = "DL-"
+NFT_TABLE = "dockline_masq"
+_MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
+_RESTORE = {4: "iptables-restore", 6: "ip6tables-restore"}
+_SAVE = {4: "iptables-save", 6: "ip6tables-save"}
+
+
+class FirewallError(CniError):
+    def __init__(self, what: str, result: proc.Completed) -> None:
+        super().__init__(5, f"firewall: {what} failed", result.error_text[:500])
+
+
+def _family(cidr: str) -> int:
+    return 6 if ":" in cidr else 4
+
+
+def choose_backend(name: str | None) -> str:
+    """The configured backend, else iptables where it exists, else nft."""
+    if name:
+        if name not in ("iptables", "nftables"):
+            raise CniError(INVALID_CONFIG, "invalid ipMasqBackend",
+                           f"{name!r}: expected \"iptables\" or \"nftables\"")
+        return name
+    if proc.which("iptables-restore"):
+        return "iptables"
+    if proc.which("nft"):
+        return "nftables"
+    raise CniError(INVALID_CONFIG, "ipMasq needs iptables or nftables", "neither is installed")
+
+
+# --- iptables ------------------------------------------------------------
+
+def _ipt_chain(owner: Owner) -> str:
+    return IPT_CHAIN_PREFIX + owner.tag  # 27 characters: under iptables' 28
+
+
+def _ipt_comment(owner: Owner) -> str:
+    text = f"dockline masq {owner.network} {owner.container_id} {owner.ifname}"
+    return text[:250].replace('"', "")
+
+
+def _ipt_restore(family: int, script: str, what: str) -> None:
+    result = proc.run([_RESTORE[family], "--noflush", "-w", "5"], script.encode())
+    if result.returncode != 0:
+        raise FirewallError(what, result)
+
+
+def _ipt_add(owner: Owner, ips: list[tuple[str, str]]) -> None:
+    chain = _ipt_chain(owner)
+    comment = _ipt_comment(owner)
+    for family in (4, 6):
+        mine = [(ip, net) for ip, net in ips if _family(ip) == family]
+        if not mine:
+            continue
+        lines = ["*nat", f":{chain} - [0:0]"]
+        for subnet in dict.fromkeys(net for _, net in mine):
+            lines.append(f'-A {chain} -d {subnet} -m comment --comment "{comment}" -j ACCEPT')
+        lines.append(f'-A {chain} ! -d {_MULTICAST[family]} -m comment --comment "{comment}" '
+                     "-j MASQUERADE")
+        for ip, _ in mine:
+            lines.append(f'-A POSTROUTING -s {ip.split("/")[0]} -m comment --comment "{comment}" -j {chain}')
+        lines.append("COMMIT\n")
+        _ipt_restore(family, "\n".join(lines), "installing masquerade rules")
+
+
+def _ipt_nat_rules(family: int) -> list[str]:
+    result = proc.run([_SAVE[family], "-t", "nat"])
+    if result.returncode != 0:
+        return []  # no nat table for this family: nothing of ours there
+    return result.stdout.decode(errors="replace").splitlines()
+
+
+def _ipt_delete_chains(family: int, chains: set[str], saved: list[str]) -> None:
+    existing = {line[1:].split()[0] for line in saved if line.startswith(":")}
+    chains = chains & existing
+    if not chains:
+        return
+    lines = ["*nat"]
+    for line in saved:
+        parts = line.split()
+        if len(parts) > 2 and parts[0] == "-A" and parts[-2] == "-j" and parts[-1] in chains:
+            lines.append("-D " + line[3:])
+    for chain in sorted(chains):
+        lines += [f"-F {chain}", f"-X {chain}"]
+    lines.append("COMMIT\n")
+    _ipt_restore(family, "\n".join(lines), "removing masquerade rules")
+
+
+def _ipt_delete(owner: Owner) -> None:
+    chain = _ipt_chain(owner)
+    for family in (4, 6):
+        _ipt_delete_chains(family, {chain}, _ipt_nat_rules(family))
+
+
+def _ipt_gc(network_tag: str, valid_tags: set[str]) -> None:
+    prefix = IPT_CHAIN_PREFIX + network_tag
+    for family in (4, 6):
+        saved = _ipt_nat_rules(family)
+        stale = {line[1:].split()[0] for line in saved
+                 if line.startswith(":" + prefix)}
+        stale -= {IPT_CHAIN_PREFIX + t for t in valid_tags}
+        _ipt_delete_chains(family, stale, saved)
+
+
+# --- nftables ------------------------------------------------------------
+
+def _nft(script: str, what: str) -> proc.Completed:
+    result = proc.run(["nft", "-f", "-"], script.encode())
+    if result.returncode != 0:
+        raise FirewallError(what, result)
+    return result
+
+
+def _nft_add(owner: Owner, ips: list[tuple[str, str]]) -> None:
+    lines = [f"add table inet {NFT_TABLE}",
+             f"add chain inet {NFT_TABLE} postrouting "
+             "{ type nat hook postrouting priority srcnat; policy accept; }"]
+    for ip, subnet in ips:
+        fam = "ip6" if _family(ip) == 6 else "ip"
+        address = ip.split("/")[0]
+        lines.append(f"add rule inet {NFT_TABLE} postrouting {fam} saddr {address} "
+                     f"{fam} daddr != {subnet} {fam} daddr != {_MULTICAST[_family(ip)]} "
+                     f'masquerade comment "dl-{owner.tag}"')
+    _nft("\n".join(lines) + "\n", "installing masquerade rules")
+
+
+def _nft_rule_handles(tag_prefix: str) -> list[tuple[str, str]]:
+    """(tag, handle) of our rules whose tag starts with tag_prefix."""
+    result = proc.run(["nft", "-a", "list", "chain", "inet", NFT_TABLE, "postrouting"])
+    if result.returncode != 0:
+        return []  # table or chain absent: nothing of ours
+    found = []
+    marker = f'comment "dl-{tag_prefix}'
+    for line in result.stdout.decode(errors="replace").splitlines():
+        if marker in line and "# handle " in line:
+            tag = line.split('comment "dl-', 1)[1].split('"', 1)[0]
+            found.append((tag, line.rsplit("# handle ", 1)[1].strip()))
+    return found
+
+
+def _nft_delete_handles(handles: list[str]) -> None:
+    if handles:
+        _nft("".join(f"delete rule inet {NFT_TABLE} postrouting handle {h}\n" for h in handles),
+             "removing masquerade rules")
+
+
+def _nft_delete(owner: Owner) -> None:
+    _nft_delete_handles([h for tag, h in _nft_rule_handles(owner.tag) if tag == owner.tag])
+
+
+def _nft_gc(network_tag: str, valid_tags: set[str]) -> None:
+    _nft_delete_handles([h for tag, h in _nft_rule_handles(network_tag) if tag not in valid_tags])
+
+
+# --- the interface -------------------------------------------------------
+
+def add(backend: str, owner: Owner, ips: list[tuple[str, str]]) -> None:
+    """Masquerade traffic from each (ip/prefix, subnet) leaving its subnet."""
+    (_nft_add if backend == "nftables" else _ipt_add)(owner, ips)
+
+
+def delete(backend: str, owner: Owner) -> None:
+    """Remove the attachment's rules; nothing to remove is not an error."""
+    if backend == "nftables":
+        if proc.which("nft"):
+            _nft_delete(owner)
+    elif proc.which("iptables-save"):
+        _ipt_delete(owner)
+
+
+def gc(backend: str, network: str, valid: set[tuple[str, str]]) -> None:
+    """Remove the network's rules whose attachment is not in ``valid``."""
+    network_tag = Owner(network, "", "").network_tag
+    valid_tags = {Owner.tag_for(network, cid, ifname) for cid, ifname in valid}
+    if backend == "nftables":
+        if proc.which("nft"):
+            _nft_gc(network_tag, valid_tags)
+    elif proc.which("iptables-save"):
+        _ipt_gc(network_tag, valid_tags)

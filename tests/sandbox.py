@@ -30,7 +30,7 @@ class Sandbox:
 
     def __init__(self) -> None:
         self._proc = subprocess.Popen(
-            ["unshare", "--net", "--mount", "--propagation", "private", "--fork",
+            ["unshare", "--net", "--mount", "--propagation", "private", "--fork", "--kill-child",
              "sh", "-c", _BOOT],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self._proc.stdout.readline()
@@ -69,7 +69,28 @@ class Sandbox:
     def sh(self, script: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
         return self.run(["sh", "-c", script], check=check, **kw)
 
+    def _stop_strays(self) -> None:
+        """Stop processes left in the sandbox (e.g. a dockline zygote):
+        they would keep its namespaces alive after the test."""
+        try:
+            mine = os.readlink(f"/proc/{self.pid}/ns/net")
+        except OSError:
+            return
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == self.pid:
+                continue
+            try:
+                if os.readlink(f"/proc/{entry}/ns/net") == mine:
+                    os.kill(int(entry), 9)
+            except OSError:
+                continue
+
     def close(self) -> None:
+        self._stop_strays()
+        try:
+            os.kill(self.pid, 9)  # the sleeper that holds the namespaces
+        except OSError:
+            pass
         if self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()

@@ -69,8 +69,11 @@ HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc,
             "STATUS": cmd_status}
 
 
+ABOUT = "dockline host-local"
+
+
 def main() -> None:
-    skel.main(HANDLERS, "dockline host-local")
+    skel.main(HANDLERS, ABOUT)
 
 
 if __name__ == "__main__":

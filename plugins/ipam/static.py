@@ -28,8 +28,11 @@ HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": None,
             "STATUS": cmd_status}
 
 
+ABOUT = "dockline static"
+
+
 def main() -> None:
-    skel.main(HANDLERS, "dockline static")
+    skel.main(HANDLERS, ABOUT)
 
 
 if __name__ == "__main__":

@@ -48,8 +48,8 @@ def _own_launcher(exe: str) -> Optional[tuple[list[str], str]]:
     for line in head.decode(errors="replace").splitlines():
         if line.startswith("sys.path[:0] = "):
             paths = jsonio.loads(line.split("=", 1)[1])
-        elif line.startswith("from ") and line.endswith(" import main"):
-            module = line.split()[1]
+        elif line.startswith("launch(module=\""):
+            module = line.split('"')[1]
     return (paths, module) if paths and module else None
 
 

@@ -21,6 +21,8 @@ NOT_AVAILABLE_DEGRADED = 51
 # Plugin-specific codes (the spec reserves 100 and up for plugins).
 ADDRESS_IN_USE = 100   # requested or already-held address
 STATE_MISSING = 101    # CHECK found something ADD made missing
+ALREADY_EXISTS = 102   # the container interface (or attachment) already exists
+KERNEL_REFUSED = 103   # the kernel refused a network change (netlink error)
 INTERNAL = 999
 
 

@@ -1,0 +1,37 @@
+"""What a plugin executable runs: hand the call to a warm zygote, or serve
+it in this process.
+
+Loading pyroute2 and the rest of a plugin costs ~35 ms per call, more than
+the reference's whole ADD.  A zygote is a process that has loaded every
+plugin once and forks a child per call; the executable (this module, ~1 ms
+of imports) passes it its environment and its stdin/stdout/stderr, and
+exits with the child's status.  The child writes the result straight to
+the runtime's stdout, so the runtime sees exactly what an in-process run
+would print.  Without a zygote the call is served here, and a zygote is
+started in the background for the next calls.  See dockline.zygote.
+"""
+from __future__ import annotations
+
+import os
+import sys
+
+
+def _serve_here(module_name: str) -> int:
+    module = __import__(module_name)
+    from dockline.cni import skel
+    return skel.run(module.HANDLERS, getattr(module, "ABOUT", f"dockline {module_name}"))
+
+
+def launch(module: str, stamp: str) -> None:
+    env = os.environ
+    command = env.get("CNI_COMMAND", "")
+    # VERSION and the usage text are cheaper here than a round trip.
+    if command in ("", "VERSION") or env.get("DOCKLINE_NO_ZYGOTE"):
+        sys.exit(_serve_here(module))
+    from dockline import zygote
+    code = zygote.call(module, stamp)
+    if code is None:
+        code = _serve_here(module)
+        sys.stdout.flush()
+        zygote.start_in_background(stamp)
+    sys.exit(code)

@@ -1,0 +1,207 @@
+"""A warm process that serves plugin calls by forking.
+
+Safety rules:
+- The socket is an abstract unix socket, which exists per network
+  namespace, and its name carries the caller's mount namespace and user:
+  a zygote only ever serves callers whose network and mount namespaces are
+  its own, so its children see the same links and files the caller would.
+- Both ends check the other's credentials (SO_PEERCRED): same user, and
+  the client checks the server's mount namespace too, so a process that
+  grabbed the name first cannot impersonate it.
+- The name also carries the install stamp: a reinstall gets a new zygote;
+  an old one exits after it has been idle for IDLE_SECONDS.
+- Each call runs in a freshly forked child with the caller's environment,
+  working directory and stdio, exactly as if the executable had run it.
+
+Only the client half (``call``, ``start_in_background``) is on the path of
+every plugin call, so it imports nothing but what it must.
+"""
+from __future__ import annotations
+
+import os
+
+import _socket
+import _struct
+
+from .cni import jsonio
+
+AF_UNIX = 1
+SOCK_SEQPACKET = 5
+SOL_SOCKET = 1
+SCM_RIGHTS = 1
+SO_PEERCRED = 17
+IDLE_SECONDS = 300
+_MAX_REQUEST = 1 << 20
+_INT3 = "3i"
+
+
+def _mount_ns() -> str:
+    return os.readlink("/proc/self/ns/mnt")
+
+
+def address(stamp: str) -> bytes:
+    mnt = _mount_ns()[5:-1]  # 'mnt:[4026531840]' -> '4026531840'
+    return f"\0dockline-zygote-{os.geteuid()}-{mnt}-{stamp}".encode()
+
+
+def _peer(sock) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the other end."""
+    return _struct.unpack(_INT3, sock.getsockopt(SOL_SOCKET, SO_PEERCRED, 12))
+
+
+# --- client ----------------------------------------------------------------
+
+def call(module: str, stamp: str) -> int | None:
+    """Serve this call through the zygote; its exit status, or None when
+    there is no (trustworthy) zygote and the caller must serve it."""
+    sock = _socket.socket(AF_UNIX, SOCK_SEQPACKET)
+    try:
+        try:
+            sock.connect(address(stamp))
+        except OSError:
+            return None
+        pid, uid, _ = _peer(sock)
+        try:
+            same_mnt = os.readlink(f"/proc/{pid}/ns/mnt") == _mount_ns()
+        except OSError:
+            same_mnt = False
+        if uid != os.geteuid() or not same_mnt:
+            return None
+        request = jsonio.dumps({"module": module, "env": dict(os.environ), "cwd": os.getcwd()})
+        try:
+            sock.sendmsg([request.encode()],
+                         [(SOL_SOCKET, SCM_RIGHTS, _struct.pack(_INT3, 0, 1, 2))])
+        except OSError:
+            return None  # nothing was sent: safe to serve it here
+        reply = sock.recv(16)
+        if len(reply) != 4:
+            # The zygote died while serving us: the call may have half run,
+            # so do not run it again; answer as a failed call.
+            from .cni.errors import INTERNAL, CniError
+            err = CniError(INTERNAL, "dockline zygote died while serving the call")
+            os.write(1, (jsonio.dumps(err.to_dict("1.1.0")) + "\n").encode())
+            return 1
+        return _struct.unpack("i", reply)[0]
+    finally:
+        sock.close()
+
+
+def start_in_background(stamp: str) -> None:
+    """Start a zygote detached from the caller (own session, stdio on
+    /dev/null: a runtime waiting for our stdout to close must not wait for
+    it).  Failures are ignored: the next call just serves itself again."""
+    try:
+        devnull = os.open("/dev/null", os.O_RDWR)
+        import sys
+        argv = [sys.executable, "-I", "-S", "-c",
+                "import sys; sys.path[:0] = %r; from dockline import zygote; zygote.serve(%r)"
+                % (sys.path, stamp)]
+        os.posix_spawn(sys.executable, argv, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+                       file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0),
+                                     (os.POSIX_SPAWN_DUP2, devnull, 1),
+                                     (os.POSIX_SPAWN_DUP2, devnull, 2)],
+                       setsid=True)
+        os.close(devnull)
+    except OSError:
+        pass
+
+
+# --- server ----------------------------------------------------------------
+
+def _preload() -> dict:
+    """Import every plugin and the netlink layer, so children start warm."""
+    modules = {}
+    for name in ("bridge", "host_local", "static", "portmap"):
+        try:
+            modules[name] = __import__(name)
+        except ImportError:
+            continue
+    try:
+        from . import netlink
+        for attr in ("open_netns", "current_netns", "NetlinkError", "NetnsError",
+                     "sysctl_set", "Netns", "Batch"):
+            getattr(netlink, attr)
+    except Exception:
+        pass
+    return modules
+
+
+def _serve_child(conn, payload: bytes, fds: list[int], modules: dict) -> None:
+    code = 1
+    try:
+        request = jsonio.loads(payload)
+        for target, fd in zip((0, 1, 2), fds):
+            os.dup2(fd, target)
+        for fd in fds:
+            os.close(fd)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        try:
+            os.chdir(request["cwd"])
+        except OSError:
+            os.chdir("/")
+        import sys
+        module = modules.get(request["module"]) or __import__(request["module"])
+        from .cni import skel
+        code = skel.run(module.HANDLERS, getattr(module, "ABOUT", f"dockline {request['module']}"))
+        sys.stdout.flush()
+        sys.stderr.flush()
+    finally:
+        try:
+            conn.send(_struct.pack("i", code))
+        finally:
+            os._exit(code)
+
+
+def serve(stamp: str) -> None:
+    listener = _socket.socket(AF_UNIX, SOCK_SEQPACKET)
+    try:
+        listener.bind(address(stamp))
+    except OSError:
+        return  # another zygote got there first
+    listener.listen(128)
+    modules = _preload()
+    import select
+    import signal
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    euid = os.geteuid()
+    cmsg_space = _socket.CMSG_SPACE(3 * 4)
+    while True:
+        ready, _, _ = select.select([listener], [], [], IDLE_SECONDS)
+        _reap()
+        if not ready:
+            return  # idle: let the namespaces we pin go
+        try:
+            fd, _ = listener._accept()
+        except OSError:
+            continue
+        conn = _socket.socket(AF_UNIX, SOCK_SEQPACKET, 0, fd)
+        try:
+            if _peer(conn)[1] != euid:
+                continue
+            payload, ancdata, _, _ = conn.recvmsg(_MAX_REQUEST, cmsg_space)
+            fds: list[int] = []
+            for level, kind, data in ancdata:
+                if level == SOL_SOCKET and kind == SCM_RIGHTS:
+                    fds += list(_struct.unpack(f"{len(data) // 4}i", data[: len(data) // 4 * 4]))
+            if len(fds) != 3 or not payload:
+                for f in fds:
+                    os.close(f)
+                continue
+            if os.fork() == 0:
+                listener.close()
+                _serve_child(conn, payload, fds, modules)
+            for f in fds:
+                os.close(f)
+        finally:
+            conn.close()
+
+
+def _reap() -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return

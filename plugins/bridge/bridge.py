@@ -1,0 +1,370 @@
+"""bridge: a Linux bridge on the host and a veth pair per container.
+
+A drop-in for the reference bridge plugin: same config, same kernel state,
+same result.  ADD: bridge -> veth pair (container end CNI_IFNAME, host end
+named after the attachment) -> IPAM -> addresses, routes and sysctls in the
+container -> gateway on the bridge -> masquerade.  Every step registers its
+undo, so a failure anywhere leaves nothing behind.
+"""
+from __future__ import annotations
+
+from dockline.bridge.config import BridgeConfig
+from dockline.bridge.naming import HOST_VETH_PREFIX, host_veth_name
+from dockline.bridge.undo import UndoStack
+from dockline.cni import delegate, skel
+from dockline.cni.attachments import valid_attachments
+from dockline.cni.errors import (ALREADY_EXISTS, INVALID_CONFIG, KERNEL_REFUSED, STATE_MISSING,
+                                 UNKNOWN_CONTAINER, CniError)
+from dockline.cni.result import family
+from dockline.cni.skel import Request
+from dockline.firewall import Owner, masquerade
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dockline.netlink import Link, Netns
+
+EEXIST = 17
+IFF_PROMISC = 0x100
+
+
+def _netlink():
+    """The netlink layer, loaded only by commands that touch links (it
+    costs ~20 ms)."""
+    import dockline.netlink as netlink
+    return netlink
+
+
+def _kernel_error(exc: OSError, what: str) -> CniError:
+    if exc.errno == EEXIST:
+        return CniError(ALREADY_EXISTS, what, str(exc))
+    return CniError(KERNEL_REFUSED, what, str(exc))
+
+
+def _open_container(netlink, path: str) -> Netns:
+    try:
+        return netlink.open_netns(path)
+    except netlink.NetnsError as exc:
+        raise CniError(UNKNOWN_CONTAINER, "cannot open the container's network namespace",
+                       str(exc)) from None
+
+
+# --- ADD ---------------------------------------------------------------------
+
+def _gateways(conf: BridgeConfig, ipam_result: dict) -> None:
+    """With isGateway every IP gets a gateway (IPAM's, else the subnet's
+    first address); isDefaultGateway adds the default routes."""
+    import ipaddress
+    for ip in ipam_result["ips"]:
+        if not ip.get("gateway"):
+            net = ipaddress.ip_interface(ip["address"]).network
+            ip["gateway"] = str(net.network_address + 1)
+    if conf.is_default_gateway:
+        routes = ipam_result.setdefault("routes", [])
+        for fam, default in (("4", "0.0.0.0/0"), ("6", "::/0")):
+            ip = next((i for i in ipam_result["ips"] if family(i["address"]) == fam), None)
+            if ip is None:
+                continue
+            if any(r["dst"] == default and r.get("gw") for r in routes):
+                continue
+            routes[:] = [r for r in routes if r["dst"] != default]
+            routes.append({"dst": default, "gw": ip["gateway"]})
+
+
+def _configure_container(conf: BridgeConfig, req: Request, ns: Netns, link: Link,
+                         ipam_result: dict) -> None:
+    ips = ipam_result["ips"]
+    if any(family(i["address"]) == "6" for i in ips):
+        if conf.enable_dad:
+            ns.sysctl_set(f"net/ipv6/conf/{req.ifname}/enhanced_dad", 1)
+            ns.sysctl_set(f"net/ipv6/conf/{req.ifname}/accept_dad", 1)
+        else:
+            ns.sysctl_set(f"net/ipv6/conf/{req.ifname}/accept_dad", 0)
+    if any(family(i["address"]) == "4" for i in ips):
+        ns.sysctl_set(f"net/ipv4/conf/{req.ifname}/arp_notify", 1)
+    gateways = {family(i["address"]): i.get("gateway") for i in reversed(ips)}
+    with ns.batch() as batch:
+        for ip in ips:
+            batch.add_address(link, ip["address"], nodad=not conf.enable_dad)
+        batch.set_link(link, up=True)
+        for route in ipam_result.get("routes") or []:
+            gw = route.get("gw") or gateways.get(family(route["dst"]))
+            batch.add_route(route["dst"], gateway=gw, link=link, metric=route.get("priority"),
+                            table=route.get("table"), scope=route.get("scope"),
+                            mtu=route.get("mtu"), advmss=route.get("advmss"))
+
+
+def _ensure_gateway_addresses(conf: BridgeConfig, host: Netns, bridge: Link, ips: list[dict]) -> None:
+    import ipaddress
+    for ip in ips:
+        net = ipaddress.ip_interface(ip["address"]).network
+        gw = ipaddress.ip_interface(f"{ip['gateway']}/{net.prefixlen}")
+        present = False
+        for addr in host.list_addresses(bridge):
+            have = ipaddress.ip_interface(f"{addr.address}/{addr.prefixlen}")
+            if have.version != gw.version or not have.network.overlaps(gw.network):
+                continue
+            if have == gw:
+                present = True
+            elif conf.force_address:
+                host.del_address(bridge, str(have), missing_ok=True)
+            else:
+                raise CniError(INVALID_CONFIG, f"{conf.bridge!r} already has an IP address "
+                               f"different from {gw}", f"it has {have}; set forceAddress to replace it")
+        if not present:
+            host.add_address(bridge, str(gw), nodad=True, exist_ok=True)
+        if gw.version == 4:
+            host.sysctl_set("net/ipv4/ip_forward", 1)
+        else:
+            host.sysctl_set("net/ipv6/conf/all/forwarding", 1)
+
+
+def _setup_host_port(conf: BridgeConfig, host: Netns, veth: Link, bridge: Link) -> None:
+    host.set_link(veth, master=bridge.index, up=True)
+    if conf.hairpin or conf.port_isolation:
+        host.set_bridge_port(veth, hairpin=conf.hairpin or None,
+                             isolated=conf.port_isolation or None)
+    if conf.vlan or conf.vlan_trunk:
+        with host.batch() as batch:
+            if not conf.preserve_default_vlan:
+                batch.bridge_vlan_del(veth, 1)
+            if conf.vlan:
+                batch.bridge_vlan_add(veth, conf.vlan, pvid=True, untagged=True)
+            if conf.vlan_trunk:
+                batch.bridge_vlan_add(veth, conf.vlan_trunk)
+
+
+def _attach(conf: BridgeConfig, req: Request, netlink, undo: UndoStack) -> dict:
+    owner = Owner(req.network, req.container_id, req.ifname)
+    host_name = host_veth_name(req.network, req.container_id, req.ifname)
+    with netlink.current_netns() as host, _open_container(netlink, req.netns) as ns:
+        vlan_filtering = True if (conf.vlan or conf.vlan_trunk) else None
+        bridge = host.ensure_bridge(conf.bridge, mtu=conf.mtu or None, vlan_filtering=vlan_filtering)
+        if conf.promisc:
+            host.set_link(bridge, promisc=True)
+        if ns.get_link(req.ifname) is not None:
+            raise CniError(ALREADY_EXISTS, f"container interface {req.ifname!r} already exists",
+                           f"in {req.netns}")
+        try:
+            container_if, host_if = ns.add_veth(req.ifname, peer_ns=host, peer_name=host_name,
+                                                mtu=conf.mtu or None, mac=conf.mac)
+        except netlink.NetlinkError as exc:
+            if exc.errno == EEXIST and host.get_link(host_name) is not None:
+                raise CniError(ALREADY_EXISTS, "this attachment already exists",
+                               f"host interface {host_name} is present: DEL it first") from None
+            raise
+        undo.push(f"delete veth {host_name}", lambda: host.delete_link(host_name))
+        _setup_host_port(conf, host, host_if, bridge)
+
+        result: dict = {"ips": [], "routes": [], "dns": {}}
+        if conf.ipam_type:
+            undo.push("release addresses (IPAM DEL)",
+                      lambda: delegate.run(req, conf.ipam_type, "DEL"))
+            result = delegate.run(req, conf.ipam_type, "ADD") or result
+            if not result.get("ips"):
+                raise CniError(INVALID_CONFIG, "IPAM plugin returned missing IP config")
+            if conf.is_gateway:
+                _gateways(conf, result)
+        if not conf.disable_container_interface:
+            _configure_container(conf, req, ns, container_if, result)
+        if conf.is_gateway and result["ips"]:
+            _ensure_gateway_addresses(conf, host, bridge, result["ips"])
+        if conf.ip_masq and result["ips"]:
+            backend = masquerade.choose_backend(conf.ip_masq_backend)
+            undo.push("remove masquerade rules", lambda: masquerade.delete(backend, owner))
+            masquerade.add(backend, owner, [(ip["address"], _subnet(ip["address"]))
+                                            for ip in result["ips"]])
+        bridge = host.get_link(bridge.index) or bridge
+        container_if = ns.get_link(container_if.index) or container_if
+        result["interfaces"] = [
+            {"name": bridge.name, "mac": bridge.mac},
+            {"name": host_if.name, "mac": host_if.mac},
+            {"name": container_if.name, "mac": container_if.mac, "mtu": container_if.mtu,
+             "sandbox": req.netns}]
+        for ip in result["ips"]:
+            ip["interface"] = 2
+        if conf.dns:
+            result["dns"] = conf.dns
+        return result
+
+
+def _subnet(address: str) -> str:
+    import ipaddress
+    return str(ipaddress.ip_interface(address).network)
+
+
+def cmd_add(req: Request) -> dict:
+    conf = BridgeConfig(req)
+    netlink = _netlink()
+    undo = UndoStack()
+    try:
+        result = _attach(conf, req, netlink, undo)
+    except netlink.NetlinkError as exc:
+        undo.unwind()
+        raise _kernel_error(exc, "bridge: failed to set up the container network") from None
+    except BaseException:
+        undo.unwind()
+        raise
+    undo.discard()
+    return result
+
+
+# --- DEL ---------------------------------------------------------------------
+
+def _delete_foreign_veth(netlink, host: Netns, req: Request, bridge_name: str) -> None:
+    """A container attached by another bridge plugin (e.g. the reference's,
+    with a random host name): delete its veth only if it really is a veth
+    whose peer sits on our bridge; anything else was not made by a bridge
+    plugin and is left alone."""
+    try:
+        ns = netlink.open_netns(req.netns)
+    except netlink.NetnsError:
+        return  # the namespace is gone, and with it the veth
+    with ns:
+        link = ns.get_link(req.ifname)
+        if link is None or link.kind != "veth" or not link.link:
+            return
+        bridge = host.get_link(bridge_name)
+        peer = host.get_link(link.link)
+        if bridge is not None and peer is not None and peer.master == bridge.index:
+            host.delete_link(peer.index)
+
+
+def cmd_del(req: Request) -> None:
+    conf = BridgeConfig(req)
+    errors: list[CniError] = []
+    if conf.ipam_type:
+        try:
+            delegate.run(req, conf.ipam_type, "DEL")
+        except CniError as err:
+            errors.append(err)
+    netlink = _netlink()
+    host_name = host_veth_name(req.network, req.container_id, req.ifname)
+    try:
+        with netlink.current_netns() as host:
+            if host.get_link(host_name) is not None:
+                host.delete_link(host_name)
+            elif req.netns:
+                _delete_foreign_veth(netlink, host, req, conf.bridge)
+    except netlink.NetlinkError as exc:
+        errors.append(_kernel_error(exc, "bridge: failed to delete the veth"))
+    if conf.ip_masq:
+        try:
+            backend = masquerade.choose_backend(conf.ip_masq_backend)
+            masquerade.delete(backend, Owner(req.network, req.container_id, req.ifname))
+        except CniError as err:
+            errors.append(err)
+    if errors:
+        raise errors[0]
+
+
+# --- CHECK -------------------------------------------------------------------
+
+def _missing(what: str, details: str = "") -> CniError:
+    return CniError(STATE_MISSING, f"bridge CHECK: {what}", details)
+
+
+def cmd_check(req: Request) -> None:
+    import ipaddress
+    conf = BridgeConfig(req)
+    prev = req.prev_result
+    if prev is None:
+        raise CniError(INVALID_CONFIG, "bridge CHECK: required prevResult missing")
+    if conf.ipam_type:
+        delegate.run(req, conf.ipam_type, "CHECK")
+    netlink = _netlink()
+    with netlink.current_netns() as host, _open_container(netlink, req.netns) as ns:
+        bridge = host.get_link(conf.bridge)
+        if bridge is None or bridge.kind != "bridge":
+            raise _missing(f"bridge {conf.bridge!r} is missing or not a bridge")
+        if conf.promisc and not bridge.flags & IFF_PROMISC:
+            raise _missing(f"bridge {conf.bridge!r} is not promiscuous")
+        link = ns.get_link(req.ifname)
+        if link is None or link.kind != "veth":
+            raise _missing(f"container interface {req.ifname!r} is missing or not a veth")
+        ifaces = prev.get("interfaces") or []
+        mine = [i for i, iface in enumerate(ifaces)
+                if iface.get("name") == req.ifname and iface.get("sandbox")]
+        expected_mac = ifaces[mine[0]].get("mac") if mine else None
+        if expected_mac and expected_mac.lower() != (link.mac or ""):
+            raise _missing(f"{req.ifname} has MAC {link.mac}, expected {expected_mac}")
+        peer = host.get_link(link.link) if link.link else None
+        if peer is None or peer.master != bridge.index:
+            raise _missing(f"the host end of {req.ifname} is not a port of {conf.bridge!r}")
+        have = {ipaddress.ip_interface(f"{a.address}/{a.prefixlen}") for a in ns.list_addresses(link)}
+        for ip in prev.get("ips") or []:
+            if mine and ip.get("interface") not in mine:
+                continue
+            if ipaddress.ip_interface(ip["address"]) not in have:
+                raise _missing(f"address {ip['address']} is not on {req.ifname}")
+        routes = ns.list_routes(link)
+        for route in prev.get("routes") or []:
+            dst = ipaddress.ip_network(route["dst"])
+            if not any(_route_matches(r, dst, route.get("gw")) for r in routes):
+                raise _missing(f"route to {route['dst']} is missing in the container")
+
+
+def _route_matches(route, dst, gw) -> bool:
+    import ipaddress
+    have_dst = route.dst
+    if have_dst in (None, "", "default"):
+        have_dst = "0.0.0.0/0" if dst.version == 4 else "::/0"
+    try:
+        if ipaddress.ip_network(have_dst, strict=False) != dst:
+            return False
+    except ValueError:
+        return False
+    return gw is None or (route.gateway is not None and
+                          ipaddress.ip_address(route.gateway) == ipaddress.ip_address(gw))
+
+
+# --- GC and STATUS -----------------------------------------------------------
+
+def cmd_gc(req: Request) -> None:
+    conf = BridgeConfig(req)
+    errors: list[CniError] = []
+    if conf.ipam_type:
+        try:
+            delegate.run(req, conf.ipam_type, "GC")
+        except CniError as err:
+            errors.append(err)
+    valid = valid_attachments(req.config)
+    keep = {host_veth_name(req.network, cid, ifname) for cid, ifname in valid}
+    netlink = _netlink()
+    try:
+        with netlink.current_netns() as host:
+            bridge = host.get_link(conf.bridge)
+            if bridge is not None:
+                for link in host.list_links():
+                    if (link.master == bridge.index and link.kind == "veth"
+                            and link.name.startswith(HOST_VETH_PREFIX) and link.name not in keep):
+                        host.delete_link(link.index)
+    except netlink.NetlinkError as exc:
+        errors.append(_kernel_error(exc, "bridge GC: failed to delete a stale veth"))
+    if conf.ip_masq:
+        try:
+            masquerade.gc(masquerade.choose_backend(conf.ip_masq_backend), req.network, valid)
+        except CniError as err:
+            errors.append(err)
+    if errors:
+        raise errors[0]
+
+
+def cmd_status(req: Request) -> None:
+    conf = BridgeConfig(req)
+    if conf.ipam_type:
+        delegate.run(req, conf.ipam_type, "STATUS")
+
+
+HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc,
+            "STATUS": cmd_status}
+
+
+ABOUT = "dockline bridge"
+
+
+def main() -> None:
+    skel.main(HANDLERS, ABOUT)
+
+
+if __name__ == "__main__":
+    main()

@@ -133,58 +133,58 @@ def _setup_host_port(conf: BridgeConfig, host: Netns, veth: Link, bridge: Link) 
                 batch.bridge_vlan_add(veth, conf.vlan_trunk)
 
 
-def _attach(conf: BridgeConfig, req: Request, netlink, undo: UndoStack) -> dict:
+def _attach(conf: BridgeConfig, req: Request, netlink, host: Netns, ns: Netns,
+            undo: UndoStack) -> dict:
     owner = Owner(req.network, req.container_id, req.ifname)
     host_name = host_veth_name(req.network, req.container_id, req.ifname)
-    with netlink.current_netns() as host, _open_container(netlink, req.netns) as ns:
-        vlan_filtering = True if (conf.vlan or conf.vlan_trunk) else None
-        bridge = host.ensure_bridge(conf.bridge, mtu=conf.mtu or None, vlan_filtering=vlan_filtering)
-        if conf.promisc:
-            host.set_link(bridge, promisc=True)
-        if ns.get_link(req.ifname) is not None:
-            raise CniError(ALREADY_EXISTS, f"container interface {req.ifname!r} already exists",
-                           f"in {req.netns}")
-        try:
-            container_if, host_if = ns.add_veth(req.ifname, peer_ns=host, peer_name=host_name,
-                                                mtu=conf.mtu or None, mac=conf.mac)
-        except netlink.NetlinkError as exc:
-            if exc.errno == EEXIST and host.get_link(host_name) is not None:
-                raise CniError(ALREADY_EXISTS, "this attachment already exists",
-                               f"host interface {host_name} is present: DEL it first") from None
-            raise
-        undo.push(f"delete veth {host_name}", lambda: host.delete_link(host_name))
-        _setup_host_port(conf, host, host_if, bridge)
+    vlan_filtering = True if (conf.vlan or conf.vlan_trunk) else None
+    bridge = host.ensure_bridge(conf.bridge, mtu=conf.mtu or None, vlan_filtering=vlan_filtering)
+    if conf.promisc:
+        host.set_link(bridge, promisc=True)
+    if ns.get_link(req.ifname) is not None:
+        raise CniError(ALREADY_EXISTS, f"container interface {req.ifname!r} already exists",
+                       f"in {req.netns}")
+    try:
+        container_if, host_if = ns.add_veth(req.ifname, peer_ns=host, peer_name=host_name,
+                                            mtu=conf.mtu or None, mac=conf.mac)
+    except netlink.NetlinkError as exc:
+        if exc.errno == EEXIST and host.get_link(host_name) is not None:
+            raise CniError(ALREADY_EXISTS, "this attachment already exists",
+                           f"host interface {host_name} is present: DEL it first") from None
+        raise
+    undo.push(f"delete veth {host_name}", lambda: host.delete_link(host_name))
+    _setup_host_port(conf, host, host_if, bridge)
 
-        result: dict = {"ips": [], "routes": [], "dns": {}}
-        if conf.ipam_type:
-            undo.push("release addresses (IPAM DEL)",
-                      lambda: delegate.run(req, conf.ipam_type, "DEL"))
-            result = delegate.run(req, conf.ipam_type, "ADD") or result
-            if not result.get("ips"):
-                raise CniError(INVALID_CONFIG, "IPAM plugin returned missing IP config")
-            if conf.is_gateway:
-                _gateways(conf, result)
-        if not conf.disable_container_interface:
-            _configure_container(conf, req, ns, container_if, result)
-        if conf.is_gateway and result["ips"]:
-            _ensure_gateway_addresses(conf, host, bridge, result["ips"])
-        if conf.ip_masq and result["ips"]:
-            backend = masquerade.choose_backend(conf.ip_masq_backend)
-            undo.push("remove masquerade rules", lambda: masquerade.delete(backend, owner))
-            masquerade.add(backend, owner, [(ip["address"], _subnet(ip["address"]))
-                                            for ip in result["ips"]])
-        bridge = host.get_link(bridge.index) or bridge
-        container_if = ns.get_link(container_if.index) or container_if
-        result["interfaces"] = [
-            {"name": bridge.name, "mac": bridge.mac},
-            {"name": host_if.name, "mac": host_if.mac},
-            {"name": container_if.name, "mac": container_if.mac, "mtu": container_if.mtu,
-             "sandbox": req.netns}]
-        for ip in result["ips"]:
-            ip["interface"] = 2
-        if conf.dns:
-            result["dns"] = conf.dns
-        return result
+    result: dict = {"ips": [], "routes": [], "dns": {}}
+    if conf.ipam_type:
+        undo.push("release addresses (IPAM DEL)",
+                  lambda: delegate.run(req, conf.ipam_type, "DEL"))
+        result = delegate.run(req, conf.ipam_type, "ADD") or result
+        if not result.get("ips"):
+            raise CniError(INVALID_CONFIG, "IPAM plugin returned missing IP config")
+        if conf.is_gateway:
+            _gateways(conf, result)
+    if not conf.disable_container_interface:
+        _configure_container(conf, req, ns, container_if, result)
+    if conf.is_gateway and result["ips"]:
+        _ensure_gateway_addresses(conf, host, bridge, result["ips"])
+    if conf.ip_masq and result["ips"]:
+        backend = masquerade.choose_backend(conf.ip_masq_backend)
+        undo.push("remove masquerade rules", lambda: masquerade.delete(backend, owner))
+        masquerade.add(backend, owner, [(ip["address"], _subnet(ip["address"]))
+                                        for ip in result["ips"]])
+    bridge = host.get_link(bridge.index) or bridge
+    container_if = ns.get_link(container_if.index) or container_if
+    result["interfaces"] = [
+        {"name": bridge.name, "mac": bridge.mac},
+        {"name": host_if.name, "mac": host_if.mac},
+        {"name": container_if.name, "mac": container_if.mac, "mtu": container_if.mtu,
+         "sandbox": req.netns}]
+    for ip in result["ips"]:
+        ip["interface"] = 2
+    if conf.dns:
+        result["dns"] = conf.dns
+    return result
 
 
 def _subnet(address: str) -> str:
@@ -196,14 +196,15 @@ def cmd_add(req: Request) -> dict:
     conf = BridgeConfig(req)
     netlink = _netlink()
     undo = UndoStack()
-    try:
-        result = _attach(conf, req, netlink, undo)
-    except netlink.NetlinkError as exc:
-        undo.unwind()
-        raise _kernel_error(exc, "bridge: failed to set up the container network") from None
-    except BaseException:
-        undo.unwind()
-        raise
+    with netlink.current_netns() as host, _open_container(netlink, req.netns) as ns:
+        try:
+            result = _attach(conf, req, netlink, host, ns, undo)
+        except netlink.NetlinkError as exc:
+            undo.unwind()
+            raise _kernel_error(exc, "bridge: failed to set up the container network") from None
+        except BaseException:
+            undo.unwind()
+            raise
     undo.discard()
     return result
 

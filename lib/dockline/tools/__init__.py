@@ -1,0 +1,1 @@
+"""Tools around the plugins (not on any plugin's path)."""

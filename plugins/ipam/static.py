@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dockline.cni import skel
+from dockline.cni.errors import INVALID_CONFIG, STATE_MISSING, CniError
 from dockline.cni.skel import Request
 from dockline.ipam import static
 
@@ -11,13 +12,28 @@ def cmd_add(req: Request) -> dict:
 
 
 def cmd_del(req: Request) -> None:
-    static.load(req)  # nothing is held; still refuse a broken config
+    """Nothing was allocated, so there is nothing to free: DEL succeeds
+    whatever state the container or the config is in."""
 
 
 def cmd_check(req: Request) -> None:
-    # The addresses live on the interface the main plugin configured; the
-    # main plugin's CHECK verifies them, so static only validates its config.
-    static.load(req)
+    """Every configured address must be in the result the runtime cached,
+    with the configured gateway (the main plugin checks the interface)."""
+    prev = req.prev_result
+    if prev is None:
+        raise CniError(INVALID_CONFIG, "static CHECK: required prevResult missing")
+    import ipaddress
+    have = {}
+    for ip in prev.get("ips") or []:
+        have[ipaddress.ip_interface(ip["address"]).ip] = ip.get("gateway")
+    for ip in static.load(req)["ips"]:
+        addr = ipaddress.ip_interface(ip["address"]).ip
+        if addr not in have:
+            raise CniError(STATE_MISSING, f"static CHECK: address {addr} is not in the result")
+        want = ip.get("gateway")
+        if want and (not have[addr] or ipaddress.ip_address(have[addr]) != ipaddress.ip_address(want)):
+            raise CniError(STATE_MISSING, f"static CHECK: address {addr} has gateway "
+                           f"{have[addr] or 'none'}, expected {want}")
 
 
 def cmd_status(req: Request) -> None:
@@ -26,8 +42,6 @@ def cmd_status(req: Request) -> None:
 
 HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": None,
             "STATUS": cmd_status}
-
-
 ABOUT = "dockline static"
 
 

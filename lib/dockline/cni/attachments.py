@@ -19,7 +19,12 @@ def valid_attachments(config: dict) -> set[tuple[str, str]]:
         raise CniError(INVALID_CONFIG, "invalid valid-attachments", "not a list")
     out = set()
     for item in items:
-        if not isinstance(item, dict):
-            raise CniError(INVALID_CONFIG, "invalid valid-attachments entry", repr(item))
-        out.add((str(item.get("containerID", "")), str(item.get("ifname", ""))))
+        cid = item.get("containerID") if isinstance(item, dict) else None
+        ifname = item.get("ifname") if isinstance(item, dict) else None
+        # A malformed entry must stop GC: read as "not valid", it would
+        # release a live container's resources.
+        if not (isinstance(cid, str) and cid and isinstance(ifname, str) and ifname):
+            raise CniError(INVALID_CONFIG, "invalid valid-attachments entry",
+                           f"{item!r}: needs string containerID and ifname")
+        out.add((cid, ifname))
     return out

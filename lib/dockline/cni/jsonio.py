@@ -53,6 +53,16 @@ def loads(text: str | bytes):
         raise DecodeError("expecting a value", stop.value) from None
     except ValueError as exc:  # JSONDecodeError is a ValueError subclass
         raise DecodeError(getattr(exc, "msg", str(exc)), getattr(exc, "pos", pos)) from None
+    except SystemError:
+        # _json reports errors inside objects and arrays through
+        # json.decoder, which it only finds if already imported: this is
+        # the error path, so pay for the import and ask again.
+        import json
+        try:
+            json.loads(text)
+        except ValueError as exc:
+            raise DecodeError(getattr(exc, "msg", str(exc)), getattr(exc, "pos", 0)) from None
+        raise DecodeError("malformed JSON", 0) from None
     while pos < end and text[pos] in _WHITESPACE:
         pos += 1
     if pos != end:

@@ -227,6 +227,10 @@ def run(handlers: dict[str, Handler], about: str) -> int:
     except CniError as err:
         _fail(err, reply_version, about)
         return 1
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename else ""
+        _fail(CniError(IO_FAILURE, "I/O failure", f"{exc.strerror or exc}{where}"), reply_version, about)
+        return 1
     except Exception as exc:  # a bug: answer in CNI form, keep stdout clean
         err = CniError(INTERNAL, "internal error", f"{type(exc).__name__}: {exc}")
         if env.get("DOCKLINE_DEBUG"):

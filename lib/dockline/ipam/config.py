@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 from ..cni.errors import INCOMPATIBLE_VERSION, INVALID_CONFIG, CniError
 from ..cni.skel import Request
 from ..cni.version import at_least
-from .ranges import RangeSet, parse_ip, parse_subnet
+from .ranges import RangeSet, parse_ip
 
 _LEGACY_RANGE_KEYS = ("subnet", "rangeStart", "rangeEnd", "gateway")
 
@@ -52,13 +52,25 @@ def parse_routes(value) -> list[dict]:
     for route in value:
         if not isinstance(route, dict) or "dst" not in route:
             raise CniError(INVALID_CONFIG, "invalid route", f"{route!r} needs a dst")
-        dst = parse_subnet(route["dst"], "route dst")
         out = dict(route)
-        out["dst"] = str(dst)
+        out["dst"] = _route_dst(route["dst"])
         if route.get("gw"):
             out["gw"] = str(parse_ip(route["gw"], "route gw"))
         routes.append(out)
     return routes
+
+
+def _route_dst(text) -> str:
+    """A route's dst in canonical form.  Host bits are allowed and kept, as
+    the reference does (its README has such an example)."""
+    import ipaddress
+    if not isinstance(text, str) or "/" not in text:
+        raise CniError(INVALID_CONFIG, "invalid route dst", f"{text!r} is not in CIDR notation")
+    try:
+        iface = ipaddress.ip_interface(text)
+    except ValueError as exc:
+        raise CniError(INVALID_CONFIG, "invalid route dst", f"{text!r}: {exc}") from None
+    return f"{iface.ip}/{iface.network.prefixlen}"
 
 
 def _string(ipam: dict, key: str) -> str:

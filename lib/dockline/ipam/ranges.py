@@ -18,13 +18,17 @@ from ..cni.errors import INVALID_CONFIG, CniError
 
 
 def parse_ip(text, what: str) -> IPAddress:
-    """An address, or the address part of a CIDR (as requested IPs may be)."""
+    """An address, or the address part of a CIDR (as requested IPs may be).
+    An IPv4-mapped IPv6 address is the IPv4 address, as Go's net.IP has it."""
     if not isinstance(text, str):
         raise CniError(INVALID_CONFIG, f"invalid {what}", f"{text!r} is not a string")
     try:
-        return ipaddress.ip_address(text.split("/", 1)[0])
+        ip = ipaddress.ip_interface(text).ip if "/" in text else ipaddress.ip_address(text)
     except ValueError:
         raise CniError(INVALID_CONFIG, f"invalid {what}", f"{text!r} is not an IP address") from None
+    if ip.version == 6 and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
 
 
 def parse_subnet(text, what: str = "subnet") -> IPNetwork:

@@ -48,13 +48,14 @@ def load(req: Request) -> dict:
             addr["gateway"] = parse_ip(entry["gateway"], "gateway")
         addresses.append(addr)
     env = req.cni_args(("IP", "GATEWAY"))
-    for item in filter(None, (s.strip() for s in env.get("IP", "").split(","))):
-        addresses.append({"address": _interface(item, "CNI_ARGS IP")})
+    from_env = [{"address": _interface(item, "CNI_ARGS IP")}
+                for item in filter(None, (s.strip() for s in env.get("IP", "").split(",")))]
     for item in filter(None, (s.strip() for s in env.get("GATEWAY", "").split(","))):
         gw = parse_ip(item, "CNI_ARGS GATEWAY")
-        for addr in addresses:
+        for addr in from_env:  # GATEWAY= goes with IP=, as the reference has it
             if gw.version == addr["address"].version and gw in addr["address"].network:
                 addr["gateway"] = gw
+    addresses += from_env
     if req.args_cni.get("ips") is not None:
         addresses = _ips_override(req.args_cni["ips"], "args.cni.ips")
     if req.runtime_config.get("ips") is not None:

@@ -21,7 +21,7 @@ class Link(NamedTuple):
     mac: str | None         # 'aa:bb:cc:dd:ee:ff'
     mtu: int
     flags: int              # IFF_* bits
-    operstate: str          # 'up', 'down', 'unknown', 'lowerlayerdown', ...
+    operstate: str          # as ip(8) shows it: 'UP', 'DOWN', 'UNKNOWN', 'LOWERLAYERDOWN', ...
     master: int | None      # ifindex of the master (bridge), if enslaved
     link: int | None        # IFLA_LINK: for a veth, the peer's ifindex (in the peer's netns)
     link_netnsid: int | None  # set when IFLA_LINK refers to another netns
@@ -45,7 +45,7 @@ def link_from_msg(msg: Any) -> Link:
         mac=get("IFLA_ADDRESS"),
         mtu=get("IFLA_MTU"),
         flags=msg["flags"],
-        operstate=get("IFLA_OPERSTATE") or "unknown",
+        operstate=get("IFLA_OPERSTATE") or "UNKNOWN",
         master=get("IFLA_MASTER"),
         link=get("IFLA_LINK"),
         link_netnsid=get("IFLA_LINK_NETNSID"),

@@ -22,16 +22,26 @@ def _serve_here(module_name: str) -> int:
     return skel.run(module.HANDLERS, getattr(module, "ABOUT", f"dockline {module_name}"))
 
 
+def _exit(code: int) -> None:
+    """Flush and leave without the interpreter's teardown (~4 ms): there is
+    nothing left to clean up that the kernel does not clean up."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def launch(module: str, stamp: str) -> None:
     env = os.environ
     command = env.get("CNI_COMMAND", "")
-    # VERSION and the usage text are cheaper here than a round trip.
-    if command in ("", "VERSION") or env.get("DOCKLINE_NO_ZYGOTE"):
-        sys.exit(_serve_here(module))
+    if command == "VERSION":  # runtimes send it before every call: keep it bare
+        from dockline.cni import skel
+        _exit(skel.run({}, "dockline"))
+    if not command or env.get("DOCKLINE_NO_ZYGOTE"):
+        _exit(_serve_here(module))
     from dockline import zygote
     code = zygote.call(module, stamp)
     if code is None:
         code = _serve_here(module)
         sys.stdout.flush()
         zygote.start_in_background(stamp)
-    sys.exit(code)
+    _exit(code)

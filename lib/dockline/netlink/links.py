@@ -162,8 +162,10 @@ class LinkOps(LinkWriteOps):
         that name is an error (EEXIST).
         """
         for _ in range(3):
+            # Created down: IPv6 DAD is turned off before it comes up, or its
+            # link-local address stays tentative for ~2 s and neighbour
+            # discovery towards the first containers waits for it.
             create = link_msg(name)
-            _set_flags(create, IFF_UP, IFF_UP)
             create["attrs"] += _optional(IFLA_MTU=mtu) + [
                 ("IFLA_ADDRESS", random_mac()), _bridge_linkinfo(vlan_filtering)]
             created, got = self._rtnl.execute([
@@ -178,7 +180,8 @@ class LinkOps(LinkWriteOps):
                 raise NetlinkError(EEXIST, f"link {name!r} already exists and is not a bridge "
                                            f"(kind {link.kind or 'device'})")
             if not created.error:
-                return link
+                self._no_dad_then_up(link)
+                return link_from_result(self._rtnl.execute([get_link_request(link.index)])[0]) or link
             # It existed (or a concurrent creator won): set it up, pin its MAC.
             update = link_msg(link.index)
             _set_flags(update, IFF_UP, IFF_UP)
@@ -190,6 +193,17 @@ class LinkOps(LinkWriteOps):
                 get_link_request(link.index)])
             return link_from_result(got) or link
         raise NetlinkError(EEXIST, f"bridge {name!r} keeps disappearing while being created")
+
+    def _no_dad_then_up(self, link: Link) -> None:
+        conf = f"net/ipv6/conf/{link.name}/accept_dad"
+        if os.path.exists("/proc/sys/" + conf):
+            try:
+                self.sysctl_set(conf, 0)  # type: ignore[attr-defined]
+            except OSError:
+                pass  # IPv6 disabled or sysctl read-only: just slower
+        up = link_msg(link.index)
+        _set_flags(up, IFF_UP, IFF_UP)
+        self._rtnl.execute([Request(RTM_NEWLINK, 0, up, f"set up bridge {link.name}")])
 
     def add_veth(self, name: str, *, peer_ns: "Netns | None" = None, peer_name: str | None = None,
                  mtu: int | None = None, mac: str | None = None, peer_mac: str | None = None,

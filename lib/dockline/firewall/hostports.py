@@ -1,0 +1,399 @@
+"""Published ports: DNAT from host ports to a container, owned by the
+attachment, one firewall transaction per change.
+
+nftables (table ``inet dockline_portmap``): three verdict maps keyed by
+(protocol . port), (IPv4 host address . protocol . port) and (IPv6 host
+address . protocol . port) send local-destined traffic to a per-attachment
+chain ``c-<tag>`` holding the DNAT and masquerade-mark rules.  Lookups are
+constant time however many ports are published, a map key can be taken
+only once (``create element``: a second container asking for the same host
+port fails atomically), and DEL finds the attachment's keys by reading the
+maps, so it does not need the runtime to resend portMappings.
+
+iptables (nat table): chain ``DOCKLINE-HOSTPORTS`` (entered from PREROUTING
+and OUTPUT for local destinations) jumps per mapping to ``DLP-<tag>``;
+``DOCKLINE-HOSTPORTS-MASQ`` (from POSTROUTING) masquerades marked packets.
+Rules carry the comment ``dl-<tag> <proto>/<port>/<hostIP>`` by which DEL and
+GC find them and ADD detects host ports already taken (under a lock, since
+iptables has no unique keys).
+"""
+from __future__ import annotations
+
+import fcntl
+import os
+
+from .. import proc
+from ..cni import jsonio
+from ..cni.errors import ADDRESS_IN_USE, INVALID_CONFIG, STATE_MISSING, CniError
+from . import Owner
+from .masquerade import FirewallError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..portmap.config import ContainerIP, Mapping, PortmapConfig
+
+NFT_TABLE = "dockline_portmap"
+IPT_CHAIN = "DOCKLINE-HOSTPORTS"
+IPT_MASQ_CHAIN = "DOCKLINE-HOSTPORTS-MASQ"
+IPT_PREFIX = "DLP-"
+LOCK_PATH = "/var/lib/cni/dockline/portmap.lock"
+_MAPS = {None: "ports", 4: "ports4", 6: "ports6"}
+_RESTORE = {4: "iptables-restore", 6: "ip6tables-restore"}
+_SAVE = {4: "iptables-save", 6: "ip6tables-save"}
+
+
+def choose_backend(conf: PortmapConfig) -> str:
+    if conf.backend:
+        return conf.backend
+    conditions = conf.conditions_v4 + conf.conditions_v6
+    if conditions and not any(c.strip().startswith(("-", "!")) for c in conditions):
+        return "nftables"  # nft-syntax conditions say which backend is meant
+    if proc.which("iptables-restore"):
+        return "iptables"
+    if proc.which("nft"):
+        return "nftables"
+    raise CniError(INVALID_CONFIG, "portmap needs iptables or nftables", "neither is installed")
+
+
+class Entry:
+    """One mapping for one container address family."""
+    __slots__ = ("mapping", "ip")
+
+    def __init__(self, mapping: Mapping, ip: ContainerIP) -> None:
+        self.mapping = mapping
+        self.ip = ip
+
+
+def entries(conf: PortmapConfig) -> list[Entry]:
+    out = []
+    for m in conf.mappings:
+        for ip in conf.container_ips:
+            if m.host_ip is None or m.host_ip.version == ip.version:
+                out.append(Entry(m, ip))
+    return out
+
+
+def _dest(ip: ContainerIP, port: int) -> str:
+    return f"[{ip.address}]:{port}" if ip.version == 6 else f"{ip.address}:{port}"
+
+
+# --- nftables ------------------------------------------------------------
+
+def _nft(script: str, what: str) -> None:
+    result = proc.run(["nft", "-f", "-"], script.encode())
+    if result.returncode != 0:
+        if "File exists" in result.error_text and "element" in result.error_text:
+            raise CniError(ADDRESS_IN_USE, "host port already in use",
+                           "another container publishes the same host port and protocol "
+                           "on the same host address")
+        raise FirewallError(what, result)
+
+
+def _nft_base(mark: int) -> list[str]:
+    t = f"inet {NFT_TABLE}"
+    lines = [f"add table {t}"]
+    for chain, hook, prio in (("prerouting", "prerouting", -100), ("output", "output", -100),
+                              ("postrouting", "postrouting", 100)):
+        lines.append(f"add chain {t} {chain} {{ type nat hook {hook} priority {prio}; policy accept; }}")
+    lines += [f"add map {t} ports {{ type inet_proto . inet_service : verdict; }}",
+              f"add map {t} ports4 {{ type ipv4_addr . inet_proto . inet_service : verdict; }}",
+              f"add map {t} ports6 {{ type ipv6_addr . inet_proto . inet_service : verdict; }}"]
+    # The base chains are constant-size; rewriting them in the same
+    # transaction keeps them right whatever state they were left in.
+    for chain in ("prerouting", "output"):
+        lines += [f"flush chain {t} {chain}",
+                  f"add rule {t} {chain} fib daddr type local ip daddr . meta l4proto . th dport vmap @ports4",
+                  f"add rule {t} {chain} fib daddr type local ip6 daddr . meta l4proto . th dport vmap @ports6",
+                  f"add rule {t} {chain} fib daddr type local meta l4proto . th dport vmap @ports"]
+    lines += [f"flush chain {t} postrouting",
+              f"add rule {t} postrouting meta mark & {mark:#x} == {mark:#x} masquerade"]
+    return lines
+
+
+def _nft_add(owner: Owner, conf: PortmapConfig, todo: list[Entry]) -> None:
+    t = f"inet {NFT_TABLE}"
+    chain = f"c-{owner.tag}"
+    lines = _nft_base(conf.mark) + [f"add chain {t} {chain}", f"flush chain {t} {chain}"]
+    keys: dict[str, set[str]] = {}
+    for e in todo:
+        m, ip = e.mapping, e.ip
+        fam = "ip6" if ip.version == 6 else "ip"
+        nfproto = "ipv6" if ip.version == 6 else "ipv4"
+        conds = " ".join(conf.conditions_v6 if ip.version == 6 else conf.conditions_v4)
+        match = f"meta nfproto {nfproto} {conds} " + (f"{fam} daddr {m.host_ip} " if m.host_ip else "")
+        match += f"{m.protocol} dport {m.host_port}"
+        if conf.snat:
+            if conf.masq_all:
+                lines.append(f"add rule {t} {chain} {match} meta mark set mark or {conf.mark:#x}")
+            else:
+                sources = [str(ip.subnet)] + (["127.0.0.0/8"] if ip.version == 4 else [])
+                lines.append(f"add rule {t} {chain} {match} {fam} saddr {{ {', '.join(sources)} }} "
+                             f"meta mark set mark or {conf.mark:#x}")
+        lines.append(f"add rule {t} {chain} {match} dnat {fam} to {_dest(ip, m.container_port)}")
+        version = m.host_ip.version if m.host_ip else None
+        key = (f"{m.host_ip} . " if m.host_ip else "") + f"{m.protocol} . {m.host_port}"
+        keys.setdefault(_MAPS[version], set()).add(key)
+    for map_name, map_keys in keys.items():
+        for key in sorted(map_keys):
+            lines.append(f"create element {t} {map_name} {{ {key} : jump {chain} }}")
+    _nft("\n".join(lines) + "\n", "publishing ports")
+
+
+def _nft_elements() -> list[tuple[str, str, str]]:
+    """(map, key text, target chain) of every element in our maps."""
+    result = proc.run(["nft", "-j", "list", "maps"])
+    if result.returncode != 0:
+        return []
+    found = []
+    for item in jsonio.loads(result.stdout).get("nftables", []):
+        m = item.get("map")
+        if not m or m.get("table") != NFT_TABLE or m.get("family") != "inet":
+            continue
+        for key, verdict in m.get("elem") or []:
+            parts = key["concat"] if isinstance(key, dict) and "concat" in key else [key]
+            target = (verdict.get("jump") or verdict.get("goto") or {}).get("target", "")
+            found.append((m["name"], " . ".join(str(p) for p in parts), target))
+    return found
+
+
+def _nft_chains() -> set[str]:
+    result = proc.run(["nft", "-j", "list", "chains", "inet"])
+    if result.returncode != 0:
+        return set()
+    return {item["chain"]["name"] for item in jsonio.loads(result.stdout).get("nftables", [])
+            if "chain" in item and item["chain"].get("table") == NFT_TABLE}
+
+
+def _nft_remove(tags: set[str], elements, chains: set[str]) -> list[str]:
+    """Delete the elements and chains of the given tags; returns the
+    released 'proto/port' pairs (for the conntrack flush)."""
+    t = f"inet {NFT_TABLE}"
+    lines, released = [], []
+    for map_name, key, target in elements:
+        if target.startswith("c-") and target[2:] in tags:
+            lines.append(f"delete element {t} {map_name} {{ {key} }}")
+            parts = key.split(" . ")
+            released.append(f"{parts[-2]}/{parts[-1]}")
+    for tag in sorted(tags):
+        if f"c-{tag}" in chains:
+            lines += [f"flush chain {t} c-{tag}", f"delete chain {t} c-{tag}"]
+    if lines:
+        _nft("\n".join(lines) + "\n", "removing published ports")
+    return released
+
+
+# --- iptables ------------------------------------------------------------
+
+class _Lock:
+    """Serialises iptables ADDs: the host-port check and the insert must be
+    one step, and iptables has no unique keys to do it for us."""
+
+    def __enter__(self) -> None:
+        os.makedirs(os.path.dirname(LOCK_PATH), exist_ok=True)
+        self.fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
+
+
+def _ipt_save(family: int) -> list[str]:
+    result = proc.run([_SAVE[family], "-t", "nat"])
+    return result.stdout.decode(errors="replace").splitlines() if result.returncode == 0 else []
+
+
+def _ipt_restore(family: int, lines: list[str], what: str) -> None:
+    result = proc.run([_RESTORE[family], "--noflush", "-w", "5"],
+                      ("\n".join(["*nat"] + lines + ["COMMIT"]) + "\n").encode())
+    if result.returncode != 0:
+        raise FirewallError(what, result)
+
+
+def _ipt_tag_of(line: str) -> tuple[str, str] | None:
+    """(tag, mapping key) from a rule's 'dl-<tag> <key>' comment."""
+    if '--comment "dl-' not in line:
+        return None
+    text = line.split('--comment "dl-', 1)[1].split('"', 1)[0]
+    tag, _, key = text.partition(" ")
+    return tag, key
+
+
+def _ipt_ensure_base(family: int, saved: list[str]) -> None:
+    chains = {line[1:].split()[0] for line in saved if line.startswith(":")}
+    if IPT_CHAIN in chains and IPT_MASQ_CHAIN in chains:
+        return
+    lines = []
+    if IPT_CHAIN not in chains:
+        lines += [f"-N {IPT_CHAIN}",
+                  f'-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment "dockline portmap" -j {IPT_CHAIN}',
+                  f'-A OUTPUT -m addrtype --dst-type LOCAL -m comment --comment "dockline portmap" -j {IPT_CHAIN}']
+    if IPT_MASQ_CHAIN not in chains:
+        lines += [f"-N {IPT_MASQ_CHAIN}",
+                  f'-I POSTROUTING -m comment --comment "dockline portmap" -j {IPT_MASQ_CHAIN}']
+    _ipt_restore(family, lines, "creating the portmap chains")
+
+
+def _ipt_add(owner: Owner, conf: PortmapConfig, todo: list[Entry]) -> None:
+    chain = IPT_PREFIX + owner.tag
+    mark = f"{conf.mark:#x}/{conf.mark:#x}"
+    for family in (4, 6):
+        mine = [e for e in todo if e.ip.version == family]
+        if not mine:
+            continue
+        saved = _ipt_save(family)
+        _ipt_ensure_base(family, saved)
+        taken = {}
+        for line in saved:
+            found = _ipt_tag_of(line)
+            if found and line.startswith(f"-A {IPT_CHAIN} "):
+                taken[found[1]] = found[0]
+        for e in mine:
+            other = taken.get(e.mapping.key())
+            if other and other != owner.tag:
+                raise CniError(ADDRESS_IN_USE, "host port already in use",
+                               f"{e.mapping.key()} is published by another container")
+        conds = " ".join(conf.conditions_v6 if family == 6 else conf.conditions_v4)
+        lines = [f":{chain} - [0:0]"]
+        for e in mine:
+            m, ip = e.mapping, e.ip
+            comment = f'-m comment --comment "dl-{owner.tag} {m.key()}"'
+            dst = f"-d {m.host_ip} " if m.host_ip else ""
+            match = f"-p {m.protocol} -m {m.protocol} --dport {m.host_port} {dst}"
+            lines.append(f"-A {IPT_CHAIN} {match}{conds} {comment} -j {chain}".replace("  ", " "))
+            if conf.snat:
+                setmark = (f"-j {conf.external_mark_chain}" if conf.external_mark_chain
+                           else f"-j MARK --set-xmark {mark}")
+                sources = [""] if conf.masq_all else [f"-s {ip.subnet} "] + (
+                    ["-s 127.0.0.1/32 "] if family == 4 else [])
+                for src in sources:
+                    lines.append(f"-A {chain} {match}{src}{comment} {setmark}")
+            lines.append(f"-A {chain} {match}{comment} -j DNAT --to-destination "
+                         f"{_dest(ip, m.container_port)}")
+        if conf.snat:
+            lines.append(f'-A {IPT_MASQ_CHAIN} -m comment --comment "dl-{owner.tag} masq" '
+                         f"-m mark --mark {mark} -j MASQUERADE")
+        _ipt_restore(family, lines, "publishing ports")
+
+
+def _ipt_remove(tags: set[str], network_tag: str | None = None) -> list[str]:
+    released = []
+    for family in (4, 6):
+        saved = _ipt_save(family)
+        chains = {line[1:].split()[0] for line in saved if line.startswith(":" + IPT_PREFIX)}
+        doomed = {IPT_PREFIX + t for t in tags}
+        if network_tag is not None:  # GC: every chain of the network but the kept ones
+            doomed = {c for c in chains if c.startswith(IPT_PREFIX + network_tag)} - doomed
+        lines = []
+        for line in saved:
+            found = _ipt_tag_of(line)
+            if (found and IPT_PREFIX + found[0] in doomed and
+                    line.startswith((f"-A {IPT_CHAIN} ", f"-A {IPT_MASQ_CHAIN} "))):
+                lines.append("-D " + line[3:])
+                if line.startswith(f"-A {IPT_CHAIN} "):
+                    proto, port, _ = (found[1].split("/") + ["", "", ""])[:3]
+                    released.append(f"{proto}/{port}")
+        for chain in sorted(doomed & chains):
+            lines += [f"-F {chain}", f"-X {chain}"]
+        if lines:
+            _ipt_restore(family, lines, "removing published ports")
+    return released
+
+
+# --- conntrack and sysctls ---------------------------------------------------
+
+def flush_udp_conntrack(released: list[str]) -> None:
+    """Stale UDP flows keep reaching the old destination after a container
+    is replaced; drop those whose original destination port is a published
+    one (on ADD and on DEL)."""
+    ports = sorted({p.split("/")[1] for p in released if p.startswith("udp/")})
+    if not ports or not proc.which("conntrack"):
+        return
+    for port in ports:
+        for family in ("ipv4", "ipv6"):
+            proc.run(["conntrack", "-D", "-f", family, "-p", "udp", "--orig-port-dst", port])
+
+
+def enable_route_localnet(ifaces: list[str]) -> None:
+    """127.0.0.1:hostPort can only be DNATed out of the host when the
+    interface towards the container accepts local-range sources."""
+    for name in ifaces:
+        path = f"/proc/sys/net/ipv4/conf/{name}/route_localnet"
+        if "/" in name or not os.path.exists(path):
+            continue
+        with open(path, "w") as f:
+            f.write("1")
+
+
+# --- the interface -----------------------------------------------------------
+
+def add(backend: str, owner: Owner, conf: PortmapConfig) -> None:
+    todo = entries(conf)
+    if not todo:
+        return
+    if backend == "nftables":
+        _nft_add(owner, conf, todo)
+    else:
+        with _Lock():
+            _ipt_add(owner, conf, todo)
+    if conf.snat and any(e.ip.version == 4 for e in todo):
+        enable_route_localnet(conf.host_ifaces)
+    flush_udp_conntrack([f"{e.mapping.protocol}/{e.mapping.host_port}" for e in todo])
+
+
+def delete(backend: str, owner: Owner) -> None:
+    if backend == "nftables":
+        if not proc.which("nft"):
+            return
+        released = _nft_remove({owner.tag}, _nft_elements(), _nft_chains())
+    else:
+        if not proc.which("iptables-save"):
+            return
+        with _Lock():
+            released = _ipt_remove({owner.tag})
+    flush_udp_conntrack(released)
+
+
+def gc(backend: str, network: str, valid: set[tuple[str, str]]) -> None:
+    network_tag = Owner(network, "", "").network_tag
+    keep = {Owner.tag_for(network, cid, ifname) for cid, ifname in valid}
+    if backend == "nftables":
+        if not proc.which("nft"):
+            return
+        elements, chains = _nft_elements(), _nft_chains()
+        tags = {c[2:] for c in chains if c.startswith("c-" + network_tag)}
+        tags |= {target[2:] for _, _, target in elements if target.startswith("c-" + network_tag)}
+        released = _nft_remove(tags - keep, elements, chains)
+    else:
+        if not proc.which("iptables-save"):
+            return
+        with _Lock():
+            released = _ipt_remove(keep, network_tag=network_tag)
+    flush_udp_conntrack(released)
+
+
+def check(backend: str, owner: Owner, conf: PortmapConfig) -> None:
+    todo = entries(conf)
+    if not todo:
+        return
+    if backend == "nftables":
+        have = {(m, k) for m, k, target in _nft_elements() if target == f"c-{owner.tag}"}
+        for e in todo:
+            m = e.mapping
+            key = (f"{m.host_ip} . " if m.host_ip else "") + f"{m.protocol} . {m.host_port}"
+            if (_MAPS[m.host_ip.version if m.host_ip else None], key) not in have:
+                raise CniError(STATE_MISSING, "portmap CHECK: a published port is missing",
+                               m.key())
+        return
+    for family in (4, 6):
+        mine = [e for e in todo if e.ip.version == family]
+        if not mine:
+            continue
+        keys = set()
+        for line in _ipt_save(family):
+            found = _ipt_tag_of(line)
+            if found and found[0] == owner.tag and line.startswith(f"-A {IPT_CHAIN} "):
+                keys.add(found[1])
+        for e in mine:
+            if e.mapping.key() not in keys:
+                raise CniError(STATE_MISSING, "portmap CHECK: a published port is missing",
+                               f"{e.mapping.key()} (IPv{family})")

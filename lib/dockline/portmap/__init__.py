@@ -1,0 +1,2 @@
+"""The portmap plugin's configuration: mappings, options, the container's
+addresses from prevResult."""

@@ -18,6 +18,7 @@ from dockline.cni.errors import (ALREADY_EXISTS, INVALID_CONFIG, KERNEL_REFUSED,
 from dockline.cni.result import family
 from dockline.cni.skel import Request
 from dockline.firewall import Owner, masquerade
+from dockline.names import links
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -173,6 +174,7 @@ def _attach(conf: BridgeConfig, req: Request, netlink, host: Netns, ns: Netns,
         undo.push("remove masquerade rules", lambda: masquerade.delete(backend, owner))
         masquerade.add(backend, owner, [(ip["address"], _subnet(ip["address"]))
                                         for ip in result["ips"]])
+    links.on_add(req, _data_dir(req), [ip["address"].split("/")[0] for ip in result["ips"]], undo)
     bridge = host.get_link(bridge.index) or bridge
     container_if = ns.get_link(container_if.index) or container_if
     result["interfaces"] = [
@@ -185,6 +187,13 @@ def _attach(conf: BridgeConfig, req: Request, netlink, host: Netns, ns: Netns,
     if conf.dns:
         result["dns"] = conf.dns
     return result
+
+
+def _data_dir(req: Request) -> str:
+    """Where IPAM keeps its store; the link registry lives beside it."""
+    ipam = req.config.get("ipam")
+    value = ipam.get("dataDir") if isinstance(ipam, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 def _subnet(address: str) -> str:
@@ -254,6 +263,10 @@ def cmd_del(req: Request) -> None:
             masquerade.delete(backend, Owner(req.network, req.container_id, req.ifname))
         except CniError as err:
             errors.append(err)
+    try:
+        links.on_del(req, _data_dir(req))
+    except (CniError, OSError) as err:
+        errors.append(err if isinstance(err, CniError) else CniError(5, "links: cleanup failed", str(err)))
     if errors:
         raise errors[0]
 
@@ -299,9 +312,10 @@ def cmd_check(req: Request) -> None:
                 raise _missing(f"address {ip['address']} is not on {req.ifname}")
         routes = ns.list_routes(link)
         for route in prev.get("routes") or []:
-            dst = ipaddress.ip_network(route["dst"])
+            dst = ipaddress.ip_network(route["dst"], strict=False)
             if not any(_route_matches(r, dst, route.get("gw")) for r in routes):
                 raise _missing(f"route to {route['dst']} is missing in the container")
+    links.on_check(req, _data_dir(req))
 
 
 def _route_matches(route, dst, gw) -> bool:
@@ -346,6 +360,10 @@ def cmd_gc(req: Request) -> None:
             masquerade.gc(masquerade.choose_backend(conf.ip_masq_backend), req.network, valid)
         except CniError as err:
             errors.append(err)
+    try:
+        links.on_gc(req.network, _data_dir(req), valid)
+    except (CniError, OSError) as err:
+        errors.append(err if isinstance(err, CniError) else CniError(5, "links: GC failed", str(err)))
     if errors:
         raise errors[0]
 

@@ -1,0 +1,193 @@
+"""Docker-style links on a dockline bridge: web reaches its db container
+under the alias dbapp through its hosts file, in a private sandbox."""
+import json
+
+import pytest
+
+from conftest import REPO, VENV_PYTHON
+
+CAPS = {"ips": True, "mac": True, "aliases": True, "links": True, "hostsFile": True}
+
+
+def setup(sb, **bridge):
+    conf = json.loads((REPO / "conf" / "20-dockline-bridge.conflist").read_text())
+    conf["plugins"][0]["capabilities"] = CAPS
+    conf["plugins"][0].update(bridge)
+    sb.run(["sh", "-c", "cat > /etc/cni/net.d/20.conflist"], input=json.dumps(conf), check=True)
+
+
+def cni(sb, command, name, cid=None, pod=None, cap=None, netns=None):
+    args = [str(REPO / "scripts" / "cni"), command, "dockline", netns or f"/run/netns/{name}",
+            "--id", cid or name, "--cap-args", json.dumps(cap or {})]
+    if pod:
+        args += ["--args", f"IgnoreUnknown=1;K8S_POD_NAME={pod}"]
+    return sb.run(args, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+                             "CNI_PATH": str(REPO / ".build" / "cni-bin")})
+
+
+def ok(run):
+    assert run.returncode == 0, run.stdout + run.stderr
+    return json.loads(run.stdout) if run.stdout.strip().startswith("{") else None
+
+
+def err(run):
+    assert run.returncode != 0, run.stdout
+    return json.loads(run.stdout)
+
+
+def state(sb):
+    """Everything a failed ADD must leave untouched."""
+    return sb.sh("ls -la /var/lib/cni/networks/dockline 2>/dev/null | awk '{print $NF}';"
+                 "cat /var/lib/cni/networks/dockline/.dockline-names.json 2>/dev/null;"
+                 "ip -br link show master dockline0 2>/dev/null; cat /etc/netns/*/hosts 2>/dev/null",
+                 check=False).stdout
+
+
+def serve_and_fetch(sb, server, client, url):
+    sb.sh(f"ip netns exec {server} {VENV_PYTHON} -c \"import http.server, socket\n"
+          "class S(http.server.HTTPServer): address_family = socket.AF_INET6\n"
+          "class H(http.server.BaseHTTPRequestHandler):\n"
+          "    def do_GET(self):\n"
+          "        self.send_response(200); self.end_headers(); self.wfile.write(b'db says hi')\n"
+          "    def log_message(self, *a): pass\n"
+          "s = S(('::', 8080), H); s.handle_request()\" >/dev/null 2>&1 &")
+    return sb.sh(f"for i in $(seq 50); do ip netns exec {client} {VENV_PYTHON} -c \"import urllib.request as u;"
+                 f" print(u.urlopen('{url}', timeout=2).read().decode())\" 2>/dev/null && break; sleep 0.1; done",
+                 check=False).stdout.strip()
+
+
+def test_web_reaches_db_by_alias(sandbox, dockline_bin):
+    setup(sandbox)
+    sandbox.sh("ip netns add db; ip netns add web")
+    db = ok(cni(sandbox, "add", "db", pod="db"))
+    ok(cni(sandbox, "add", "web", pod="web", cap={"links": ["db:dbapp"]}))
+    db_v4 = db["ips"][0]["address"].split("/")[0]
+    resolved = sandbox.sh("ip netns exec web getent ahostsv4 dbapp").stdout.split()
+    assert resolved[0] == db_v4
+    assert serve_and_fetch(sandbox, "db", "web", "http://dbapp:8080/") == "db says hi"
+    hosts = sandbox.sh("cat /etc/netns/web/hosts").stdout
+    assert f"{db_v4}\tdbapp db\t# dockline-link " in hosts
+    assert "127.0.0.1\tlocalhost" in hosts  # a fresh hosts file gets the usual lines
+
+
+def test_restarted_target_gets_its_new_address_into_dependants(sandbox, dockline_bin):
+    setup(sandbox)
+    sandbox.sh("ip netns add db; ip netns add web")
+    ok(cni(sandbox, "add", "db", pod="db"))
+    ok(cni(sandbox, "add", "web", pod="web", cap={"links": [{"name": "db", "alias": "dbapp"}]}))
+    ok(cni(sandbox, "del", "db"))
+    # Docker parity: the dependant keeps its line while the target is gone
+    assert "dbapp db" in sandbox.sh("cat /etc/netns/web/hosts").stdout
+    new_db = ok(cni(sandbox, "add", "db", cid="db-restarted", pod="db"))
+    new_v4 = new_db["ips"][0]["address"].split("/")[0]
+    assert sandbox.sh("ip netns exec web getent ahostsv4 dbapp").stdout.split()[0] == new_v4
+    assert serve_and_fetch(sandbox, "db", "web", "http://dbapp:8080/") == "db says hi"
+    ok(cni(sandbox, "check", "web", cap={"links": ["db:dbapp"]}))
+
+
+def test_podman_aliases_map_and_spec_list_name_the_container(sandbox, dockline_bin):
+    setup(sandbox)
+    sandbox.sh("ip netns add db; ip netns add db2; ip netns add web")
+    ok(cni(sandbox, "add", "db", cap={"aliases": {"dockline": ["database", "db"], "other": ["x"]}}))
+    ok(cni(sandbox, "add", "db2", cap={"aliases": ["cache"]}))
+    ok(cni(sandbox, "add", "web", cap={"links": ["database:dbapp", "cache"]}))
+    hosts = sandbox.sh("cat /etc/netns/web/hosts").stdout
+    assert "\tdbapp database\t" in hosts and "\tcache\t" in hosts
+    assert "\tx\t" not in hosts
+
+
+def test_missing_target_fails_and_leaves_nothing(sandbox, dockline_bin):
+    setup(sandbox)
+    sandbox.sh("ip netns add db; ip netns add web")
+    ok(cni(sandbox, "add", "db", pod="db"))
+    before = state(sandbox)
+    e = err(cni(sandbox, "add", "web", pod="web", cap={"links": ["nosuch:alias"]}))
+    assert e["code"] == 7 and "nosuch" in e["msg"]
+    assert state(sandbox) == before
+    assert "eth0" not in sandbox.sh("ip -n web -br link").stdout
+
+
+def test_duplicate_name_fails_clearly(sandbox, dockline_bin):
+    setup(sandbox)
+    sandbox.sh("ip netns add db; ip netns add db2")
+    ok(cni(sandbox, "add", "db", pod="db"))
+    before = state(sandbox)
+    e = err(cni(sandbox, "add", "db2", pod="db"))
+    assert e["code"] == 100 and "'db' is already taken" in e["msg"]
+    assert state(sandbox) == before
+
+
+@pytest.mark.parametrize("cap", [
+    {"links": ["../x:alias"]}, {"links": ["db:a b"]}, {"links": ["db:a\nb"]},
+    {"links": ["db:" + "a" * 300]}, {"aliases": ["we b"]}, {"aliases": ["x/y"]},
+    {"links": [{"name": "db", "alias": "evil\t10.0.0.1 google.com"}]}, {"links": [42]},
+    {"hostsFile": "relative/hosts", "links": ["db"]},
+])
+def test_hostile_names_are_refused(sandbox, dockline_bin, cap):
+    setup(sandbox)
+    sandbox.sh("ip netns add db; ip netns add web")
+    ok(cni(sandbox, "add", "db", pod="db"))
+    before = state(sandbox)
+    e = err(cni(sandbox, "add", "web", cap=cap))
+    assert e["code"] == 7
+    assert state(sandbox) == before
+
+
+def test_hosts_file_symlink_is_refused(sandbox, dockline_bin):
+    setup(sandbox)
+    sandbox.sh("ip netns add db; ip netns add web; mkdir -p /etc/netns/web;"
+               "echo '1.2.3.4 precious' > /etc/cni/net.d/precious; "
+               "ln -s /etc/cni/net.d/precious /etc/netns/web/hosts")
+    ok(cni(sandbox, "add", "db", pod="db"))
+    before = state(sandbox)
+    e = err(cni(sandbox, "add", "web", cap={"links": ["db"]}))
+    assert e["code"] == 7 and "symlink" in e["msg"]
+    assert sandbox.sh("cat /etc/cni/net.d/precious").stdout == "1.2.3.4 precious\n"
+    assert state(sandbox) == before
+
+
+def test_runtime_hosts_file_is_edited_in_place_and_user_lines_survive(sandbox, dockline_bin):
+    setup(sandbox)
+    hosts = "/etc/cni/net.d/web-hosts"  # the path a runtime would bind-mount
+    sandbox.sh(f"ip netns add db; ip netns add web; printf '127.0.0.1\\tlocalhost\\n10.9.9.9\\tmine\\n' > {hosts}")
+    inode = sandbox.sh(f"stat -c %i {hosts}").stdout
+    ok(cni(sandbox, "add", "db", pod="db"))
+    ok(cni(sandbox, "add", "web", cap={"links": ["db:dbapp"], "hostsFile": hosts}))
+    text = sandbox.sh(f"cat {hosts}").stdout
+    assert text.startswith("127.0.0.1\tlocalhost\n10.9.9.9\tmine\n") and "dbapp db" in text
+    sandbox.sh(f"echo '10.8.8.8 added-later' >> {hosts}")
+    ok(cni(sandbox, "del", "web", cap={"links": ["db:dbapp"], "hostsFile": hosts}))
+    assert sandbox.sh(f"cat {hosts}").stdout == "127.0.0.1\tlocalhost\n10.9.9.9\tmine\n10.8.8.8 added-later\n"
+    assert sandbox.sh(f"stat -c %i {hosts}").stdout == inode
+
+
+def test_links_without_any_hosts_file_fail(sandbox, dockline_bin):
+    setup(sandbox)
+    sandbox.sh("ip netns add db; mkdir -p /run/other; touch /run/other/ns; "
+               "mount --bind /run/netns/db /run/other/ns")
+    ok(cni(sandbox, "add", "db", pod="db", cid="db"))
+    sandbox.sh("ip netns add web2; touch /run/other/web2; mount --bind /run/netns/web2 /run/other/web2")
+    e = err(cni(sandbox, "add", "web2", cap={"links": ["db"]}, netns="/run/other/web2"))
+    assert e["code"] == 7 and "hosts file" in e["msg"]
+
+
+def test_gc_drops_registrations_of_gone_containers(sandbox, dockline_bin):
+    setup(sandbox)
+    sandbox.sh("ip netns add db; ip netns add web")
+    ok(cni(sandbox, "add", "db", pod="db"))
+    ok(cni(sandbox, "add", "web", pod="web"))
+    sandbox.sh("rm /var/lib/cni/results/dockline-db-eth0")  # the runtime forgot db
+    ok(cni(sandbox, "gc", "web"))
+    names = json.loads(sandbox.sh("cat /var/lib/cni/networks/dockline/.dockline-names.json").stdout)
+    assert list(names["attachments"]) == ["web:eth0"]
+    ok(cni(sandbox, "add", "db", cid="db-new", pod="db"))  # the name is free again
+
+
+def test_check_notices_a_removed_link_line(sandbox, dockline_bin):
+    setup(sandbox)
+    sandbox.sh("ip netns add db; ip netns add web")
+    ok(cni(sandbox, "add", "db", pod="db"))
+    ok(cni(sandbox, "add", "web", cap={"links": ["db:dbapp"]}))
+    sandbox.sh("sed -i '/dockline-link/d' /etc/netns/web/hosts")
+    e = err(cni(sandbox, "check", "web", cap={"links": ["db:dbapp"]}))
+    assert e["code"] == 101 and "hosts file" in e["msg"]

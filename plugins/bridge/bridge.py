@@ -17,7 +17,7 @@ from dockline.cni.errors import (ALREADY_EXISTS, INVALID_CONFIG, KERNEL_REFUSED,
                                  UNKNOWN_CONTAINER, CniError)
 from dockline.cni.result import family
 from dockline.cni.skel import Request
-from dockline.firewall import Owner, masquerade
+from dockline.firewall import Owner, masquerade, spoofcheck
 from dockline.names import links
 
 TYPE_CHECKING = False
@@ -74,14 +74,13 @@ def _gateways(conf: BridgeConfig, ipam_result: dict) -> None:
 def _configure_container(conf: BridgeConfig, req: Request, ns: Netns, link: Link,
                          ipam_result: dict) -> None:
     ips = ipam_result["ips"]
-    if any(family(i["address"]) == "6" for i in ips):
-        if conf.enable_dad:
-            ns.sysctl_set(f"net/ipv6/conf/{req.ifname}/enhanced_dad", 1)
-            ns.sysctl_set(f"net/ipv6/conf/{req.ifname}/accept_dad", 1)
-        else:
-            ns.sysctl_set(f"net/ipv6/conf/{req.ifname}/accept_dad", 0)
-    if any(family(i["address"]) == "4" for i in ips):
-        ns.sysctl_set(f"net/ipv4/conf/{req.ifname}/arp_notify", 1)
+    if ips:
+        # As the reference: with addresses, DAD off unless enabledad and
+        # gratuitous ARP on, whatever the address families.
+        dad = [("enhanced_dad", 1), ("accept_dad", 1)] if conf.enable_dad else [("accept_dad", 0)]
+        for key, value in dad:
+            _sysctl_if_present(ns, f"net/ipv6/conf/{req.ifname}/{key}", value)
+        _sysctl_if_present(ns, f"net/ipv4/conf/{req.ifname}/arp_notify", 1)
     gateways = {family(i["address"]): i.get("gateway") for i in reversed(ips)}
     with ns.batch() as batch:
         for ip in ips:
@@ -92,6 +91,40 @@ def _configure_container(conf: BridgeConfig, req: Request, ns: Netns, link: Link
             batch.add_route(route["dst"], gateway=gw, link=link, metric=route.get("priority"),
                             table=route.get("table"), scope=route.get("scope"),
                             mtu=route.get("mtu"), advmss=route.get("advmss"))
+    if conf.enable_dad and any(family(i["address"]) == "6" for i in ips):
+        _settle_addresses(ns, link)
+
+
+IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x08, 0x40
+
+
+def _settle_addresses(ns: Netns, link: Link, timeout: float = 5.0) -> None:
+    """With enabledad, ADD answers once DAD is over (as the reference
+    does): the addresses are usable when the container starts."""
+    import time
+    deadline = time.monotonic() + timeout
+    while True:
+        addrs = [a for a in ns.list_addresses(link) if a.family == 10]
+        failed = [a for a in addrs if a.flags & IFA_F_DADFAILED]
+        if failed:
+            raise CniError(ALREADY_EXISTS, "IPv6 duplicate address detection failed",
+                           ", ".join(a.address for a in failed))
+        if not any(a.flags & IFA_F_TENTATIVE for a in addrs):
+            return
+        if time.monotonic() > deadline:
+            raise CniError(KERNEL_REFUSED, "IPv6 addresses still tentative after "
+                           f"{timeout:.0f} s of duplicate address detection")
+        time.sleep(0.05)
+
+
+def _sysctl_if_present(ns: Netns, name: str, value: int) -> None:
+    """Some sysctls do not exist (IPv6 disabled, ...): skip those, like the
+    reference does."""
+    try:
+        ns.sysctl_set(name, value)
+    except OSError as exc:
+        if exc.errno not in (2, 20):  # ENOENT, ENOTDIR
+            raise
 
 
 def _ensure_gateway_addresses(conf: BridgeConfig, host: Netns, bridge: Link, ips: list[dict]) -> None:
@@ -102,8 +135,10 @@ def _ensure_gateway_addresses(conf: BridgeConfig, host: Netns, bridge: Link, ips
         present = False
         for addr in host.list_addresses(bridge):
             have = ipaddress.ip_interface(f"{addr.address}/{addr.prefixlen}")
-            if have.version != gw.version or not have.network.overlaps(gw.network):
+            if have.version != gw.version or have.is_link_local:
                 continue
+            if have.version == 6 and not have.network.overlaps(gw.network):
+                continue  # several IPv6 networks on a bridge are fine
             if have == gw:
                 present = True
             elif conf.force_address:
@@ -140,6 +175,7 @@ def _attach(conf: BridgeConfig, req: Request, netlink, host: Netns, ns: Netns,
     host_name = host_veth_name(req.network, req.container_id, req.ifname)
     vlan_filtering = True if (conf.vlan or conf.vlan_trunk) else None
     bridge = host.ensure_bridge(conf.bridge, mtu=conf.mtu or None, vlan_filtering=vlan_filtering)
+    _sysctl_if_present(host, f"net/ipv6/conf/{conf.bridge}/accept_ra", 0)
     if conf.promisc:
         host.set_link(bridge, promisc=True)
     if ns.get_link(req.ifname) is not None:
@@ -155,6 +191,9 @@ def _attach(conf: BridgeConfig, req: Request, netlink, host: Netns, ns: Netns,
         raise
     undo.push(f"delete veth {host_name}", lambda: host.delete_link(host_name))
     _setup_host_port(conf, host, host_if, bridge)
+    if conf.macspoofchk:
+        undo.push("remove the MAC spoof check", lambda: spoofcheck.delete(owner))
+        spoofcheck.add(owner, host_name, container_if.mac)
 
     result: dict = {"ips": [], "routes": [], "dns": {}}
     if conf.ipam_type:
@@ -231,16 +270,21 @@ def _delete_foreign_veth(netlink, host: Netns, req: Request, bridge_name: str) -
         return  # the namespace is gone, and with it the veth
     with ns:
         link = ns.get_link(req.ifname)
-        if link is None or link.kind != "veth" or not link.link:
+        # IFLA_LINK is an index in the *peer's* namespace; it only names a
+        # host interface when the peer is in another namespace (netnsid
+        # set) and that host interface names us back as its peer.
+        if link is None or link.kind != "veth" or not link.link or link.link_netnsid is None:
             return
         bridge = host.get_link(bridge_name)
         peer = host.get_link(link.link)
-        if bridge is not None and peer is not None and peer.master == bridge.index:
+        if (bridge is not None and peer is not None and peer.kind == "veth"
+                and peer.master == bridge.index and peer.link == link.index
+                and peer.link_netnsid is not None):
             host.delete_link(peer.index)
 
 
 def cmd_del(req: Request) -> None:
-    conf = BridgeConfig(req)
+    conf = BridgeConfig(req, for_cleanup=True)
     errors: list[CniError] = []
     if conf.ipam_type:
         try:
@@ -261,6 +305,11 @@ def cmd_del(req: Request) -> None:
         try:
             backend = masquerade.choose_backend(conf.ip_masq_backend)
             masquerade.delete(backend, Owner(req.network, req.container_id, req.ifname))
+        except CniError as err:
+            errors.append(err)
+    if conf.macspoofchk:
+        try:
+            spoofcheck.delete(Owner(req.network, req.container_id, req.ifname))
         except CniError as err:
             errors.append(err)
     try:
@@ -290,8 +339,13 @@ def cmd_check(req: Request) -> None:
         bridge = host.get_link(conf.bridge)
         if bridge is None or bridge.kind != "bridge":
             raise _missing(f"bridge {conf.bridge!r} is missing or not a bridge")
-        if conf.promisc and not bridge.flags & IFF_PROMISC:
-            raise _missing(f"bridge {conf.bridge!r} is not promiscuous")
+        if conf.promisc != bool(bridge.flags & IFF_PROMISC):
+            raise _missing(f"bridge {conf.bridge!r}: promiscuous mode is "
+                           f"{'off' if conf.promisc else 'on'}, configured {'on' if conf.promisc else 'off'}")
+        bridge_entry = next((i for i in prev.get("interfaces") or []
+                             if i.get("name") == conf.bridge and not i.get("sandbox")), None)
+        if bridge_entry and bridge_entry.get("mac") and bridge_entry["mac"].lower() != (bridge.mac or ""):
+            raise _missing(f"bridge {conf.bridge!r} has MAC {bridge.mac}, expected {bridge_entry['mac']}")
         link = ns.get_link(req.ifname)
         if link is None or link.kind != "veth":
             raise _missing(f"container interface {req.ifname!r} is missing or not a veth")
@@ -335,7 +389,7 @@ def _route_matches(route, dst, gw) -> bool:
 # --- GC and STATUS -----------------------------------------------------------
 
 def cmd_gc(req: Request) -> None:
-    conf = BridgeConfig(req)
+    conf = BridgeConfig(req, for_cleanup=True)
     errors: list[CniError] = []
     if conf.ipam_type:
         try:
@@ -358,6 +412,11 @@ def cmd_gc(req: Request) -> None:
     if conf.ip_masq:
         try:
             masquerade.gc(masquerade.choose_backend(conf.ip_masq_backend), req.network, valid)
+        except CniError as err:
+            errors.append(err)
+    if conf.macspoofchk:
+        try:
+            spoofcheck.gc(req.network, valid)
         except CniError as err:
             errors.append(err)
     try:

@@ -66,7 +66,9 @@ class BridgeConfig:
                  "preserve_default_vlan", "macspoofchk", "enable_dad",
                  "disable_container_interface", "port_isolation", "dns", "ipam_type", "mac")
 
-    def __init__(self, req: Request) -> None:
+    def __init__(self, req: Request, for_cleanup: bool = False) -> None:
+        """``for_cleanup``: DEL and GC must succeed on whatever ADD was given,
+        so option combinations ADD refuses are not errors there."""
         c = req.config
         bridge = c.get("bridge") or "cni0"
         problem = None
@@ -92,7 +94,7 @@ class BridgeConfig:
             raise CniError(INVALID_CONFIG, "invalid mtu", f"{self.mtu} is below 68")
         self.hairpin = _bool(c, "hairpinMode")
         self.promisc = _bool(c, "promiscMode")
-        if self.hairpin and self.promisc:
+        if self.hairpin and self.promisc and not for_cleanup:
             raise CniError(INVALID_CONFIG, "cannot set hairpin mode and promiscuous mode at the same time")
         self.vlan = _int(c, "vlan", 0, 4094)
         self.vlan_trunk = _vlan_trunk(c.get("vlanTrunk"))
@@ -115,9 +117,9 @@ class BridgeConfig:
         self.ipam_type: str = ipam.get("type") or ""
         if self.ipam_type and not isinstance(self.ipam_type, str):
             raise CniError(INVALID_CONFIG, "invalid ipam type", repr(self.ipam_type))
-        if self.disable_container_interface and self.ipam_type:
+        if self.disable_container_interface and self.ipam_type and not for_cleanup:
             raise CniError(INVALID_CONFIG, "cannot use IPAM when disableContainerInterface is set")
-        self.mac = self._container_mac(req)
+        self.mac = None if for_cleanup else self._container_mac(req)
 
     @staticmethod
     def _container_mac(req: Request) -> Optional[str]:

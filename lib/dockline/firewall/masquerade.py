@@ -104,10 +104,20 @@ def _ipt_delete_chains(family: int, chains: set[str], saved: list[str]) -> None:
     _ipt_restore(family, "\n".join(lines), "removing masquerade rules")
 
 
+def reference_chain(network: str, container_id: str) -> str:
+    """The chain the reference bridge names for the same container, so a
+    container it added is cleaned up by dockline's DEL too."""
+    try:
+        from _sha512 import sha512
+    except ImportError:  # pragma: no cover
+        from hashlib import sha512
+    return "CNI-" + sha512((network + container_id).encode()).hexdigest()[:24]
+
+
 def _ipt_delete(owner: Owner) -> None:
-    chain = _ipt_chain(owner)
+    chains = {_ipt_chain(owner), reference_chain(owner.network, owner.container_id)}
     for family in (4, 6):
-        _ipt_delete_chains(family, {chain}, _ipt_nat_rules(family))
+        _ipt_delete_chains(family, chains, _ipt_nat_rules(family))
 
 
 def _ipt_gc(network_tag: str, valid_tags: set[str]) -> None:

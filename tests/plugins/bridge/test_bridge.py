@@ -45,16 +45,17 @@ def store(sb, network="net1"):
     return sorted(n for n in out if n != "lock" and not n.startswith("last_reserved"))
 
 
-def http_get(sb, client_ns, server_ns, address, port=8080):
-    """An HTTP request from one namespace to a server in another."""
+def http_get(sb, client_ns, server_ns, address, port=8080, tries=50):
+    """An HTTP request from one namespace to a server in another (the
+    server gives up after 8 s, so a failing probe ends too)."""
     host = f"[{address}]" if ":" in address else address
     bind = "::" if ":" in address else "0.0.0.0"
     server = f"ip netns exec {server_ns} " if server_ns else ""
     script = (
         f"{server}{VENV_PYTHON} -c \"import http.server, socket\n"
         f"class S(http.server.HTTPServer): address_family = socket.AF_INET6 if ':' in '{bind}' else socket.AF_INET\n"
-        f"S(('{bind}', {port}), http.server.SimpleHTTPRequestHandler).handle_request()\" >/dev/null 2>&1 &\n"
-        f"for i in $(seq 50); do ip netns exec {client_ns} {VENV_PYTHON} -c \"import urllib.request as u; "
+        f"s = S(('{bind}', {port}), http.server.SimpleHTTPRequestHandler); s.timeout = 8; s.handle_request()\" >/dev/null 2>&1 &\n"
+        f"for i in $(seq {tries}); do ip netns exec {client_ns} {VENV_PYTHON} -c \"import urllib.request as u; "
         f"print(u.urlopen('http://{host}:{port}/', timeout=2).status)\" 2>/dev/null && break; sleep 0.1; done\n"
         "wait")
     return sb.sh(script, check=False).stdout.strip()
@@ -260,3 +261,13 @@ def test_bad_config_is_code_7_and_changes_nothing(sandbox, dockline_bin, bad, fr
     assert run.code != 0 and run.json["code"] == 7 and fragment.lower() in run.stdout.lower()
     assert "dl0" not in links(sandbox) or not any(l.get("master") == "dl0" for l in links(sandbox).values())
     assert store(sandbox) == []
+
+
+def test_macspoofchk_drops_frames_with_another_source_mac(sandbox, dockline_bin):
+    add(sandbox, dockline_bin, "c1", conf(macspoofchk=True)).ok()
+    add(sandbox, dockline_bin, "c2", conf()).ok()
+    assert http_get(sandbox, "c2", "c1", "10.44.0.2") == "200"
+    sandbox.sh("ip -n c1 link set eth0 address 02:00:00:00:00:66; ip -n c2 neigh flush all")
+    assert http_get(sandbox, "c2", "c1", "10.44.0.2", port=8081, tries=2) == ""
+    delete(sandbox, dockline_bin, "c1", conf(macspoofchk=True)).ok()
+    assert "dl-" not in sandbox.sh("nft list ruleset").stdout

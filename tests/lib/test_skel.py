@@ -70,25 +70,51 @@ def test_cni_args(sandbox, dockline_bin, args, code):
         assert run.code != 0 and run.json["code"] == code
 
 
+PROBE = """
+import os, sys
+real_exit = os._exit
+def report_and_exit(code):
+    heavy = sorted(m for m in %(heavy)r if m in sys.modules)
+    sys.stderr.write('HEAVY=' + ','.join(heavy) + '\\n')
+    sys.stderr.flush()
+    real_exit(code)
+os._exit = report_and_exit
+path = %(launcher)r
+exec(compile(open(path).read(), path, 'exec'), {'__name__': '__main__'})
+"""
+HEAVY = ("json", "re", "typing", "pyroute2", "netaddr", "subprocess", "dataclasses", "asyncio",
+         "hashlib", "logging")
+
+
+def _probe(sandbox, dockline_bin, extra_env, heavy=HEAVY, cid="c1"):
+    launcher = dockline_bin / "host-local"
+    interpreter = launcher.read_text().splitlines()[0][2:].split()[0]
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": cid, "CNI_NETNS": "/run/netns/x",
+           "CNI_IFNAME": "eth0", "CNI_PATH": str(dockline_bin), **extra_env}
+    import json
+    proc = sandbox.run([interpreter, "-I", "-S", "-c", PROBE % {"heavy": heavy, "launcher": str(launcher)}],
+                       input=json.dumps(CONF), env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(proc.stdout)["ips"][0]["address"].startswith("10.1.2.")
+    return proc.stderr
+
+
 def test_stripped_environment_and_lean_imports(sandbox, dockline_bin):
     """Runtimes call plugins with almost no environment; the launcher must
     work without PYTHONPATH or a venv, and must not load heavy modules on
     the IPAM path (each costs milliseconds on every container start)."""
-    probe = ("import sys\n"
-             "exit_code = 0\n"
-             "try:\n    path = %r\n"
-             "    exec(compile(open(path).read(), path, 'exec'), {'__name__': '__main__'})\n"
-             "except SystemExit as e:\n    exit_code = e.code\n"
-             "heavy = sorted(m for m in ('json', 're', 'typing', 'pyroute2', 'netaddr', 'subprocess',"
-             " 'dataclasses', 'asyncio') if m in sys.modules)\n"
-             "sys.stderr.write('HEAVY=' + ','.join(heavy) + '\\n'); sys.exit(exit_code)")
-    launcher = dockline_bin / "host-local"
-    interpreter = launcher.read_text().splitlines()[0][2:].split()[0]
-    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/run/netns/x",
-           "CNI_IFNAME": "eth0", "CNI_PATH": str(dockline_bin)}
-    import json
-    proc = sandbox.run([interpreter, "-I", "-S", "-c", probe % str(launcher)],
-                       input=json.dumps(CONF), env=env)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert json.loads(proc.stdout)["ips"][0]["address"] == "10.1.2.2/24"
-    assert "HEAVY=\n" in proc.stderr, proc.stderr
+    assert "HEAVY=\n" in _probe(sandbox, dockline_bin, {"DOCKLINE_NO_ZYGOTE": "1"})
+
+
+def test_zygote_client_loads_almost_nothing(sandbox, dockline_bin):
+    """With a warm zygote the executable only forwards the call: none of the
+    plugin code (not even the address library) is loaded in it."""
+    _probe(sandbox, dockline_bin, {}, cid="warm")  # starts the zygote
+    import time
+    for _ in range(50):
+        if "zygote.serve" in sandbox.sh("ps -eo args", check=False).stdout:
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)  # let it finish loading
+    light = HEAVY + ("ipaddress", "host_local", "dockline.ipam.allocator", "dockline.cni.skel")
+    assert "HEAVY=\n" in _probe(sandbox, dockline_bin, {}, heavy=light, cid="c2")

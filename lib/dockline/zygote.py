@@ -122,6 +122,8 @@ def _preload() -> dict:
                      "sysctl_set", "Netns", "Batch"):
             getattr(netlink, attr)
         _warm_netlink()
+        from .netlink import netns
+        netns.libc_setns()
     except Exception:
         pass
     return modules
@@ -160,6 +162,8 @@ def _warm_netlink() -> None:
 
 def _serve_child(conn, payload: bytes, fds: list[int], modules: dict) -> None:
     code = 1
+    import gc
+    gc.disable()  # a short-lived child: collection would only copy pages
     try:
         request = jsonio.loads(payload)
         for target, fd in zip((0, 1, 2), fds):
@@ -193,6 +197,9 @@ def serve(stamp: str) -> None:
         return  # another zygote got there first
     listener.listen(128)
     modules = _preload()
+    import gc
+    gc.collect()
+    gc.freeze()  # children then leave the preloaded objects' pages shared
     import select
     import signal
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)

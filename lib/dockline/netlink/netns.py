@@ -197,12 +197,23 @@ def _entered(fd: int, path: str) -> Iterator[None]:
         os.close(home)
 
 
+_libc_setns: list = []  # (setns, get_errno), loaded once per process
+
+
+def libc_setns():
+    """libc's setns through ctypes (Python < 3.12 has no os.setns); loading
+    ctypes costs ~2 ms, so a warm zygote does it once for all its children."""
+    if not _libc_setns:
+        import ctypes
+        _libc_setns.append((ctypes.CDLL(None, use_errno=True).setns, ctypes.get_errno))
+    return _libc_setns[0]
+
+
 def _setns(fd: int) -> None:
     if hasattr(os, "setns"):  # Python >= 3.12
         os.setns(fd, CLONE_NEWNET)
         return
-    import ctypes
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
+    setns, get_errno = libc_setns()
+    if setns(fd, CLONE_NEWNET) != 0:
+        err = get_errno()
         raise OSError(err, os.strerror(err))

@@ -16,6 +16,23 @@ def short_hash(*parts: str, size: int = 8) -> str:
     return blake2b("\0".join(parts).encode(), digest_size=size).hexdigest()
 
 
+def nft_tagged_rules(family: str, table: str, chain: str, tag_prefix: str) -> list[tuple[str, str]]:
+    """(tag, handle) of the rules in an nftables chain whose comment is
+    ``dl-<tag>`` with tag starting with ``tag_prefix``; none if the chain
+    does not exist."""
+    from .. import proc
+    result = proc.run(["nft", "-a", "list", "chain", family, table, chain])
+    if result.returncode != 0:
+        return []
+    found = []
+    marker = f'comment "dl-{tag_prefix}'
+    for line in result.stdout.decode(errors="replace").splitlines():
+        if marker in line and "# handle " in line:
+            tag = line.split('comment "dl-', 1)[1].split('"', 1)[0]
+            found.append((tag, line.rsplit("# handle ", 1)[1].strip()))
+    return found
+
+
 class Owner:
     """The attachment rules belong to and the tags derived from it."""
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from .. import proc
 from ..cni.errors import INVALID_CONFIG, CniError
-from . import Owner
+from . import Owner, nft_tagged_rules
 
 IPT_CHAIN_PREFIX = "DL-"
 NFT_TABLE = "dockline_masq"
@@ -153,17 +153,7 @@ def _nft_add(owner: Owner, ips: list[tuple[str, str]]) -> None:
 
 
 def _nft_rule_handles(tag_prefix: str) -> list[tuple[str, str]]:
-    """(tag, handle) of our rules whose tag starts with tag_prefix."""
-    result = proc.run(["nft", "-a", "list", "chain", "inet", NFT_TABLE, "postrouting"])
-    if result.returncode != 0:
-        return []  # table or chain absent: nothing of ours
-    found = []
-    marker = f'comment "dl-{tag_prefix}'
-    for line in result.stdout.decode(errors="replace").splitlines():
-        if marker in line and "# handle " in line:
-            tag = line.split('comment "dl-', 1)[1].split('"', 1)[0]
-            found.append((tag, line.rsplit("# handle ", 1)[1].strip()))
-    return found
+    return nft_tagged_rules("inet", NFT_TABLE, "postrouting", tag_prefix)
 
 
 def _nft_delete_handles(handles: list[str]) -> None:

@@ -8,7 +8,7 @@ its tag, so DEL and GC find it without any other state.
 from __future__ import annotations
 
 from .. import proc
-from . import Owner
+from . import Owner, nft_tagged_rules
 from .masquerade import FirewallError
 
 TABLE = "dockline_spoofchk"
@@ -30,15 +30,7 @@ def add(owner: Owner, host_ifname: str, mac: str) -> None:
 
 
 def _handles(tag_prefix: str) -> list[tuple[str, str]]:
-    result = proc.run(["nft", "-a", "list", "chain", "bridge", TABLE, "prerouting"])
-    if result.returncode != 0:
-        return []
-    found = []
-    for line in result.stdout.decode(errors="replace").splitlines():
-        if f'comment "dl-{tag_prefix}' in line and "# handle " in line:
-            tag = line.split('comment "dl-', 1)[1].split('"', 1)[0]
-            found.append((tag, line.rsplit("# handle ", 1)[1].strip()))
-    return found
+    return nft_tagged_rules("bridge", TABLE, "prerouting", tag_prefix)
 
 
 def _delete(handles: list[str]) -> None:

@@ -65,14 +65,19 @@ class DiskStore(Store):
     def _path(self, name: str) -> str:
         return os.path.join(self.dir, name)
 
-    def _write_new(self, name: str, data: bytes) -> bool:
-        """Create ``name`` holding ``data`` only if it does not exist yet."""
+    def _write_tmp(self, data: bytes, mode: int) -> str:
+        """A private temporary file holding ``data``, to be given its name."""
         tmp = self._path(f"{_TMP_PREFIX}{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
         try:
             os.write(fd, data)
         finally:
             os.close(fd)
+        return tmp
+
+    def _write_new(self, name: str, data: bytes) -> bool:
+        """Create ``name`` holding ``data`` only if it does not exist yet."""
+        tmp = self._write_tmp(data, 0o600)
         try:
             os.link(tmp, self._path(name))
             return True
@@ -82,13 +87,7 @@ class DiskStore(Store):
             os.unlink(tmp)
 
     def _replace(self, name: str, data: bytes) -> None:
-        tmp = self._path(f"{_TMP_PREFIX}{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            os.write(fd, data)
-        finally:
-            os.close(fd)
-        os.rename(tmp, self._path(name))
+        os.rename(self._write_tmp(data, 0o644), self._path(name))
 
     def reserve(self, container_id: str, ifname: str, ip: str, range_id: str) -> bool:
         record = f"{container_id}\r\n{ifname}".encode()

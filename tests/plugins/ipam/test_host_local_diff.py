@@ -12,9 +12,7 @@ two identical failures.
 """
 from __future__ import annotations
 
-import importlib.util
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -24,17 +22,9 @@ import pytest
 from conftest import REFERENCE_BIN, call_plugin
 
 
-def _load_helpers():
-    name = "dockline_ipam_test_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("helpers.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
 
 
-H = _load_helpers()
+import ipamhelpers as H  # noqa: E402  (tests/plugins/ipam/ipamhelpers.py)
 Call, differential, hl_conf = H.Call, H.differential, H.hl_conf
 NET1 = "networks/net1"
 

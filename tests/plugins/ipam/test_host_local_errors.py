@@ -11,8 +11,6 @@ its catch-all.
 """
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,17 +18,9 @@ import pytest
 from conftest import REFERENCE_BIN, call_plugin
 
 
-def _load_helpers():
-    name = "dockline_ipam_test_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("helpers.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
 
 
-H = _load_helpers()
+import ipamhelpers as H  # noqa: E402  (tests/plugins/ipam/ipamhelpers.py)
 hl_conf = H.hl_conf
 NET1 = "/var/lib/cni/networks/net1/"
 SEED = {NET1 + "10.1.2.2": b"c0\r\neth0", NET1 + "last_reserved_ip.0": b"10.1.2.2", NET1 + "lock": b""}

@@ -13,8 +13,6 @@ Reference behaviour the tests pin down (1.1.1):
 from __future__ import annotations
 
 import copy
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,17 +20,9 @@ import pytest
 from conftest import REFERENCE_BIN, call_plugin
 
 
-def _load_helpers():
-    name = "dockline_ipam_test_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("helpers.py"))
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[name] = mod
-        spec.loader.exec_module(mod)
-    return sys.modules[name]
 
 
-H = _load_helpers()
+import ipamhelpers as H  # noqa: E402  (tests/plugins/ipam/ipamhelpers.py)
 Call, differential = H.Call, H.differential
 VERSIONS = ["0.3.1", "0.4.0", "1.0.0"]
 

@@ -211,3 +211,20 @@ def test_bad_mappings_are_code_7(sandbox, dockline_bin, bad):
             "prevResult": {"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.2/24"}]}}
     run = call_plugin(sandbox, dockline_bin / "portmap", "ADD", conf)
     assert run.code != 0 and run.json["code"] == 7
+
+
+@pytest.mark.parametrize("impl", ["dockline-iptables", "dockline-nftables"])
+def test_udp_conntrack_entries_flushed_on_del(sandbox, dockline_bin, impl):
+    """A UDP flow to a published port leaves a conntrack entry that would keep
+    steering packets to the old container; DEL drops it (the reference only
+    does so on ADD)."""
+    cni_path = setup_network(sandbox, impl, dockline_bin)
+    sandbox.sh("ip netns add web")
+    assert cni(sandbox, cni_path, "add", "web", MAPPINGS).returncode == 0
+    start_servers(sandbox)
+    assert udp_probe(sandbox, "ext", HOST4) == "pong"
+    entries = sandbox.sh("conntrack -L -p udp --orig-port-dst 5353 2>/dev/null", check=False).stdout
+    assert "dport=5353" in entries
+    assert cni(sandbox, cni_path, "del", "web").returncode == 0
+    entries = sandbox.sh("conntrack -L -p udp --orig-port-dst 5353 2>/dev/null", check=False).stdout
+    assert "dport=5353" not in entries

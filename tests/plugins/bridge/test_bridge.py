@@ -271,3 +271,32 @@ def test_macspoofchk_drops_frames_with_another_source_mac(sandbox, dockline_bin)
     assert http_get(sandbox, "c2", "c1", "10.44.0.2", port=8081, tries=2) == ""
     delete(sandbox, dockline_bin, "c1", conf(macspoofchk=True)).ok()
     assert "dl-" not in sandbox.sh("nft list ruleset").stdout
+
+
+CRASH_POINTS = ["delete veth", "remove the MAC spoof check", "release addresses",
+                "remove masquerade rules", "remove link lines", "unregister names"]
+
+
+@pytest.mark.parametrize("point", CRASH_POINTS)
+def test_del_cleans_up_after_add_was_killed(sandbox, dockline_bin, point):
+    """ADD killed (as by SIGKILL) at each point between its steps; the
+    runtime's DEL must leave nothing behind."""
+    config = conf(ipMasq=True, macspoofchk=True,
+                  runtimeConfig={"aliases": ["web"], "links": ["db:dbapp"]})
+    db = conf(runtimeConfig={"aliases": ["db"]})
+    add(sandbox, dockline_bin, "db", db).ok()
+    run = add(sandbox, dockline_bin, "web", config, extra_env={"DOCKLINE_CRASH_AT": point})
+    # killed outright (137), or, when a warm zygote's child was killed, the
+    # executable's report of it
+    assert run.code == 137 or "zygote died" in run.stdout, run.stdout
+    assert len([n for n in links(sandbox) if n.startswith("dl") and n != "dl0"]) == 2  # db's + web's
+    delete(sandbox, dockline_bin, "web", config).ok()
+    delete(sandbox, dockline_bin, "db", db).ok()
+    assert [n for n in links(sandbox) if n.startswith("dl") and n != "dl0"] == []
+    assert store(sandbox) == []
+    rules = sandbox.sh("iptables-save -t nat; nft list ruleset").stdout
+    assert "DL-" not in rules and "dl-" not in rules
+    registry = sandbox.sh("cat /var/lib/cni/networks/net1/.dockline-names.json 2>/dev/null || true").stdout
+    assert "web" not in registry and '"db' not in registry
+    hosts = sandbox.sh("cat /etc/netns/web/hosts 2>/dev/null || true").stdout
+    assert "dockline-link" not in hosts

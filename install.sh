@@ -25,7 +25,13 @@ if [ "${DOCKLINE_NO_APT:-}" != 1 ]; then
 fi
 
 if [ ! -x "$VENV/bin/python3" ]; then
-    python3 -m venv "$VENV"
+    # Debian's own interpreter when there is one: it starts ~0.5 ms faster
+    # than a locally built one, and every plugin call pays that.
+    base=python3
+    if [ -x /usr/bin/python3 ] && /usr/bin/python3 -c 'import sys, venv; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+        base=/usr/bin/python3
+    fi
+    "$base" -m venv "$VENV"
 fi
 extras=${DOCKLINE_EXTRAS:+[$DOCKLINE_EXTRAS]}
 "$VENV/bin/pip" install -q --disable-pip-version-check -e "$REPO$extras"

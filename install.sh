@@ -10,7 +10,7 @@ set -eu
 REPO=$(cd "$(dirname "$0")" && pwd)
 VENV=${DOCKLINE_VENV:-$REPO/.venv}
 CNI_BIN=${1:-$REPO/.build/cni-bin}
-PACKAGES="iproute2 iptables nftables conntrack python3-venv containernetworking-plugins etcd-server"
+PACKAGES="iproute2 iptables nftables conntrack python3-venv containernetworking-plugins"
 
 if [ "${DOCKLINE_NO_APT:-}" != 1 ]; then
     missing=""

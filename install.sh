@@ -5,7 +5,8 @@
 #   ./install.sh [CNI_BIN_DIR]      default: <repo>/.build/cni-bin
 #
 # Environment: DOCKLINE_VENV (default <repo>/.venv), DOCKLINE_NO_APT=1 to
-# skip Debian packages, DOCKLINE_EXTRAS=test to add the test tools.
+# skip Debian packages, DOCKLINE_EXTRAS=test to add the test tools,
+# DOCKLINE_ZYGOTE=0 for executables that never start or use a warm zygote.
 set -eu
 REPO=$(cd "$(dirname "$0")" && pwd)
 VENV=${DOCKLINE_VENV:-$REPO/.venv}
@@ -44,6 +45,8 @@ SITE=$("$VENV/bin/python3" -c 'import sysconfig; print(sysconfig.get_paths()["pu
 mkdir -p "$CNI_BIN"
 
 STAMP=$(date +%s%N)
+ZYGOTE=True
+[ "${DOCKLINE_ZYGOTE:-1}" = 0 ] && ZYGOTE=False
 PATHS="\"$REPO/plugins/ipam\", \"$REPO/plugins/bridge\", \"$REPO/plugins/portmap\", \"$REPO/lib\", \"$SITE\""
 write_launcher() {  # type  plugin-dir  module
     [ -f "$REPO/plugins/$2/$3.py" ] || return 0
@@ -54,7 +57,7 @@ write_launcher() {  # type  plugin-dir  module
 import sys
 sys.path[:0] = [$PATHS]
 from dockline.launch import launch
-launch(module="$3", stamp="$STAMP")
+launch(module="$3", stamp="$STAMP", zygote=$ZYGOTE)
 LAUNCHER
     chmod 0755 "$tmp"
     mv -f "$tmp" "$CNI_BIN/$1"

@@ -30,13 +30,13 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
-def launch(module: str, stamp: str) -> None:
+def launch(module: str, stamp: str, zygote: bool = True) -> None:
     env = os.environ
     command = env.get("CNI_COMMAND", "")
     if command == "VERSION":  # runtimes send it before every call: keep it bare
         from dockline.cni import skel
         _exit(skel.run({}, "dockline"))
-    if not command or env.get("DOCKLINE_NO_ZYGOTE"):
+    if not command or not zygote or env.get("DOCKLINE_NO_ZYGOTE"):
         _exit(_serve_here(module))
     from dockline import zygote
     code = zygote.call(module, stamp)

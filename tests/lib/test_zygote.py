@@ -67,3 +67,14 @@ def test_an_impostor_on_the_socket_name_is_not_trusted(sandbox, dockline_bin):
     time.sleep(0.3)
     # it connected, saw who answered, and hung up without sending anything
     assert sandbox.sh("cat /var/lib/cni/impostor.log").stdout == "GOT 0 bytes\n"
+
+
+def test_executables_installed_without_zygote_never_start_one(sandbox, dockline_bin):
+    text = (dockline_bin / "host-local").read_text().replace("zygote=True", "zygote=False")
+    assert "zygote=False" in text
+    sandbox.run(["sh", "-c", "mkdir -p /var/lib/cni/bin && cat > /var/lib/cni/bin/host-local && "
+                 "chmod +x /var/lib/cni/bin/host-local"], input=text, check=True)
+    for cid in ("a", "b"):
+        call_plugin(sandbox, "/var/lib/cni/bin/host-local", "ADD", CONF, containerid=cid).ok()
+    time.sleep(0.5)
+    assert "zygote.serve" not in sandbox.sh("ps -eo args").stdout

@@ -228,3 +228,34 @@ def test_udp_conntrack_entries_flushed_on_del(sandbox, dockline_bin, impl):
     assert cni(sandbox, cni_path, "del", "web").returncode == 0
     entries = sandbox.sh("conntrack -L -p udp --orig-port-dst 5353 2>/dev/null", check=False).stdout
     assert "dport=5353" not in entries
+
+
+@pytest.mark.parametrize("impl", ["dockline-iptables", "dockline-nftables"])
+def test_concurrent_adds_race_for_one_host_port(sandbox, dockline_bin, impl):
+    """Twelve containers added at once: eight with ports of their own, four
+    racing for port 7000. Every own port is published, and exactly one of
+    the racers gets 7000."""
+    from concurrent.futures import ThreadPoolExecutor
+    cni_path = setup_network(sandbox, impl, dockline_bin)
+    names = [f"c{i}" for i in range(12)]
+    sandbox.sh(" && ".join(f"ip netns add {n}" for n in names))
+
+    def one(i):
+        port = 7000 if i >= 8 else 7100 + i
+        return cni(sandbox, cni_path, "add", names[i],
+                   {"portMappings": [{"hostPort": port, "containerPort": 80}]})
+
+    with ThreadPoolExecutor(max_workers=12) as pool:
+        runs = list(pool.map(one, range(12)))
+    assert all(r.returncode == 0 for r in runs[:8]), [r.stdout for r in runs[:8] if r.returncode]
+    racers = [r for r in runs[8:] if r.returncode == 0]
+    assert len(racers) == 1
+    for loser in (r for r in runs[8:] if r.returncode != 0):
+        assert json.loads(loser.stdout)["code"] == 100
+    rules = sandbox.sh("iptables-save -t nat; nft list ruleset").stdout
+    for i in range(8):
+        assert str(7100 + i) in rules
+    winner_ip = json.loads(racers[0].stdout)["ips"][0]["address"].split("/")[0]
+    to_7000 = [line for line in rules.splitlines()
+               if "7000" in line and ("DNAT" in line or "dnat" in line)]
+    assert to_7000 and all(f"{winner_ip}:80" in line for line in to_7000), to_7000

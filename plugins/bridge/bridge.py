@@ -11,7 +11,7 @@ from __future__ import annotations
 from dockline.bridge.config import BridgeConfig
 from dockline.bridge.naming import HOST_VETH_PREFIX, host_veth_name
 from dockline.bridge.undo import UndoStack
-from dockline.cni import delegate, skel
+from dockline.cni import delegate
 from dockline.cni.attachments import valid_attachments
 from dockline.cni.errors import (ALREADY_EXISTS, INVALID_CONFIG, KERNEL_REFUSED, STATE_MISSING,
                                  UNKNOWN_CONTAINER, CniError)
@@ -433,16 +433,7 @@ def cmd_status(req: Request) -> None:
         delegate.run(req, conf.ipam_type, "STATUS")
 
 
+# What dockline.launch (the executable) and the zygote serve.
 HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc,
             "STATUS": cmd_status}
-
-
 ABOUT = "dockline bridge"
-
-
-def main() -> None:
-    skel.main(HANDLERS, ABOUT)
-
-
-if __name__ == "__main__":
-    main()

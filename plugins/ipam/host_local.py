@@ -4,7 +4,6 @@ A drop-in for the reference host-local: same config, same store format.
 """
 from __future__ import annotations
 
-from dockline.cni import skel
 from dockline.cni.errors import NOT_AVAILABLE, STATE_MISSING, CniError
 from dockline.cni.skel import Request
 from dockline.ipam import config as hostlocal_config, resolvconf
@@ -65,16 +64,7 @@ def cmd_status(req: Request) -> None:
                        f"{exc.filename or ''}: {exc.strerror}") from None
 
 
+# What dockline.launch (the executable) and the zygote serve.
 HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc,
             "STATUS": cmd_status}
-
-
 ABOUT = "dockline host-local"
-
-
-def main() -> None:
-    skel.main(HANDLERS, ABOUT)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,7 +1,6 @@
 """static: fixed addresses from the config, nothing to allocate or free."""
 from __future__ import annotations
 
-from dockline.cni import skel
 from dockline.cni.errors import INVALID_CONFIG, STATE_MISSING, CniError
 from dockline.cni.skel import Request
 from dockline.ipam import static
@@ -40,14 +39,7 @@ def cmd_status(req: Request) -> None:
     static.load(req)
 
 
+# What dockline.launch (the executable) and the zygote serve.
 HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": None,
             "STATUS": cmd_status}
 ABOUT = "dockline static"
-
-
-def main() -> None:
-    skel.main(HANDLERS, ABOUT)
-
-
-if __name__ == "__main__":
-    main()

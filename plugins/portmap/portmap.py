@@ -7,7 +7,6 @@ resend the mappings, and UDP conntrack entries are flushed on DEL too.
 """
 from __future__ import annotations
 
-from dockline.cni import skel
 from dockline.cni.attachments import valid_attachments
 from dockline.cni.skel import Request
 from dockline.firewall import Owner, hostports
@@ -44,14 +43,7 @@ def cmd_status(req: Request) -> None:
     PortmapConfig(req, need_prev=False)
 
 
+# What dockline.launch (the executable) and the zygote serve.
 HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc,
             "STATUS": cmd_status}
 ABOUT = "dockline portmap"
-
-
-def main() -> None:
-    skel.main(HANDLERS, ABOUT)
-
-
-if __name__ == "__main__":
-    main()

@@ -244,6 +244,3 @@ def _fail(err: CniError, version: str, about: str) -> None:
     _emit(err.to_dict(version))
     sys.stderr.write(f"{about}: {err}\n")
 
-
-def main(handlers: dict[str, Handler], about: str) -> None:
-    sys.exit(run(handlers, about))

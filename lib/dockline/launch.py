@@ -16,10 +16,12 @@ import os
 import sys
 
 
-def _serve_here(module_name: str) -> int:
+def serve_here(module_name: str) -> int:
+    """Serve the call described by this process's environment and stdin
+    with the plugin module's handlers (here, or in a zygote's child)."""
     module = __import__(module_name)
     from dockline.cni import skel
-    return skel.run(module.HANDLERS, getattr(module, "ABOUT", f"dockline {module_name}"))
+    return skel.run(module.HANDLERS, module.ABOUT)
 
 
 def _exit(code: int) -> None:
@@ -37,11 +39,11 @@ def launch(module: str, stamp: str, zygote: bool = True) -> None:
         from dockline.cni import skel
         _exit(skel.run({}, "dockline"))
     if not command or not zygote or env.get("DOCKLINE_NO_ZYGOTE"):
-        _exit(_serve_here(module))
-    from dockline import zygote
-    code = zygote.call(module, stamp)
+        _exit(serve_here(module))
+    from dockline.zygote import call, start_in_background
+    code = call(module, stamp)
     if code is None:
-        code = _serve_here(module)
+        code = serve_here(module)
         sys.stdout.flush()
-        zygote.start_in_background(stamp)
+        start_in_background(stamp)
     _exit(code)

@@ -39,8 +39,8 @@ def _mount_ns() -> str:
     return os.readlink("/proc/self/ns/mnt")
 
 
-def address(stamp: str) -> bytes:
-    mnt = _mount_ns()[5:-1]  # 'mnt:[4026531840]' -> '4026531840'
+def address(stamp: str, mount_ns: str | None = None) -> bytes:
+    mnt = (mount_ns or _mount_ns())[5:-1]  # 'mnt:[4026531840]' -> '4026531840'
     return f"\0dockline-zygote-{os.geteuid()}-{mnt}-{stamp}".encode()
 
 
@@ -54,15 +54,16 @@ def _peer(sock) -> tuple[int, int, int]:
 def call(module: str, stamp: str) -> int | None:
     """Serve this call through the zygote; its exit status, or None when
     there is no (trustworthy) zygote and the caller must serve it."""
+    mount_ns = _mount_ns()
     sock = _socket.socket(AF_UNIX, SOCK_SEQPACKET)
     try:
         try:
-            sock.connect(address(stamp))
+            sock.connect(address(stamp, mount_ns))
         except OSError:
             return None
         pid, uid, _ = _peer(sock)
         try:
-            same_mnt = os.readlink(f"/proc/{pid}/ns/mnt") == _mount_ns()
+            same_mnt = os.readlink(f"/proc/{pid}/ns/mnt") == mount_ns
         except OSError:
             same_mnt = False
         if uid != os.geteuid() or not same_mnt:
@@ -108,25 +109,20 @@ def start_in_background(stamp: str) -> None:
 
 # --- server ----------------------------------------------------------------
 
-def _preload() -> dict:
+def _preload() -> None:
     """Import every plugin and the netlink layer, so children start warm."""
-    modules = {}
+    from . import launch  # noqa: F401  (children serve through it)
     for name in ("bridge", "host_local", "static", "portmap"):
         try:
-            modules[name] = __import__(name)
+            __import__(name)
         except ImportError:
             continue
     try:
-        from . import netlink
-        for attr in ("open_netns", "current_netns", "NetlinkError", "NetnsError",
-                     "sysctl_set", "Netns", "Batch"):
-            getattr(netlink, attr)
         _warm_netlink()
         from .netlink import netns
         netns.libc_setns()
     except Exception:
-        pass
-    return modules
+        pass  # a cold child is slower, not wrong
 
 
 def _warm_netlink() -> None:
@@ -160,7 +156,7 @@ def _warm_netlink() -> None:
         route.encode()
 
 
-def _serve_child(conn, payload: bytes, fds: list[int], modules: dict) -> None:
+def _serve_child(conn, payload: bytes, fds: list[int]) -> None:
     code = 1
     import gc
     gc.disable()  # a short-lived child: collection would only copy pages
@@ -177,9 +173,8 @@ def _serve_child(conn, payload: bytes, fds: list[int], modules: dict) -> None:
         except OSError:
             os.chdir("/")
         import sys
-        module = modules.get(request["module"]) or __import__(request["module"])
-        from .cni import skel
-        code = skel.run(module.HANDLERS, getattr(module, "ABOUT", f"dockline {request['module']}"))
+        from .launch import serve_here
+        code = serve_here(request["module"])
         sys.stdout.flush()
         sys.stderr.flush()
     finally:
@@ -196,7 +191,7 @@ def serve(stamp: str) -> None:
     except OSError:
         return  # another zygote got there first
     listener.listen(128)
-    modules = _preload()
+    _preload()
     import gc
     gc.collect()
     gc.freeze()  # children then leave the preloaded objects' pages shared
@@ -229,7 +224,7 @@ def serve(stamp: str) -> None:
                 continue
             if os.fork() == 0:
                 listener.close()
-                _serve_child(conn, payload, fds, modules)
+                _serve_child(conn, payload, fds)
             for f in fds:
                 os.close(f)
         finally:

@@ -13,12 +13,13 @@ from dockline.bridge.naming import HOST_VETH_PREFIX, host_veth_name
 from dockline.bridge.undo import UndoStack
 from dockline.cni import delegate
 from dockline.cni.attachments import valid_attachments
-from dockline.cni.errors import (ALREADY_EXISTS, INVALID_CONFIG, KERNEL_REFUSED, STATE_MISSING,
-                                 UNKNOWN_CONTAINER, CniError)
+from dockline.cni.errors import (ALREADY_EXISTS, INVALID_CONFIG, IO_FAILURE, KERNEL_REFUSED,
+                                 STATE_MISSING, UNKNOWN_CONTAINER, CniError)
 from dockline.cni.result import family
 from dockline.cni.skel import Request
 from dockline.firewall import Owner, masquerade, spoofcheck
 from dockline.names import links
+from dockline.netlink.errors import NetlinkError  # no pyroute2 behind it
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -39,6 +40,28 @@ def _kernel_error(exc: OSError, what: str) -> CniError:
     if exc.errno == EEXIST:
         return CniError(ALREADY_EXISTS, what, str(exc))
     return CniError(KERNEL_REFUSED, what, str(exc))
+
+
+class _BestEffort:
+    """DEL and GC clean up as much as they can: every step runs, and the
+    first failure is what the runtime hears."""
+
+    def __init__(self) -> None:
+        self.first: CniError | None = None
+
+    def run(self, what: str, step) -> None:
+        try:
+            step()
+        except CniError as err:
+            self.first = self.first or err
+        except OSError as exc:
+            err = (_kernel_error(exc, what) if isinstance(exc, NetlinkError)
+                   else CniError(IO_FAILURE, what, str(exc)))
+            self.first = self.first or err
+
+    def raise_first(self) -> None:
+        if self.first is not None:
+            raise self.first
 
 
 def _open_container(netlink, path: str) -> Netns:
@@ -184,7 +207,7 @@ def _attach(conf: BridgeConfig, req: Request, netlink, host: Netns, ns: Netns,
     try:
         container_if, host_if = ns.add_veth(req.ifname, peer_ns=host, peer_name=host_name,
                                             mtu=conf.mtu or None, mac=conf.mac)
-    except netlink.NetlinkError as exc:
+    except NetlinkError as exc:
         if exc.errno == EEXIST and host.get_link(host_name) is not None:
             raise CniError(ALREADY_EXISTS, "this attachment already exists",
                            f"host interface {host_name} is present: DEL it first") from None
@@ -247,7 +270,7 @@ def cmd_add(req: Request) -> dict:
     with netlink.current_netns() as host, _open_container(netlink, req.netns) as ns:
         try:
             result = _attach(conf, req, netlink, host, ns, undo)
-        except netlink.NetlinkError as exc:
+        except NetlinkError as exc:
             undo.unwind()
             raise _kernel_error(exc, "bridge: failed to set up the container network") from None
         except BaseException:
@@ -283,41 +306,30 @@ def _delete_foreign_veth(netlink, host: Netns, req: Request, bridge_name: str) -
             host.delete_link(peer.index)
 
 
+def _delete_veth(req: Request, bridge_name: str) -> None:
+    netlink = _netlink()
+    with netlink.current_netns() as host:
+        host_name = host_veth_name(req.network, req.container_id, req.ifname)
+        if host.get_link(host_name) is not None:
+            host.delete_link(host_name)
+        elif req.netns:
+            _delete_foreign_veth(netlink, host, req, bridge_name)
+
+
 def cmd_del(req: Request) -> None:
     conf = BridgeConfig(req, for_cleanup=True)
-    errors: list[CniError] = []
+    owner = Owner(req.network, req.container_id, req.ifname)
+    cleanup = _BestEffort()
     if conf.ipam_type:
-        try:
-            delegate.run(req, conf.ipam_type, "DEL")
-        except CniError as err:
-            errors.append(err)
-    netlink = _netlink()
-    host_name = host_veth_name(req.network, req.container_id, req.ifname)
-    try:
-        with netlink.current_netns() as host:
-            if host.get_link(host_name) is not None:
-                host.delete_link(host_name)
-            elif req.netns:
-                _delete_foreign_veth(netlink, host, req, conf.bridge)
-    except netlink.NetlinkError as exc:
-        errors.append(_kernel_error(exc, "bridge: failed to delete the veth"))
+        cleanup.run("IPAM DEL", lambda: delegate.run(req, conf.ipam_type, "DEL"))
+    cleanup.run("bridge: failed to delete the veth", lambda: _delete_veth(req, conf.bridge))
     if conf.ip_masq:
-        try:
-            backend = masquerade.choose_backend(conf.ip_masq_backend)
-            masquerade.delete(backend, Owner(req.network, req.container_id, req.ifname))
-        except CniError as err:
-            errors.append(err)
+        cleanup.run("masquerade", lambda: masquerade.delete(
+            masquerade.choose_backend(conf.ip_masq_backend), owner))
     if conf.macspoofchk:
-        try:
-            spoofcheck.delete(Owner(req.network, req.container_id, req.ifname))
-        except CniError as err:
-            errors.append(err)
-    try:
-        links.on_del(req, _data_dir(req))
-    except (CniError, OSError) as err:
-        errors.append(err if isinstance(err, CniError) else CniError(5, "links: cleanup failed", str(err)))
-    if errors:
-        raise errors[0]
+        cleanup.run("MAC spoof check", lambda: spoofcheck.delete(owner))
+    cleanup.run("links: cleanup failed", lambda: links.on_del(req, _data_dir(req)))
+    cleanup.raise_first()
 
 
 # --- CHECK -------------------------------------------------------------------
@@ -388,43 +400,33 @@ def _route_matches(route, dst, gw) -> bool:
 
 # --- GC and STATUS -----------------------------------------------------------
 
+def _gc_veths(req: Request, bridge_name: str, valid: set[tuple[str, str]]) -> None:
+    keep = {host_veth_name(req.network, cid, ifname) for cid, ifname in valid}
+    with _netlink().current_netns() as host:
+        bridge = host.get_link(bridge_name)
+        if bridge is None:
+            return
+        for link in host.list_links():
+            if (link.master == bridge.index and link.kind == "veth"
+                    and link.name.startswith(HOST_VETH_PREFIX) and link.name not in keep):
+                host.delete_link(link.index)
+
+
 def cmd_gc(req: Request) -> None:
     conf = BridgeConfig(req, for_cleanup=True)
-    errors: list[CniError] = []
+    cleanup = _BestEffort()
     if conf.ipam_type:
-        try:
-            delegate.run(req, conf.ipam_type, "GC")
-        except CniError as err:
-            errors.append(err)
+        cleanup.run("IPAM GC", lambda: delegate.run(req, conf.ipam_type, "GC"))
     valid = valid_attachments(req.config)
-    keep = {host_veth_name(req.network, cid, ifname) for cid, ifname in valid}
-    netlink = _netlink()
-    try:
-        with netlink.current_netns() as host:
-            bridge = host.get_link(conf.bridge)
-            if bridge is not None:
-                for link in host.list_links():
-                    if (link.master == bridge.index and link.kind == "veth"
-                            and link.name.startswith(HOST_VETH_PREFIX) and link.name not in keep):
-                        host.delete_link(link.index)
-    except netlink.NetlinkError as exc:
-        errors.append(_kernel_error(exc, "bridge GC: failed to delete a stale veth"))
+    cleanup.run("bridge GC: failed to delete a stale veth",
+                lambda: _gc_veths(req, conf.bridge, valid))
     if conf.ip_masq:
-        try:
-            masquerade.gc(masquerade.choose_backend(conf.ip_masq_backend), req.network, valid)
-        except CniError as err:
-            errors.append(err)
+        cleanup.run("masquerade GC", lambda: masquerade.gc(
+            masquerade.choose_backend(conf.ip_masq_backend), req.network, valid))
     if conf.macspoofchk:
-        try:
-            spoofcheck.gc(req.network, valid)
-        except CniError as err:
-            errors.append(err)
-    try:
-        links.on_gc(req.network, _data_dir(req), valid)
-    except (CniError, OSError) as err:
-        errors.append(err if isinstance(err, CniError) else CniError(5, "links: GC failed", str(err)))
-    if errors:
-        raise errors[0]
+        cleanup.run("MAC spoof check GC", lambda: spoofcheck.gc(req.network, valid))
+    cleanup.run("links: GC failed", lambda: links.on_gc(req.network, _data_dir(req), valid))
+    cleanup.raise_first()
 
 
 def cmd_status(req: Request) -> None:

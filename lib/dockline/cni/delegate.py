@@ -12,7 +12,7 @@ import os
 import sys
 
 from . import jsonio, result as cni_result
-from .errors import INTERNAL, INVALID_CONFIG, CniError
+from .errors import DECODE_FAILURE, INTERNAL, INVALID_CONFIG, CniError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def _external(exe: str, req: Request, command: str):
     try:
         return cni_result.parse(jsonio.loads(out), req.version)
     except jsonio.DecodeError as exc:
-        raise CniError(6, f"plugin {os.path.basename(exe)} returned an unreadable result",
+        raise CniError(DECODE_FAILURE, f"plugin {os.path.basename(exe)} returned an unreadable result",
                        str(exc)) from None
 
 

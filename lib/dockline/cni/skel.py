@@ -9,18 +9,17 @@ from __future__ import annotations
 
 import os
 import sys
-TYPE_CHECKING = False  # typing costs ~7 ms of start-up; annotations only
-if TYPE_CHECKING:
-    from typing import Callable, Optional
-
-    Handler = Callable[["Request"], Optional[dict]]
 
 from . import jsonio, result as cni_result
 from .errors import (DECODE_FAILURE, INCOMPATIBLE_VERSION, INTERNAL, INVALID_CONFIG,
                      INVALID_ENVIRONMENT, IO_FAILURE, CniError)
 from .version import DEFAULT, LATEST, SUPPORTED, at_least, require_supported
 
-COMMANDS = ("ADD", "DEL", "CHECK", "GC", "STATUS", "VERSION")
+TYPE_CHECKING = False  # typing costs ~7 ms of start-up; annotations only
+if TYPE_CHECKING:
+    from typing import Callable, Optional
+
+    Handler = Callable[["Request"], Optional[dict]]
 # Variables each command cannot do without (CNI_NETNS is optional on DEL:
 # the container may be gone).
 _REQUIRED_ENV = {

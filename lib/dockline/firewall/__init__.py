@@ -2,35 +2,30 @@
 
 Every rule dockline installs carries a tag derived from (network,
 container ID, ifname), so DEL and GC find exactly an attachment's rules
-without knowing its addresses (the container may be gone).
+without knowing its addresses (the container may be gone).  This module
+holds what every rule set shares: the tags, running ``nft`` and
+``iptables-restore``/``-save``, and picking a backend.
 """
 from __future__ import annotations
+
+from .. import proc
+from ..cni.errors import INVALID_CONFIG, IO_FAILURE, CniError
 
 try:  # _blake2 is what hashlib wraps; hashlib itself costs ~5 ms to import
     from _blake2 import blake2b
 except ImportError:  # pragma: no cover
     from hashlib import blake2b
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable
+
+_RESTORE = {4: "iptables-restore", 6: "ip6tables-restore"}
+_SAVE = {4: "iptables-save", 6: "ip6tables-save"}
+
 
 def short_hash(*parts: str, size: int = 8) -> str:
     return blake2b("\0".join(parts).encode(), digest_size=size).hexdigest()
-
-
-def nft_tagged_rules(family: str, table: str, chain: str, tag_prefix: str) -> list[tuple[str, str]]:
-    """(tag, handle) of the rules in an nftables chain whose comment is
-    ``dl-<tag>`` with tag starting with ``tag_prefix``; none if the chain
-    does not exist."""
-    from .. import proc
-    result = proc.run(["nft", "-a", "list", "chain", family, table, chain])
-    if result.returncode != 0:
-        return []
-    found = []
-    marker = f'comment "dl-{tag_prefix}'
-    for line in result.stdout.decode(errors="replace").splitlines():
-        if marker in line and "# handle " in line:
-            tag = line.split('comment "dl-', 1)[1].split('"', 1)[0]
-            found.append((tag, line.rsplit("# handle ", 1)[1].strip()))
-    return found
 
 
 class Owner:
@@ -48,3 +43,73 @@ class Owner:
     @classmethod
     def tag_for(cls, network: str, container_id: str, ifname: str) -> str:
         return cls(network, container_id, ifname).tag
+
+
+class FirewallError(CniError):
+    """A firewall tool refused a change; ``output`` is everything it said."""
+
+    def __init__(self, what: str, result: proc.Completed) -> None:
+        self.output = result.error_text
+        super().__init__(IO_FAILURE, f"firewall: {what} failed", self.output[:500])
+
+
+def default_backend(what: str) -> str:
+    """iptables where it exists, else nftables (the reference's choice)."""
+    if proc.which("iptables-restore"):
+        return "iptables"
+    if proc.which("nft"):
+        return "nftables"
+    raise CniError(INVALID_CONFIG, f"{what} needs iptables or nftables", "neither is installed")
+
+
+# --- nftables ------------------------------------------------------------
+
+def nft_apply(lines: list[str], what: str) -> None:
+    """One ``nft -f`` transaction: all of it happens, or none of it."""
+    result = proc.run(["nft", "-f", "-"], ("\n".join(lines) + "\n").encode())
+    if result.returncode != 0:
+        raise FirewallError(what, result)
+
+
+def nft_tagged_rules(family: str, table: str, chain: str, tag_prefix: str) -> list[tuple[str, str]]:
+    """(tag, handle) of the rules in an nftables chain whose comment is
+    ``dl-<tag>`` with tag starting with ``tag_prefix``; none if the chain
+    does not exist."""
+    result = proc.run(["nft", "-a", "list", "chain", family, table, chain])
+    if result.returncode != 0:
+        return []
+    found = []
+    marker = f'comment "dl-{tag_prefix}'
+    for line in result.stdout.decode(errors="replace").splitlines():
+        if marker in line and "# handle " in line:
+            tag = line.split('comment "dl-', 1)[1].split('"', 1)[0]
+            found.append((tag, line.rsplit("# handle ", 1)[1].strip()))
+    return found
+
+
+def nft_remove_tagged(family: str, table: str, chain: str, tag_prefix: str,
+                      doomed: Callable[[str], bool], what: str) -> None:
+    """Delete, in one transaction, the tagged rules of a chain whose tag
+    ``doomed`` selects.  Nothing to delete (or no nft at all) is fine."""
+    if not proc.which("nft"):
+        return
+    handles = [h for tag, h in nft_tagged_rules(family, table, chain, tag_prefix) if doomed(tag)]
+    if handles:
+        nft_apply([f"delete rule {family} {table} {chain} handle {h}" for h in handles], what)
+
+
+# --- iptables ------------------------------------------------------------
+
+def iptables_nat_rules(family: int) -> list[str]:
+    """``iptables-save -t nat`` (or ip6tables) as lines; none when the
+    family has no nat table (nothing of ours can be there)."""
+    result = proc.run([_SAVE[family], "-t", "nat"])
+    return result.stdout.decode(errors="replace").splitlines() if result.returncode == 0 else []
+
+
+def iptables_restore_nat(family: int, lines: list[str], what: str) -> None:
+    """One ``iptables-restore --noflush`` transaction on the nat table."""
+    script = "\n".join(["*nat", *lines, "COMMIT"]) + "\n"
+    result = proc.run([_RESTORE[family], "--noflush", "-w", "5"], script.encode())
+    if result.returncode != 0:
+        raise FirewallError(what, result)

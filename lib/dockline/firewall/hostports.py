@@ -19,14 +19,14 @@ iptables has no unique keys).
 """
 from __future__ import annotations
 
-import fcntl
 import os
 
 from .. import proc
 from ..cni import jsonio
-from ..cni.errors import ADDRESS_IN_USE, INVALID_CONFIG, STATE_MISSING, CniError
-from . import Owner
-from .masquerade import FirewallError
+from ..cni.errors import ADDRESS_IN_USE, STATE_MISSING, CniError
+from ..filelock import FileLock
+from . import (FirewallError, Owner, default_backend, iptables_nat_rules, iptables_restore_nat,
+               nft_apply)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -38,21 +38,14 @@ IPT_MASQ_CHAIN = "DOCKLINE-HOSTPORTS-MASQ"
 IPT_PREFIX = "DLP-"
 LOCK_PATH = "/var/lib/cni/dockline/portmap.lock"
 _MAPS = {None: "ports", 4: "ports4", 6: "ports6"}
-_RESTORE = {4: "iptables-restore", 6: "ip6tables-restore"}
-_SAVE = {4: "iptables-save", 6: "ip6tables-save"}
 
 
 def choose_backend(conf: PortmapConfig) -> str:
     if conf.backend:
         return conf.backend
-    conditions = conf.conditions_v4 + conf.conditions_v6
-    if conditions and not any(c.strip().startswith(("-", "!")) for c in conditions):
+    if conf.has_nft_conditions:
         return "nftables"  # nft-syntax conditions say which backend is meant
-    if proc.which("iptables-restore"):
-        return "iptables"
-    if proc.which("nft"):
-        return "nftables"
-    raise CniError(INVALID_CONFIG, "portmap needs iptables or nftables", "neither is installed")
+    return default_backend("portmap")
 
 
 class Entry:
@@ -79,14 +72,15 @@ def _dest(ip: ContainerIP, port: int) -> str:
 
 # --- nftables ------------------------------------------------------------
 
-def _nft(script: str, what: str) -> None:
-    result = proc.run(["nft", "-f", "-"], script.encode())
-    if result.returncode != 0:
-        if "File exists" in result.error_text and "element" in result.error_text:
+def _nft(lines: list[str], what: str) -> None:
+    try:
+        nft_apply(lines, what)
+    except FirewallError as err:
+        if "File exists" in err.output and "element" in err.output:
             raise CniError(ADDRESS_IN_USE, "host port already in use",
                            "another container publishes the same host port and protocol "
-                           "on the same host address")
-        raise FirewallError(what, result)
+                           "on the same host address") from None
+        raise
 
 
 def _nft_base(mark: int) -> list[str]:
@@ -136,7 +130,7 @@ def _nft_add(owner: Owner, conf: PortmapConfig, todo: list[Entry]) -> None:
     for map_name, map_keys in keys.items():
         for key in sorted(map_keys):
             lines.append(f"create element {t} {map_name} {{ {key} : jump {chain} }}")
-    _nft("\n".join(lines) + "\n", "publishing ports")
+    _nft(lines, "publishing ports")
 
 
 def _nft_elements() -> list[tuple[str, str, str]]:
@@ -178,36 +172,11 @@ def _nft_remove(tags: set[str], elements, chains: set[str]) -> list[str]:
         if f"c-{tag}" in chains:
             lines += [f"flush chain {t} c-{tag}", f"delete chain {t} c-{tag}"]
     if lines:
-        _nft("\n".join(lines) + "\n", "removing published ports")
+        _nft(lines, "removing published ports")
     return released
 
 
 # --- iptables ------------------------------------------------------------
-
-class _Lock:
-    """Serialises iptables ADDs: the host-port check and the insert must be
-    one step, and iptables has no unique keys to do it for us."""
-
-    def __enter__(self) -> None:
-        os.makedirs(os.path.dirname(LOCK_PATH), exist_ok=True)
-        self.fd = os.open(LOCK_PATH, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc) -> None:
-        os.close(self.fd)
-
-
-def _ipt_save(family: int) -> list[str]:
-    result = proc.run([_SAVE[family], "-t", "nat"])
-    return result.stdout.decode(errors="replace").splitlines() if result.returncode == 0 else []
-
-
-def _ipt_restore(family: int, lines: list[str], what: str) -> None:
-    result = proc.run([_RESTORE[family], "--noflush", "-w", "5"],
-                      ("\n".join(["*nat"] + lines + ["COMMIT"]) + "\n").encode())
-    if result.returncode != 0:
-        raise FirewallError(what, result)
-
 
 def _ipt_tag_of(line: str) -> tuple[str, str] | None:
     """(tag, mapping key) from a rule's 'dl-<tag> <key>' comment."""
@@ -230,7 +199,7 @@ def _ipt_ensure_base(family: int, saved: list[str]) -> None:
     if IPT_MASQ_CHAIN not in chains:
         lines += [f"-N {IPT_MASQ_CHAIN}",
                   f'-I POSTROUTING -m comment --comment "dockline portmap" -j {IPT_MASQ_CHAIN}']
-    _ipt_restore(family, lines, "creating the portmap chains")
+    iptables_restore_nat(family, lines, "creating the portmap chains")
 
 
 def _ipt_add(owner: Owner, conf: PortmapConfig, todo: list[Entry]) -> None:
@@ -240,7 +209,7 @@ def _ipt_add(owner: Owner, conf: PortmapConfig, todo: list[Entry]) -> None:
         mine = [e for e in todo if e.ip.version == family]
         if not mine:
             continue
-        saved = _ipt_save(family)
+        saved = iptables_nat_rules(family)
         _ipt_ensure_base(family, saved)
         taken = {}
         for line in saved:
@@ -272,13 +241,13 @@ def _ipt_add(owner: Owner, conf: PortmapConfig, todo: list[Entry]) -> None:
         if conf.snat:
             lines.append(f'-A {IPT_MASQ_CHAIN} -m comment --comment "dl-{owner.tag} masq" '
                          f"-m mark --mark {mark} -j MASQUERADE")
-        _ipt_restore(family, lines, "publishing ports")
+        iptables_restore_nat(family, lines, "publishing ports")
 
 
 def _ipt_remove(tags: set[str], network_tag: str | None = None) -> list[str]:
     released = []
     for family in (4, 6):
-        saved = _ipt_save(family)
+        saved = iptables_nat_rules(family)
         chains = {line[1:].split()[0] for line in saved if line.startswith(":" + IPT_PREFIX)}
         doomed = {IPT_PREFIX + t for t in tags}
         if network_tag is not None:  # GC: every chain of the network but the kept ones
@@ -295,7 +264,7 @@ def _ipt_remove(tags: set[str], network_tag: str | None = None) -> list[str]:
         for chain in sorted(doomed & chains):
             lines += [f"-F {chain}", f"-X {chain}"]
         if lines:
-            _ipt_restore(family, lines, "removing published ports")
+            iptables_restore_nat(family, lines, "removing published ports")
     return released
 
 
@@ -333,7 +302,7 @@ def add(backend: str, owner: Owner, conf: PortmapConfig) -> None:
     if backend == "nftables":
         _nft_add(owner, conf, todo)
     else:
-        with _Lock():
+        with FileLock(LOCK_PATH):
             _ipt_add(owner, conf, todo)
     if conf.snat and any(e.ip.version == 4 for e in todo):
         enable_route_localnet(conf.host_ifaces)
@@ -348,7 +317,7 @@ def delete(backend: str, owner: Owner) -> None:
     else:
         if not proc.which("iptables-save"):
             return
-        with _Lock():
+        with FileLock(LOCK_PATH):
             released = _ipt_remove({owner.tag})
     flush_udp_conntrack(released)
 
@@ -366,7 +335,7 @@ def gc(backend: str, network: str, valid: set[tuple[str, str]]) -> None:
     else:
         if not proc.which("iptables-save"):
             return
-        with _Lock():
+        with FileLock(LOCK_PATH):
             released = _ipt_remove(keep, network_tag=network_tag)
     flush_udp_conntrack(released)
 
@@ -389,7 +358,7 @@ def check(backend: str, owner: Owner, conf: PortmapConfig) -> None:
         if not mine:
             continue
         keys = set()
-        for line in _ipt_save(family):
+        for line in iptables_nat_rules(family):
             found = _ipt_tag_of(line)
             if found and found[0] == owner.tag and line.startswith(f"-A {IPT_CHAIN} "):
                 keys.add(found[1])

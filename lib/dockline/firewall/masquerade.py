@@ -14,18 +14,12 @@ from __future__ import annotations
 
 from .. import proc
 from ..cni.errors import INVALID_CONFIG, CniError
-from . import Owner, nft_tagged_rules
+from . import (Owner, default_backend, iptables_nat_rules, iptables_restore_nat, nft_apply,
+               nft_remove_tagged)
 
 IPT_CHAIN_PREFIX = "DL-"
 NFT_TABLE = "dockline_masq"
 _MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
-_RESTORE = {4: "iptables-restore", 6: "ip6tables-restore"}
-_SAVE = {4: "iptables-save", 6: "ip6tables-save"}
-
-
-class FirewallError(CniError):
-    def __init__(self, what: str, result: proc.Completed) -> None:
-        super().__init__(5, f"firewall: {what} failed", result.error_text[:500])
 
 
 def _family(cidr: str) -> int:
@@ -39,11 +33,7 @@ def choose_backend(name: str | None) -> str:
             raise CniError(INVALID_CONFIG, "invalid ipMasqBackend",
                            f"{name!r}: expected \"iptables\" or \"nftables\"")
         return name
-    if proc.which("iptables-restore"):
-        return "iptables"
-    if proc.which("nft"):
-        return "nftables"
-    raise CniError(INVALID_CONFIG, "ipMasq needs iptables or nftables", "neither is installed")
+    return default_backend("ipMasq")
 
 
 # --- iptables ------------------------------------------------------------
@@ -57,12 +47,6 @@ def _ipt_comment(owner: Owner) -> str:
     return text[:250].replace('"', "")
 
 
-def _ipt_restore(family: int, script: str, what: str) -> None:
-    result = proc.run([_RESTORE[family], "--noflush", "-w", "5"], script.encode())
-    if result.returncode != 0:
-        raise FirewallError(what, result)
-
-
 def _ipt_add(owner: Owner, ips: list[tuple[str, str]]) -> None:
     chain = _ipt_chain(owner)
     comment = _ipt_comment(owner)
@@ -70,22 +54,14 @@ def _ipt_add(owner: Owner, ips: list[tuple[str, str]]) -> None:
         mine = [(ip, net) for ip, net in ips if _family(ip) == family]
         if not mine:
             continue
-        lines = ["*nat", f":{chain} - [0:0]"]
+        lines = [f":{chain} - [0:0]"]
         for subnet in dict.fromkeys(net for _, net in mine):
             lines.append(f'-A {chain} -d {subnet} -m comment --comment "{comment}" -j ACCEPT')
         lines.append(f'-A {chain} ! -d {_MULTICAST[family]} -m comment --comment "{comment}" '
                      "-j MASQUERADE")
         for ip, _ in mine:
             lines.append(f'-A POSTROUTING -s {ip.split("/")[0]} -m comment --comment "{comment}" -j {chain}')
-        lines.append("COMMIT\n")
-        _ipt_restore(family, "\n".join(lines), "installing masquerade rules")
-
-
-def _ipt_nat_rules(family: int) -> list[str]:
-    result = proc.run([_SAVE[family], "-t", "nat"])
-    if result.returncode != 0:
-        return []  # no nat table for this family: nothing of ours there
-    return result.stdout.decode(errors="replace").splitlines()
+        iptables_restore_nat(family, lines, "installing masquerade rules")
 
 
 def _ipt_delete_chains(family: int, chains: set[str], saved: list[str]) -> None:
@@ -93,15 +69,14 @@ def _ipt_delete_chains(family: int, chains: set[str], saved: list[str]) -> None:
     chains = chains & existing
     if not chains:
         return
-    lines = ["*nat"]
+    lines = []
     for line in saved:
         parts = line.split()
         if len(parts) > 2 and parts[0] == "-A" and parts[-2] == "-j" and parts[-1] in chains:
             lines.append("-D " + line[3:])
     for chain in sorted(chains):
         lines += [f"-F {chain}", f"-X {chain}"]
-    lines.append("COMMIT\n")
-    _ipt_restore(family, "\n".join(lines), "removing masquerade rules")
+    iptables_restore_nat(family, lines, "removing masquerade rules")
 
 
 def reference_chain(network: str, container_id: str) -> str:
@@ -117,13 +92,13 @@ def reference_chain(network: str, container_id: str) -> str:
 def _ipt_delete(owner: Owner) -> None:
     chains = {_ipt_chain(owner), reference_chain(owner.network, owner.container_id)}
     for family in (4, 6):
-        _ipt_delete_chains(family, chains, _ipt_nat_rules(family))
+        _ipt_delete_chains(family, chains, iptables_nat_rules(family))
 
 
 def _ipt_gc(network_tag: str, valid_tags: set[str]) -> None:
     prefix = IPT_CHAIN_PREFIX + network_tag
     for family in (4, 6):
-        saved = _ipt_nat_rules(family)
+        saved = iptables_nat_rules(family)
         stale = {line[1:].split()[0] for line in saved
                  if line.startswith(":" + prefix)}
         stale -= {IPT_CHAIN_PREFIX + t for t in valid_tags}
@@ -131,13 +106,6 @@ def _ipt_gc(network_tag: str, valid_tags: set[str]) -> None:
 
 
 # --- nftables ------------------------------------------------------------
-
-def _nft(script: str, what: str) -> proc.Completed:
-    result = proc.run(["nft", "-f", "-"], script.encode())
-    if result.returncode != 0:
-        raise FirewallError(what, result)
-    return result
-
 
 def _nft_add(owner: Owner, ips: list[tuple[str, str]]) -> None:
     lines = [f"add table inet {NFT_TABLE}",
@@ -149,25 +117,12 @@ def _nft_add(owner: Owner, ips: list[tuple[str, str]]) -> None:
         lines.append(f"add rule inet {NFT_TABLE} postrouting {fam} saddr {address} "
                      f"{fam} daddr != {subnet} {fam} daddr != {_MULTICAST[_family(ip)]} "
                      f'masquerade comment "dl-{owner.tag}"')
-    _nft("\n".join(lines) + "\n", "installing masquerade rules")
+    nft_apply(lines, "installing masquerade rules")
 
 
-def _nft_rule_handles(tag_prefix: str) -> list[tuple[str, str]]:
-    return nft_tagged_rules("inet", NFT_TABLE, "postrouting", tag_prefix)
-
-
-def _nft_delete_handles(handles: list[str]) -> None:
-    if handles:
-        _nft("".join(f"delete rule inet {NFT_TABLE} postrouting handle {h}\n" for h in handles),
-             "removing masquerade rules")
-
-
-def _nft_delete(owner: Owner) -> None:
-    _nft_delete_handles([h for tag, h in _nft_rule_handles(owner.tag) if tag == owner.tag])
-
-
-def _nft_gc(network_tag: str, valid_tags: set[str]) -> None:
-    _nft_delete_handles([h for tag, h in _nft_rule_handles(network_tag) if tag not in valid_tags])
+def _nft_remove(tag_prefix: str, doomed) -> None:
+    nft_remove_tagged("inet", NFT_TABLE, "postrouting", tag_prefix, doomed,
+                      "removing masquerade rules")
 
 
 # --- the interface -------------------------------------------------------
@@ -180,8 +135,7 @@ def add(backend: str, owner: Owner, ips: list[tuple[str, str]]) -> None:
 def delete(backend: str, owner: Owner) -> None:
     """Remove the attachment's rules; nothing to remove is not an error."""
     if backend == "nftables":
-        if proc.which("nft"):
-            _nft_delete(owner)
+        _nft_remove(owner.tag, lambda tag: tag == owner.tag)
     elif proc.which("iptables-save"):
         _ipt_delete(owner)
 
@@ -191,7 +145,6 @@ def gc(backend: str, network: str, valid: set[tuple[str, str]]) -> None:
     network_tag = Owner(network, "", "").network_tag
     valid_tags = {Owner.tag_for(network, cid, ifname) for cid, ifname in valid}
     if backend == "nftables":
-        if proc.which("nft"):
-            _nft_gc(network_tag, valid_tags)
+        _nft_remove(network_tag, lambda tag: tag not in valid_tags)
     elif proc.which("iptables-save"):
         _ipt_gc(network_tag, valid_tags)

@@ -12,9 +12,9 @@ holds an address forever.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 
+from ..filelock import FileLock
 from .store import Reservation, Store
 
 TYPE_CHECKING = False
@@ -32,35 +32,12 @@ def is_reservation_name(name: str) -> bool:
                 or name.startswith("."))
 
 
-class _FileLock:
-    """flock on the network's ``lock`` file, held for a with-block."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.fd = -1
-
-    def __enter__(self) -> None:
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(self.fd)
-            raise
-
-    def __exit__(self, *exc) -> None:
-        os.close(self.fd)  # closing drops the flock
-
-
 class DiskStore(Store):
     def __init__(self, network: str, data_dir: str = "") -> None:
         self.dir = os.path.join(data_dir or DEFAULT_DATA_DIR, network)
 
-    def _ensure_dir(self) -> None:
-        os.makedirs(self.dir, mode=0o755, exist_ok=True)
-
-    def lock(self) -> _FileLock:
-        self._ensure_dir()
-        return _FileLock(os.path.join(self.dir, LOCK_NAME))
+    def lock(self) -> FileLock:
+        return FileLock(os.path.join(self.dir, LOCK_NAME))
 
     def _path(self, name: str) -> str:
         return os.path.join(self.dir, name)
@@ -151,7 +128,6 @@ class DiskStore(Store):
             yield Reservation(name, cid.strip(), ifname.strip() if sep else None)
 
     def check_writable(self) -> None:
-        self._ensure_dir()
         with self.lock():
             probe = self._path(f"{_TMP_PREFIX}status-{os.getpid()}")
             fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)

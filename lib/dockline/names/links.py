@@ -152,13 +152,8 @@ def on_add(req: Request, data_dir: str, ips: list[str], undo: UndoStack) -> None
     undo.push("unregister names", lambda: on_del(req, data_dir))
 
 
-def on_del(req: Request, data_dir: str) -> None:
-    key = attachment_key(req.container_id, req.ifname)
-    directory = os.path.join(data_dir or "/var/lib/cni/networks", req.network)
-    if not os.path.exists(os.path.join(directory, ".dockline-names.json")):
-        return
-    with Registry(req.network, data_dir) as reg:
-        entry = reg.remove(key)
+def _drop_own_lines(entry: dict | None) -> None:
+    """Remove the link lines a departing container had in its hosts file."""
     if entry and entry.get("links") and entry.get("hosts"):
         try:
             hostsfile.rewrite(entry["hosts"], entry["tag"], [])
@@ -166,19 +161,23 @@ def on_del(req: Request, data_dir: str) -> None:
             pass  # the container's hosts file is gone or replaced: nothing of ours left
 
 
+def on_del(req: Request, data_dir: str) -> None:
+    registry = Registry(req.network, data_dir)
+    if not registry.exists():
+        return
+    with registry as reg:
+        entry = reg.remove(attachment_key(req.container_id, req.ifname))
+    _drop_own_lines(entry)
+
+
 def on_gc(network: str, data_dir: str, valid: set[tuple[str, str]]) -> None:
     keep = {attachment_key(cid, ifname) for cid, ifname in valid}
-    directory = os.path.join(data_dir or "/var/lib/cni/networks", network)
-    if not os.path.exists(os.path.join(directory, ".dockline-names.json")):
+    registry = Registry(network, data_dir)
+    if not registry.exists():
         return
-    with Registry(network, data_dir) as reg:
+    with registry as reg:
         for key in [k for k in reg.entries if k not in keep]:
-            entry = reg.remove(key)
-            if entry and entry.get("links") and entry.get("hosts"):
-                try:
-                    hostsfile.rewrite(entry["hosts"], entry["tag"], [])
-                except CniError:
-                    pass
+            _drop_own_lines(reg.remove(key))
 
 
 def on_check(req: Request, data_dir: str) -> None:

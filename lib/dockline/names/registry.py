@@ -8,10 +8,10 @@ reservations to host-local, ours or the reference's.
 """
 from __future__ import annotations
 
-import fcntl
 import os
 
 from ..cni import jsonio
+from ..filelock import FileLock
 from ..ipam.disk import DEFAULT_DATA_DIR
 
 FILE = ".dockline-names.json"
@@ -29,13 +29,16 @@ class Registry:
     def __init__(self, network: str, data_dir: str = "") -> None:
         self.dir = os.path.join(data_dir or DEFAULT_DATA_DIR, network)
         self.entries: dict[str, dict] = {}
-        self._fd = -1
+        self._lock = FileLock(os.path.join(self.dir, LOCK))
         self._dirty = False
 
+    def exists(self) -> bool:
+        """Whether anything was ever registered on the network (DEL and GC
+        need not take the lock otherwise)."""
+        return os.path.exists(os.path.join(self.dir, FILE))
+
     def __enter__(self) -> "Registry":
-        os.makedirs(self.dir, mode=0o755, exist_ok=True)
-        self._fd = os.open(os.path.join(self.dir, LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self._lock.__enter__()
         try:
             with open(os.path.join(self.dir, FILE), "rb") as f:
                 self.entries = jsonio.loads(f.read()).get("attachments", {})
@@ -50,7 +53,7 @@ class Registry:
             if exc_type is None and self._dirty:
                 self._save()
         finally:
-            os.close(self._fd)
+            self._lock.__exit__()
 
     def _save(self) -> None:
         path = os.path.join(self.dir, FILE)

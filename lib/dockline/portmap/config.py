@@ -140,5 +140,10 @@ class PortmapConfig:
         self.host_ifaces = [i["name"] for i in ifaces if not i.get("sandbox") and i.get("name")]
 
     @property
+    def has_nft_conditions(self) -> bool:
+        conditions = self.conditions_v4 + self.conditions_v6
+        return bool(conditions) and not _is_iptables_syntax(conditions)
+
+    @property
     def mark(self) -> int:
         return 1 << self.mark_bit

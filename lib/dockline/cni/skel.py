@@ -13,6 +13,7 @@ import sys
 from . import jsonio, result as cni_result
 from .errors import (DECODE_FAILURE, INCOMPATIBLE_VERSION, INTERNAL, INVALID_CONFIG,
                      INVALID_ENVIRONMENT, IO_FAILURE, CniError)
+from .gojson import fold_fields
 from .version import DEFAULT, LATEST, SUPPORTED, at_least, require_supported
 
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up; annotations only
@@ -31,6 +32,11 @@ _REQUIRED_ENV = {
 }
 _MIN_VERSION = {"CHECK": "0.4.0", "GC": "1.1.0", "STATUS": "1.1.0"}
 _ID_EXTRA = frozenset("_.-")
+# Capability names (runtimeConfig keys) dockline reads or passes on; a
+# runtime's spelling is matched case-insensitively, as Go decodes it.
+CAPABILITIES = ("portMappings", "ips", "mac", "aliases", "links", "hostsFile", "ipRanges",
+                "bandwidth", "dns", "infinibandGUID", "deviceID", "cgroupPath",
+                "io.kubernetes.cri.pod-annotations")
 _IFNAME_MAX = 15
 
 
@@ -97,7 +103,7 @@ class Request:
         value = self.config.get("runtimeConfig") or {}
         if not isinstance(value, dict):
             raise CniError(INVALID_CONFIG, "invalid runtimeConfig", "not a JSON object")
-        return value
+        return fold_fields(value, CAPABILITIES)
 
     @property
     def args_cni(self) -> dict:

@@ -97,7 +97,15 @@ def _gateways(conf: BridgeConfig, ipam_result: dict) -> None:
 def _configure_container(conf: BridgeConfig, req: Request, ns: Netns, link: Link,
                          ipam_result: dict) -> None:
     ips = ipam_result["ips"]
+    # Another container on the bridge may send router advertisements (it
+    # has CAP_NET_RAW): never take a default route or address from them
+    # (CVE-2020-13401).  Set before the link comes up.
+    _sysctl_if_present(ns, f"net/ipv6/conf/{req.ifname}/accept_ra", 0)
     if ips:
+        if not any(family(i["address"]) == "6" for i in ips):
+            # An IPv4-only network: no link-local or SLAAC address where
+            # none was configured (CVE-2024-32473).
+            _sysctl_if_present(ns, f"net/ipv6/conf/{req.ifname}/disable_ipv6", 1)
         # As the reference: with addresses, DAD off unless enabledad and
         # gratuitous ARP on, whatever the address families.
         dad = [("enhanced_dad", 1), ("accept_dad", 1)] if conf.enable_dad else [("accept_dad", 0)]
@@ -306,30 +314,54 @@ def _delete_foreign_veth(netlink, host: Netns, req: Request, bridge_name: str) -
             host.delete_link(peer.index)
 
 
-def _delete_veth(req: Request, bridge_name: str) -> None:
+def _delete_veth(req: Request, bridge_name: str | None) -> None:
     netlink = _netlink()
     with netlink.current_netns() as host:
         host_name = host_veth_name(req.network, req.container_id, req.ifname)
         if host.get_link(host_name) is not None:
             host.delete_link(host_name)
-        elif req.netns:
+        elif req.netns and bridge_name:
             _delete_foreign_veth(netlink, host, req, bridge_name)
 
 
 def cmd_del(req: Request) -> None:
-    conf = BridgeConfig(req, for_cleanup=True)
+    try:
+        conf: BridgeConfig | None = BridgeConfig(req, for_cleanup=True)
+    except CniError as err:
+        # DEL must succeed on a config it cannot read (a runtime retries a
+        # failing DEL forever, leaking everything): find the attachment's
+        # state by its names instead, and remove all of it.
+        import sys
+        sys.stderr.write(f"dockline bridge: DEL with an unreadable config ({err}): "
+                         "removing everything named after the attachment\n")
+        conf = None
     owner = Owner(req.network, req.container_id, req.ifname)
     cleanup = _BestEffort()
-    if conf.ipam_type:
-        cleanup.run("IPAM DEL", lambda: delegate.run(req, conf.ipam_type, "DEL"))
-    cleanup.run("bridge: failed to delete the veth", lambda: _delete_veth(req, conf.bridge))
-    if conf.ip_masq:
-        cleanup.run("masquerade", lambda: masquerade.delete(
-            masquerade.choose_backend(conf.ip_masq_backend), owner))
-    if conf.macspoofchk:
+    ipam_type = conf.ipam_type if conf is not None else _lenient_ipam_type(req.config)
+    if ipam_type:
+        cleanup.run("IPAM DEL", lambda: delegate.run(req, ipam_type, "DEL"))
+    bridge_name = conf.bridge if conf is not None else None
+    cleanup.run("bridge: failed to delete the veth", lambda: _delete_veth(req, bridge_name))
+    if conf is None:
+        for backend in ("iptables", "nftables"):  # either may hold its rules
+            cleanup.run("masquerade", lambda b=backend: masquerade.delete(b, owner))
         cleanup.run("MAC spoof check", lambda: spoofcheck.delete(owner))
+    else:
+        if conf.ip_masq:
+            cleanup.run("masquerade", lambda: masquerade.delete(
+                masquerade.choose_backend(conf.ip_masq_backend), owner))
+        if conf.macspoofchk:
+            cleanup.run("MAC spoof check", lambda: spoofcheck.delete(owner))
     cleanup.run("links: cleanup failed", lambda: links.on_del(req, _data_dir(req)))
+    if conf is None:
+        return  # best effort on an unreadable config: nothing to report
     cleanup.raise_first()
+
+
+def _lenient_ipam_type(config: dict) -> str:
+    ipam = config.get("ipam")
+    value = ipam.get("type") if isinstance(ipam, dict) else None
+    return value if isinstance(value, str) else ""
 
 
 # --- CHECK -------------------------------------------------------------------

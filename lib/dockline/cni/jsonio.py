@@ -23,11 +23,23 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    # Go refuses 1e400 ("value out of range"); Python would make it inf,
+    # which no check downstream expects.
+    value = float(text)
+    if value in (_INF, -_INF):
+        raise ValueError(f"number {text} is out of range")
+    return value
+
+
+_INF = float("inf")
+
+
 class _DecoderContext:
     strict = True
     object_hook = None
     object_pairs_hook = None
-    parse_float = float
+    parse_float = staticmethod(_finite_float)
     parse_int = int
     parse_constant = staticmethod(_refuse_constant)
     memo: dict = {}
@@ -51,6 +63,8 @@ def loads(text: str | bytes):
         value, pos = scan(text, pos)
     except StopIteration as stop:
         raise DecodeError("expecting a value", stop.value) from None
+    except RecursionError:
+        raise DecodeError("nesting too deep", pos) from None
     except ValueError as exc:  # JSONDecodeError is a ValueError subclass
         raise DecodeError(getattr(exc, "msg", str(exc)), getattr(exc, "pos", pos)) from None
     except SystemError:
@@ -67,7 +81,28 @@ def loads(text: str | bytes):
         pos += 1
     if pos != end:
         raise DecodeError("extra data after the JSON value", pos)
+    if "\\u" in text and _has_lone_surrogate(value):
+        # Escapes like \\ud800 decode to strings no file, script or
+        # netlink message can carry; refuse them here, once.
+        raise DecodeError("string with an unpaired UTF-16 surrogate escape", 0)
     return value
+
+
+def _has_lone_surrogate(value) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def dumps(value) -> str:

@@ -138,7 +138,24 @@ class Request:
         return {k: v for k, v in pairs.items() if k in known}
 
 
+def _env_problem(value: str) -> Optional[str]:
+    """Why a CNI_* value is unusable: bytes that are not UTF-8 (Python keeps
+    them as surrogates) or control characters, which no path, name or
+    firewall token may carry."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid UTF-8"
+    if not value.isprintable():
+        return "contains a control character"
+    return None
+
+
 def _check_env(command: str, env: dict) -> None:
+    for name in sorted(k for k in env if k.startswith("CNI_")):
+        problem = _env_problem(env[name])
+        if problem:
+            raise CniError(INVALID_ENVIRONMENT, f"invalid {name}", f"the value {problem}")
     missing = [name for name in _REQUIRED_ENV[command] if not env.get(name)]
     if missing:
         raise CniError(INVALID_ENVIRONMENT, "required environment variables missing",
@@ -214,7 +231,14 @@ def run(handlers: dict[str, Handler], about: str) -> int:
         stdin = _read_stdin()
         config = _decode_config(stdin)
         version = _config_version(config)
-        require_supported(version)
+        try:
+            require_supported(version)
+        except CniError:
+            if command != "DEL":
+                raise
+            # DEL must clean up whatever the config's version: a runtime
+            # that cannot delete its containers leaks them for good.
+            version = LATEST
         reply_version = version
         _check_name(config)
         minimum = _MIN_VERSION.get(command)
@@ -246,6 +270,10 @@ def run(handlers: dict[str, Handler], about: str) -> int:
 
 
 def _fail(err: CniError, version: str, about: str) -> None:
-    _emit(err.to_dict(version))
-    sys.stderr.write(f"{about}: {err}\n")
+    try:
+        _emit(err.to_dict(version))
+        sys.stderr.write(f"{about}: {err}\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass  # the runtime closed our stdout or stderr: the exit status still tells
 

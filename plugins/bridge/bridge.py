@@ -272,7 +272,10 @@ def _subnet(address: str) -> str:
 
 
 def cmd_add(req: Request) -> dict:
+    # Validate: the whole request is checked before anything is changed.
     conf = BridgeConfig(req)
+    if conf.ipam_type:
+        delegate.validate_add(req, conf.ipam_type)
     netlink = _netlink()
     undo = UndoStack()
     with netlink.current_netns() as host, _open_container(netlink, req.netns) as ns:

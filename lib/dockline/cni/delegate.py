@@ -53,11 +53,15 @@ def _own_launcher(exe: str) -> Optional[tuple[list[str], str]]:
     return (paths, module) if paths and module else None
 
 
-def _in_process(paths: list[str], module_name: str, req: Request, command: str):
+def _import_own(paths: list[str], module_name: str):
     for entry in reversed(paths):
         if entry not in sys.path:
             sys.path.insert(0, entry)
-    module = __import__(module_name)
+    return __import__(module_name)
+
+
+def _in_process(paths: list[str], module_name: str, req: Request, command: str):
+    module = _import_own(paths, module_name)
     handler = module.HANDLERS.get(command)
     if handler is None:
         return None
@@ -86,6 +90,19 @@ def _external(exe: str, req: Request, command: str):
     except jsonio.DecodeError as exc:
         raise CniError(DECODE_FAILURE, f"plugin {os.path.basename(exe)} returned an unreadable result",
                        str(exc)) from None
+
+
+def validate_add(req: Request, plugin_type: str) -> None:
+    """Check the delegate's part of an ADD before the caller changes
+    anything: dockline's own IPAM parses its config (no side effects) here;
+    an external plugin can only be judged when it runs."""
+    exe = find(plugin_type, req.path)
+    own = _own_launcher(exe)
+    if own is None:
+        return
+    check = getattr(_import_own(*own), "validate_add", None)
+    if check is not None:
+        check(req.for_command("ADD"))
 
 
 def run(req: Request, plugin_type: str, command: str) -> Optional[dict]:

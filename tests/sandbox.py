@@ -3,7 +3,8 @@
 The sandbox is a sleeping process started with
 ``unshare --net --mount --propagation private``; tmpfs is mounted over the
 directories CNI tools write to (/run/netns, /var/lib/cni, /etc/netns,
-/etc/cni/net.d), and every command of the test is run inside it with
+/etc/cni/net.d) and over /run/dockline (the zygote's sockets, mode 0700 as
+the zygote makes it), and every command of the test is run inside it with
 ``nsenter``.  Killing the process drops both namespaces and everything in
 them: bridges, veths, firewall rules, the named netns bind mounts.
 """
@@ -14,11 +15,12 @@ import subprocess
 import time
 from pathlib import Path
 
-PRIVATE_DIRS = ("/run/netns", "/var/lib/cni", "/etc/netns", "/etc/cni/net.d")
+PRIVATE_DIRS = ("/run/netns", "/var/lib/cni", "/etc/netns", "/etc/cni/net.d", "/run/dockline")
 
 _BOOT = """
 set -e
 for d in {dirs}; do mkdir -p "$d"; mount -t tmpfs -o mode=0755 dockline-sandbox "$d"; done
+chmod 0700 /run/dockline
 ip link set lo up
 echo ready
 exec sleep 100000

@@ -10,15 +10,30 @@ lines when the target has both); a target re-added with a new address
 gets its dependants' lines updated.  DEL removes the container's own
 registration and lines; containers linking to it keep their lines until
 it returns (Docker does the same).
+
+Names live in a scope: the pod's ``K8S_POD_NAMESPACE`` (``""`` without
+one), and links resolve within the linking container's scope, as
+Kubernetes' short DNS names do.  A pod name that comes with a namespace
+is the runtime's identity for the sandbox, not a request: it never fails
+an ADD, and when several attachments of a scope carry it (a sandbox
+recreated before the old one's DEL) the latest ADD holds it.  Names asked
+for explicitly (aliases, and a bare K8S_POD_NAME, which is podman's and
+cnitool's container name) are unique in their scope (code 100), and win
+over a pod name of the same spelling.
+
+``prepare`` checks everything syntactic (names, links, the hosts file's
+path and what is on disk there) without changing anything, so bridge can
+refuse a request before it creates the first thing.
 """
 from __future__ import annotations
 
 import os
 
 from ..cni.errors import ADDRESS_IN_USE, INVALID_CONFIG, STATE_MISSING, CniError
+from ..cni.gojson import fold_fields
 from ..firewall import short_hash
 from . import hostsfile
-from .registry import Registry, attachment_key
+from .registry import Registry, attachment_key, data_dir_problem
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -26,6 +41,11 @@ if TYPE_CHECKING:
     from ..cni.skel import Request
 
 MAX_NAME = 253
+MAX_NAMESPACE = 63
+# The CNI_ARGS keys the bridge accepts (the same list BridgeConfig checks).
+CNI_ARGS_KEYS = ("MAC", "IP", "K8S_POD_NAME", "K8S_POD_NAMESPACE",
+                 "K8S_POD_INFRA_CONTAINER_ID", "K8S_POD_UID")
+_LINK_FIELDS = ("name", "alias")
 
 
 def name_problem(name) -> str | None:
@@ -51,47 +71,90 @@ def _check_name(name, what: str) -> str:
     return name
 
 
-class LinkRequest:
-    __slots__ = ("names", "links", "hosts_file")
+def _check_namespace(ns: str) -> str:
+    """A Kubernetes namespace is an RFC 1123 label."""
+    if (not ns or len(ns) > MAX_NAMESPACE or not ns.isascii() or not ns[0].isalnum()
+            or not ns[-1].isalnum() or any(not (c.isalnum() or c == "-") for c in ns)):
+        raise CniError(INVALID_CONFIG, "invalid K8S_POD_NAMESPACE",
+                       f"{ns!r} is not a DNS label")
+    return ns
 
-    def __init__(self, req: Request) -> None:
+
+class LinkPlan:
+    """What ADD will register and write, checked: built by ``prepare``."""
+    __slots__ = ("scope", "pod", "names", "links", "hosts_file", "hosts", "data_dir")
+
+    def __init__(self, req: Request, data_dir: str = "") -> None:
         rc = req.runtime_config
-        names: list[str] = []
+        args = req.cni_args(CNI_ARGS_KEYS)
+        namespace = args.get("K8S_POD_NAMESPACE")
+        self.scope = _check_namespace(namespace) if namespace else ""
+        pod_name = args.get("K8S_POD_NAME") or None
+        if pod_name is not None:
+            _check_name(pod_name, "K8S_POD_NAME")
         aliases = rc.get("aliases")
         if isinstance(aliases, dict):  # podman: {"<network>": [...]}
             aliases = aliases.get(req.network) or []
         if aliases is not None and not isinstance(aliases, list):
             raise CniError(INVALID_CONFIG, "invalid aliases", "expected a list or a map of lists")
-        pod_name = _lenient_cni_args(req.args).get("K8S_POD_NAME")
-        for name in ([pod_name] if pod_name else []) + list(aliases or []):
+        names: list[str] = []
+        # A pod name with a namespace is Kubernetes' identity of the sandbox
+        # (see the module's doc); without one it is a container name a user
+        # chose (podman --name, cnitool), unique like an alias.
+        self.pod = pod_name if self.scope else None
+        explicit = list(aliases or [])
+        if pod_name is not None and not self.scope:
+            explicit.insert(0, pod_name)
+        for name in explicit:
             name = _check_name(name, "container name")
             if name not in names:
                 names.append(name)
         self.names = names
         links: list[tuple[str, str]] = []
+        if not isinstance(rc.get("links") or [], list):
+            raise CniError(INVALID_CONFIG, "invalid links", "expected a list")
         for item in rc.get("links") or []:
             if isinstance(item, str):
                 name, _, alias = item.partition(":")
                 alias = alias or name
             elif isinstance(item, dict):
+                item = fold_fields(item, _LINK_FIELDS)
                 name, alias = item.get("name"), item.get("alias") or item.get("name")
             else:
                 raise CniError(INVALID_CONFIG, "invalid link", repr(item))
             links.append((_check_name(name, "link name"), _check_name(alias, "link alias")))
         self.links = links
+        problem = data_dir_problem(data_dir)
+        if problem:
+            raise CniError(INVALID_CONFIG, "invalid ipam dataDir", f"{data_dir!r}: {problem}")
+        self.data_dir = data_dir
         hosts = rc.get("hostsFile")
-        if hosts is not None and (not isinstance(hosts, str) or not os.path.isabs(hosts)):
-            raise CniError(INVALID_CONFIG, "invalid hostsFile", f"{hosts!r} is not an absolute path")
+        if hosts is not None:
+            problem = hostsfile.path_problem(hosts, data_dir)
+            if problem:
+                raise CniError(INVALID_CONFIG, f"invalid hostsFile: it {problem}", repr(hosts))
         self.hosts_file = hosts
+        self.hosts = hosts or hostsfile.netns_hosts_path(req.netns)
+        if links:
+            if not self.hosts:
+                raise CniError(INVALID_CONFIG, "links need a hosts file",
+                               "pass the hostsFile capability, or use a named netns under /run/netns")
+            # A runtime's file must be there; the netns one is made if missing.
+            hostsfile.check(self.hosts, data_dir, must_exist=bool(hosts))
+
+    @property
+    def empty(self) -> bool:
+        return not (self.names or self.pod or self.links)
 
 
-def _lenient_cni_args(text: str) -> dict[str, str]:
-    out = {}
-    for item in (text or "").split(";"):
-        key, sep, value = item.partition("=")
-        if sep:
-            out[key] = value
-    return out
+def prepare(req: Request, data_dir: str = "") -> LinkPlan:
+    """Parse and check the request's names, links and hosts file; changes
+    nothing.  Errors are code 7."""
+    return LinkPlan(req, data_dir)
+
+
+# The name the code had before prepare existed.
+LinkRequest = LinkPlan
 
 
 def _tag(req: Request) -> str:
@@ -100,8 +163,9 @@ def _tag(req: Request) -> str:
 
 def _lines_for(entry: dict, reg: Registry) -> list[str]:
     lines = []
+    scope = entry.get("scope", "")
     for name, alias in entry.get("links", []):
-        owner = reg.owner_of(name)
+        owner = reg.owner_of(name, scope)
         if owner is None:
             continue
         for ip in reg.entries[owner].get("ips", []):
@@ -109,80 +173,109 @@ def _lines_for(entry: dict, reg: Registry) -> list[str]:
     return lines
 
 
-def _refresh_dependants(reg: Registry, names: list[str], skip: str) -> None:
+def _warn(msg: str) -> None:
+    import sys
+    sys.stderr.write(f"dockline links: {msg}\n")
+
+
+def _refresh_dependants(reg: Registry, scope: str, names: list[str], skip: str,
+                        data_dir: str) -> None:
     for key, entry in reg.entries.items():
-        if key == skip or not entry.get("hosts"):
+        if key == skip or not entry.get("hosts") or entry.get("scope", "") != scope:
             continue
         if any(name in names for name, _ in entry.get("links", [])):
             try:
-                hostsfile.rewrite(entry["hosts"], entry["tag"], _lines_for(entry, reg))
-            except (CniError, OSError):
-                continue  # that container's hosts file is gone: nothing to update
+                hostsfile.rewrite(entry["hosts"], entry["tag"], _lines_for(entry, reg),
+                                  data_dir=data_dir)
+            except (CniError, OSError) as exc:
+                # That container's hosts file is gone, unsafe now, or its
+                # edit lock is busy: its line stays as it was.
+                _warn(f"not updating {entry['hosts']!r}: {exc}")
 
 
-def on_add(req: Request, data_dir: str, ips: list[str], undo: UndoStack) -> None:
-    lr = LinkRequest(req)
-    if not lr.names and not lr.links:
+def _addresses(ips: list[str]) -> list[str]:
+    import ipaddress
+    try:
+        return [str(ipaddress.ip_address(ip)) for ip in ips]
+    except ValueError as exc:
+        raise CniError(INVALID_CONFIG, "links: IPAM returned an invalid address", str(exc)) from None
+
+
+def on_add(req: Request, data_dir: str, ips: list[str], undo: UndoStack,
+           plan: LinkPlan | None = None) -> None:
+    plan = plan or prepare(req, data_dir)
+    if plan.empty:
         return
+    ips = _addresses(ips)
     key = attachment_key(req.container_id, req.ifname)
     tag = _tag(req)
+    hosts = plan.hosts
     with Registry(req.network, data_dir) as reg:
-        for name in lr.names:
-            owner = reg.owner_of(name)
-            if owner is not None and owner != key:
+        for name in plan.names:
+            owner = reg.explicit_owner(plan.scope, name, skip=key)
+            if owner is not None:
+                where = f" in namespace {plan.scope!r}" if plan.scope else ""
                 raise CniError(ADDRESS_IN_USE, f"the name {name!r} is already taken on network "
-                               f"{req.network!r}", f"by {owner}")
-        for name, _ in lr.links:
-            if reg.owner_of(name) is None:
+                               f"{req.network!r}{where}", f"by {owner}")
+        for name, _ in plan.links:
+            if reg.owner_of(name, plan.scope) is None:
                 raise CniError(INVALID_CONFIG, f"cannot link to {name!r}",
-                               f"no container named {name!r} on network {req.network!r}")
-        hosts = lr.hosts_file or hostsfile.netns_hosts_path(req.netns)
-        if lr.links and not hosts:
-            raise CniError(INVALID_CONFIG, "links need a hosts file",
-                           "pass the hostsFile capability, or use a named netns under /run/netns")
-        entry = {"names": lr.names, "ips": ips, "hosts": hosts, "tag": tag,
-                 "links": [list(link) for link in lr.links]}
+                               f"no container named {name!r} on network {req.network!r}"
+                               + (f" in namespace {plan.scope!r}" if plan.scope else ""))
+        entry = {"scope": plan.scope, "names": plan.names, "ips": ips, "hosts": hosts,
+                 "tag": tag, "links": [list(link) for link in plan.links]}
+        if plan.pod:
+            entry["pod"] = plan.pod
         reg.put(key, entry)
-        if lr.links:
-            if not lr.hosts_file and hostsfile.ensure_exists(hosts):
-                undo.push(f"remove {hosts}", lambda: os.unlink(hosts))
-            undo.push(f"remove link lines from {hosts}", lambda: hostsfile.rewrite(hosts, tag, []))
-            hostsfile.rewrite(hosts, tag, _lines_for(entry, reg))
-        _refresh_dependants(reg, lr.names, key)
+        if plan.links:
+            undo.push(f"remove link lines from {hosts}",
+                      lambda: hostsfile.rewrite(hosts, tag, [], data_dir=data_dir))
+            created = hostsfile.rewrite(hosts, tag, _lines_for(entry, reg),
+                                        create_default=not plan.hosts_file, data_dir=data_dir)
+            if created:
+                undo.push(f"remove {hosts}", lambda: hostsfile.remove(hosts))
+        _refresh_dependants(reg, plan.scope, plan.names + ([plan.pod] if plan.pod else []), key,
+                            data_dir)
     undo.push("unregister names", lambda: on_del(req, data_dir))
 
 
-def _drop_own_lines(entry: dict | None) -> None:
-    """Remove the link lines a departing container had in its hosts file."""
+def _drop_own_lines(entry: dict | None, data_dir: str) -> None:
+    """Remove the link lines a departing container had in its hosts file;
+    one that is gone, unsafe or busy is skipped (DEL and GC still succeed)."""
     if entry and entry.get("links") and entry.get("hosts"):
         try:
-            hostsfile.rewrite(entry["hosts"], entry["tag"], [])
-        except CniError:
-            pass  # the container's hosts file is gone or replaced: nothing of ours left
+            hostsfile.rewrite(entry["hosts"], entry["tag"], [], data_dir=data_dir)
+        except (CniError, OSError) as exc:
+            _warn(f"left the link lines in {entry['hosts']!r}: {exc}")
 
 
 def on_del(req: Request, data_dir: str) -> None:
+    if data_dir_problem(data_dir):
+        return  # ADD refuses such a dataDir: nothing was registered
     registry = Registry(req.network, data_dir)
     if not registry.exists():
         return
     with registry as reg:
         entry = reg.remove(attachment_key(req.container_id, req.ifname))
-    _drop_own_lines(entry)
+    _drop_own_lines(entry, data_dir)
 
 
 def on_gc(network: str, data_dir: str, valid: set[tuple[str, str]]) -> None:
+    if data_dir_problem(data_dir):
+        return
     keep = {attachment_key(cid, ifname) for cid, ifname in valid}
     registry = Registry(network, data_dir)
     if not registry.exists():
         return
     with registry as reg:
-        for key in [k for k in reg.entries if k not in keep]:
-            _drop_own_lines(reg.remove(key))
+        gone = [reg.remove(key) for key in [k for k in reg.entries if k not in keep]]
+    for entry in gone:
+        _drop_own_lines(entry, data_dir)
 
 
 def on_check(req: Request, data_dir: str) -> None:
-    lr = LinkRequest(req)
-    if not lr.links:
+    plan = prepare(req, data_dir)
+    if not plan.links:
         return
     key = attachment_key(req.container_id, req.ifname)
     with Registry(req.network, data_dir) as reg:

@@ -1,52 +1,101 @@
 """The per-network name registry, kept beside the IPAM store.
 
 ``<dataDir>/<network>/.dockline-names.json`` maps each attachment
-(``containerID:ifname``) to its names, addresses, hosts file and links,
-and is read and written under an flock on ``.dockline-names.lock`` (the
-same discipline as the address store).  Dot-files are not address
+(``containerID:ifname``) to its scope, names, addresses, hosts file and
+links, and is read and written under an flock on ``.dockline-names.lock``
+(the same discipline as the address store).  Dot-files are not address
 reservations to host-local, ours or the reference's.
+
+Format 2: ``{"version": 2, "seq": N, "attachments": {key: entry}}``, an
+entry being ``{"scope", "names", "pod", "seq", "ips", "hosts", "tag",
+"links"}``.  ``names`` are names asked for explicitly (unique in their
+scope); ``pod`` is the Kubernetes pod name, which may be held by several
+attachments of a scope, the latest registration (highest ``seq``)
+winning.  Format 1 (no version: entries with ``names`` only) reads as
+scope ``""`` with every name explicit, which is what it meant.
+
+The directory is root-only; files in it are still opened without
+following symlinks and without blocking, and only regular files are read.
 """
 from __future__ import annotations
 
 import os
 
 from ..cni import jsonio
-from ..filelock import FileLock
+from ..cni.errors import INVALID_CONFIG, CniError
+from ..filelock import FileLock, open_regular
 from ..ipam.disk import DEFAULT_DATA_DIR
 
 FILE = ".dockline-names.json"
 LOCK = ".dockline-names.lock"
+VERSION = 2
+_MAX_SIZE = 16 << 20
 
 
 def attachment_key(container_id: str, ifname: str) -> str:
     return f"{container_id}:{ifname}"
 
 
+def data_dir_problem(data_dir) -> str | None:
+    if data_dir in ("", None):
+        return None
+    if not isinstance(data_dir, str) or not os.path.isabs(data_dir):
+        return "dataDir must be an absolute path"
+    if "\0" in data_dir:
+        return "dataDir contains a NUL character"
+    return None
+
+
 class Registry:
-    """Open with ``with Registry(dir) as reg:``; changes are saved on a
-    clean exit of the block."""
+    """Open with ``with Registry(network, data_dir) as reg:``; changes are
+    saved on a clean exit of the block."""
 
     def __init__(self, network: str, data_dir: str = "") -> None:
+        problem = data_dir_problem(data_dir)
+        if problem:
+            raise CniError(INVALID_CONFIG, "invalid ipam dataDir", f"{data_dir!r}: {problem}")
         self.dir = os.path.join(data_dir or DEFAULT_DATA_DIR, network)
         self.entries: dict[str, dict] = {}
+        self.seq = 0
         self._lock = FileLock(os.path.join(self.dir, LOCK))
         self._dirty = False
 
     def exists(self) -> bool:
         """Whether anything was ever registered on the network (DEL and GC
         need not take the lock otherwise)."""
-        return os.path.exists(os.path.join(self.dir, FILE))
+        try:
+            os.lstat(os.path.join(self.dir, FILE))
+            return True
+        except OSError:
+            return False
 
     def __enter__(self) -> "Registry":
         self._lock.__enter__()
         try:
-            with open(os.path.join(self.dir, FILE), "rb") as f:
-                self.entries = jsonio.loads(f.read()).get("attachments", {})
-        except FileNotFoundError:
-            self.entries = {}
-        except (ValueError, AttributeError):
-            self.entries = {}  # unreadable: start over rather than block every ADD
+            self._load()
+        except BaseException:
+            self._lock.__exit__()
+            raise
         return self
+
+    def _load(self) -> None:
+        try:
+            fd = open_regular(os.path.join(self.dir, FILE), os.O_RDONLY)
+        except FileNotFoundError:
+            return
+        try:
+            data = os.read(fd, _MAX_SIZE + 1)
+        finally:
+            os.close(fd)
+        try:
+            doc = jsonio.loads(data) if len(data) <= _MAX_SIZE else None
+            entries = doc.get("attachments", {})
+            seq = doc.get("seq", 0)
+        except (ValueError, AttributeError):
+            return  # unreadable: start over rather than block every ADD
+        if isinstance(entries, dict):
+            self.entries = {k: v for k, v in entries.items() if isinstance(v, dict)}
+        self.seq = seq if isinstance(seq, int) else 0
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
@@ -58,11 +107,25 @@ class Registry:
     def _save(self) -> None:
         path = os.path.join(self.dir, FILE)
         tmp = f"{path}.{os.getpid()}"
-        with open(tmp, "w") as f:
-            f.write(jsonio.dumps({"attachments": self.entries}))
+        data = jsonio.dumps({"version": VERSION, "seq": self.seq,
+                             "attachments": self.entries}).encode()
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        try:
+            fd = os.open(tmp, flags, 0o600)
+        except FileExistsError:  # left by a crashed writer with our pid
+            os.unlink(tmp)
+            fd = os.open(tmp, flags, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.rename(tmp, path)
 
     def put(self, key: str, entry: dict) -> None:
+        self.seq += 1
+        entry["seq"] = self.seq
         self.entries[key] = entry
         self._dirty = True
 
@@ -70,8 +133,23 @@ class Registry:
         self._dirty = True
         return self.entries.pop(key, None)
 
-    def owner_of(self, name: str) -> str | None:
+    def explicit_owner(self, scope: str, name: str, skip: str = "") -> str | None:
+        """Who asked for ``name`` explicitly in ``scope``."""
         for key, entry in self.entries.items():
-            if name in entry.get("names", ()):
+            if key != skip and entry.get("scope", "") == scope and name in entry.get("names", ()):
                 return key
         return None
+
+    def owner_of(self, name: str, scope: str = "") -> str | None:
+        """Whom ``name`` resolves to in ``scope``: the attachment that asked
+        for it explicitly, else the latest registered pod of that name."""
+        key = self.explicit_owner(scope, name)
+        if key is not None:
+            return key
+        best, best_seq = None, -1
+        for key, entry in self.entries.items():
+            if entry.get("scope", "") == scope and entry.get("pod") == name:
+                seq = entry.get("seq", 0)
+                if isinstance(seq, int) and seq > best_seq:
+                    best, best_seq = key, seq
+        return best

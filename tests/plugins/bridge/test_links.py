@@ -1,6 +1,8 @@
 """Docker-style links on a dockline bridge: web reaches its db container
 under the alias dbapp through its hosts file, in a private sandbox."""
 import json
+import shutil
+import tempfile
 
 import pytest
 
@@ -146,9 +148,19 @@ def test_hosts_file_symlink_is_refused(sandbox, dockline_bin):
     assert state(sandbox) == before
 
 
-def test_runtime_hosts_file_is_edited_in_place_and_user_lines_survive(sandbox, dockline_bin):
+@pytest.fixture
+def runtime_dir():
+    """A directory of the kind a runtime keeps a container's files in (not
+    under /etc nor CNI's state, where hosts files are refused); removed."""
+    path = tempfile.mkdtemp(prefix="dockline-links-")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_runtime_hosts_file_is_edited_in_place_and_user_lines_survive(sandbox, dockline_bin,
+                                                                     runtime_dir):
     setup(sandbox)
-    hosts = "/etc/cni/net.d/web-hosts"  # the path a runtime would bind-mount
+    hosts = f"{runtime_dir}/web-hosts"  # the path a runtime would bind-mount
     sandbox.sh(f"ip netns add db; ip netns add web; printf '127.0.0.1\\tlocalhost\\n10.9.9.9\\tmine\\n' > {hosts}")
     inode = sandbox.sh(f"stat -c %i {hosts}").stdout
     ok(cni(sandbox, "add", "db", pod="db"))
@@ -163,11 +175,13 @@ def test_runtime_hosts_file_is_edited_in_place_and_user_lines_survive(sandbox, d
 
 def test_links_without_any_hosts_file_fail(sandbox, dockline_bin):
     setup(sandbox)
-    sandbox.sh("ip netns add db; mkdir -p /run/other; touch /run/other/ns; "
-               "mount --bind /run/netns/db /run/other/ns")
+    # a netns bound outside /run/netns, inside the sandbox's own tmpfs
+    sandbox.sh("ip netns add db; mkdir -p /var/lib/cni/other; touch /var/lib/cni/other/ns; "
+               "mount --bind /run/netns/db /var/lib/cni/other/ns")
     ok(cni(sandbox, "add", "db", pod="db", cid="db"))
-    sandbox.sh("ip netns add web2; touch /run/other/web2; mount --bind /run/netns/web2 /run/other/web2")
-    e = err(cni(sandbox, "add", "web2", cap={"links": ["db"]}, netns="/run/other/web2"))
+    sandbox.sh("ip netns add web2; touch /var/lib/cni/other/web2; "
+               "mount --bind /run/netns/web2 /var/lib/cni/other/web2")
+    e = err(cni(sandbox, "add", "web2", cap={"links": ["db"]}, netns="/var/lib/cni/other/web2"))
     assert e["code"] == 7 and "hosts file" in e["msg"]
 
 

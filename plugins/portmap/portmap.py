@@ -3,7 +3,8 @@
 A drop-in for the reference portmap plugin, chained after bridge with the
 ``portMappings`` capability.  Unlike the reference, DEL finds the rules by
 network and container ID, so it works even when the runtime does not
-resend the mappings, and UDP conntrack entries are flushed on DEL too.
+resend the mappings, UDP conntrack entries are flushed on DEL too, and DEL
+succeeds on a config it cannot read (cleaning every backend).
 """
 from __future__ import annotations
 
@@ -24,9 +25,22 @@ def cmd_add(req: Request) -> dict:
     return req.prev_result
 
 
+def _lenient(req: Request, command: str) -> tuple[str, ...]:
+    """The backends DEL/GC clean: the config's, or both when the config
+    cannot be read (DEL must not fail on input it cannot parse: a runtime
+    retries it forever, and the rules are found by tag anyway)."""
+    try:
+        conf = PortmapConfig(req, need_prev=False)
+        return (hostports.choose_backend(conf),)
+    except Exception as err:  # any garbage: clean wherever rules may be
+        import sys
+        sys.stderr.write(f"dockline portmap: {command} with a config it cannot read ({err}); "
+                         "cleaning up on every backend\n")
+        return hostports.BOTH
+
+
 def cmd_del(req: Request) -> None:
-    conf = PortmapConfig(req, need_prev=False)
-    hostports.delete(hostports.choose_backend(conf), _owner(req))
+    hostports.delete(_lenient(req, "DEL"), _owner(req))
 
 
 def cmd_check(req: Request) -> None:
@@ -35,8 +49,10 @@ def cmd_check(req: Request) -> None:
 
 
 def cmd_gc(req: Request) -> None:
-    conf = PortmapConfig(req, need_prev=False)
-    hostports.gc(hostports.choose_backend(conf), req.network, valid_attachments(req.config))
+    # A list we cannot read stays an error: read wrongly, it would delete
+    # live containers' ports.
+    valid = valid_attachments(req.config)
+    hostports.gc(_lenient(req, "GC"), req.network, valid)
 
 
 def cmd_status(req: Request) -> None:

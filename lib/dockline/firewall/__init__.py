@@ -9,7 +9,7 @@ holds what every rule set shares: the tags, running ``nft`` and
 from __future__ import annotations
 
 from .. import proc
-from ..cni.errors import INVALID_CONFIG, IO_FAILURE, CniError
+from ..cni.errors import INTERNAL, INVALID_CONFIG, IO_FAILURE, CniError
 
 try:  # _blake2 is what hashlib wraps; hashlib itself costs ~5 ms to import
     from _blake2 import blake2b
@@ -64,8 +64,19 @@ def default_backend(what: str) -> str:
 
 # --- nftables ------------------------------------------------------------
 
+def check_lines(lines: list[str]) -> None:
+    """Scripts are built from checked tokens only (see ``tokens``), so a
+    line break or NUL inside a line is a bug: refused before the tool
+    sees it, whatever the caller forgot."""
+    for line in lines:
+        if "\n" in line or "\r" in line or "\0" in line:
+            raise CniError(INTERNAL, "internal error: a firewall script line holds a line break",
+                           repr(line)[:200])
+
+
 def nft_apply(lines: list[str], what: str) -> None:
     """One ``nft -f`` transaction: all of it happens, or none of it."""
+    check_lines(lines)
     result = proc.run(["nft", "-f", "-"], ("\n".join(lines) + "\n").encode())
     if result.returncode != 0:
         raise FirewallError(what, result)
@@ -109,6 +120,7 @@ def iptables_nat_rules(family: int) -> list[str]:
 
 def iptables_restore_nat(family: int, lines: list[str], what: str) -> None:
     """One ``iptables-restore --noflush`` transaction on the nat table."""
+    check_lines(lines)
     script = "\n".join(["*nat", *lines, "COMMIT"]) + "\n"
     result = proc.run([_RESTORE[family], "--noflush", "-w", "5"], script.encode())
     if result.returncode != 0:

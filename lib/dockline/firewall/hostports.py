@@ -19,14 +19,12 @@ iptables has no unique keys).
 """
 from __future__ import annotations
 
-import os
-
 from .. import proc
 from ..cni import jsonio
 from ..cni.errors import ADDRESS_IN_USE, STATE_MISSING, CniError
 from ..filelock import FileLock
 from . import (FirewallError, Owner, default_backend, iptables_nat_rules, iptables_restore_nat,
-               nft_apply)
+               localnet, nft_apply, tokens)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -101,7 +99,7 @@ def _nft_base(mark: int) -> list[str]:
                   f"add rule {t} {chain} fib daddr type local meta l4proto . th dport vmap @ports"]
     lines += [f"flush chain {t} postrouting",
               f"add rule {t} postrouting meta mark & {mark:#x} == {mark:#x} masquerade"]
-    return lines
+    return lines + localnet.nft_guard(t)
 
 
 def _nft_add(owner: Owner, conf: PortmapConfig, todo: list[Entry]) -> None:
@@ -114,7 +112,8 @@ def _nft_add(owner: Owner, conf: PortmapConfig, todo: list[Entry]) -> None:
         fam = "ip6" if ip.version == 6 else "ip"
         nfproto = "ipv6" if ip.version == 6 else "ipv4"
         conds = " ".join(conf.conditions_v6 if ip.version == 6 else conf.conditions_v4)
-        match = f"meta nfproto {nfproto} {conds} " + (f"{fam} daddr {m.host_ip} " if m.host_ip else "")
+        match = f"meta nfproto {nfproto} " + (f"{conds} " if conds else "") + (
+            f"{fam} daddr {m.host_ip} " if m.host_ip else "")
         match += f"{m.protocol} dport {m.host_port}"
         if conf.snat:
             if conf.masq_all:
@@ -143,11 +142,25 @@ def _nft_elements() -> list[tuple[str, str, str]]:
         m = item.get("map")
         if not m or m.get("table") != NFT_TABLE or m.get("family") != "inet":
             continue
+        if m.get("name") not in _MAPS.values():
+            continue
         for key, verdict in m.get("elem") or []:
             parts = key["concat"] if isinstance(key, dict) and "concat" in key else [key]
             target = (verdict.get("jump") or verdict.get("goto") or {}).get("target", "")
-            found.append((m["name"], " . ".join(str(p) for p in parts), target))
+            text = " . ".join(str(p) for p in parts)
+            # Read back from the kernel, written by us: still only tokens
+            # go back into a script (an element we could not have made is
+            # left alone).
+            if _KEY_CHARS.issuperset(text) and _safe_chain(target):
+                found.append((m["name"], text, target))
     return found
+
+
+_KEY_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEF.: ")
+
+
+def _safe_chain(name: str) -> bool:
+    return name.startswith("c-") and tokens.HEX_CHARS.issuperset(name[2:]) and len(name) < 40
 
 
 def _nft_chains() -> set[str]:
@@ -155,7 +168,8 @@ def _nft_chains() -> set[str]:
     if result.returncode != 0:
         return set()
     return {item["chain"]["name"] for item in jsonio.loads(result.stdout).get("nftables", [])
-            if "chain" in item and item["chain"].get("table") == NFT_TABLE}
+            if "chain" in item and item["chain"].get("table") == NFT_TABLE
+            and _safe_chain(item["chain"].get("name", ""))}
 
 
 def _nft_remove(tags: set[str], elements, chains: set[str]) -> list[str]:
@@ -268,7 +282,7 @@ def _ipt_remove(tags: set[str], network_tag: str | None = None) -> list[str]:
     return released
 
 
-# --- conntrack and sysctls ---------------------------------------------------
+# --- conntrack ---------------------------------------------------
 
 def flush_udp_conntrack(released: list[str]) -> None:
     """Stale UDP flows keep reaching the old destination after a container
@@ -280,17 +294,6 @@ def flush_udp_conntrack(released: list[str]) -> None:
     for port in ports:
         for family in ("ipv4", "ipv6"):
             proc.run(["conntrack", "-D", "-f", family, "-p", "udp", "--orig-port-dst", port])
-
-
-def enable_route_localnet(ifaces: list[str]) -> None:
-    """127.0.0.1:hostPort can only be DNATed out of the host when the
-    interface towards the container accepts local-range sources."""
-    for name in ifaces:
-        path = f"/proc/sys/net/ipv4/conf/{name}/route_localnet"
-        if "/" in name or not os.path.exists(path):
-            continue
-        with open(path, "w") as f:
-            f.write("1")
 
 
 # --- the interface -----------------------------------------------------------
@@ -305,38 +308,60 @@ def add(backend: str, owner: Owner, conf: PortmapConfig) -> None:
         with FileLock(LOCK_PATH):
             _ipt_add(owner, conf, todo)
     if conf.snat and any(e.ip.version == 4 for e in todo):
-        enable_route_localnet(conf.host_ifaces)
+        try:
+            localnet.acquire(owner.tag, localnet.towards_container(
+                [e.ip.address for e in todo if e.ip.version == 4]), backend)
+        except BaseException:
+            delete((backend,), owner)  # an ADD that fails leaves nothing
+            raise
     flush_udp_conntrack([f"{e.mapping.protocol}/{e.mapping.host_port}" for e in todo])
 
 
-def delete(backend: str, owner: Owner) -> None:
-    if backend == "nftables":
-        if not proc.which("nft"):
-            return
-        released = _nft_remove({owner.tag}, _nft_elements(), _nft_chains())
-    else:
-        if not proc.which("iptables-save"):
-            return
-        with FileLock(LOCK_PATH):
-            released = _ipt_remove({owner.tag})
-    flush_udp_conntrack(released)
+BOTH = ("iptables", "nftables")
 
 
-def gc(backend: str, network: str, valid: set[tuple[str, str]]) -> None:
+def delete(backends: tuple[str, ...], owner: Owner) -> None:
+    """Remove the attachment's rules from each of ``backends`` (both when
+    the config cannot say which) and its hold on route_localnet.  Every
+    step runs even if one before failed; the first failure is raised."""
+    released: list[str] = []
+    errors: list[BaseException] = []
+    for backend in backends:
+        try:
+            if backend == "nftables":
+                if proc.which("nft"):
+                    released += _nft_remove({owner.tag}, _nft_elements(), _nft_chains())
+            elif proc.which("iptables-save"):
+                with FileLock(LOCK_PATH):
+                    released += _ipt_remove({owner.tag})
+        except Exception as exc:  # the other backend and the sysctl still get their turn
+            errors.append(exc)
+    for step in (lambda: localnet.release(lambda tag: tag == owner.tag),
+                 lambda: flush_udp_conntrack(released)):
+        try:
+            step()
+        except Exception as exc:
+            errors.append(exc)
+    if errors:
+        raise errors[0]
+
+
+def gc(backends: tuple[str, ...], network: str, valid: set[tuple[str, str]]) -> None:
     network_tag = Owner(network, "", "").network_tag
     keep = {Owner.tag_for(network, cid, ifname) for cid, ifname in valid}
-    if backend == "nftables":
-        if not proc.which("nft"):
-            return
-        elements, chains = _nft_elements(), _nft_chains()
-        tags = {c[2:] for c in chains if c.startswith("c-" + network_tag)}
-        tags |= {target[2:] for _, _, target in elements if target.startswith("c-" + network_tag)}
-        released = _nft_remove(tags - keep, elements, chains)
-    else:
-        if not proc.which("iptables-save"):
-            return
-        with FileLock(LOCK_PATH):
-            released = _ipt_remove(keep, network_tag=network_tag)
+    released: list[str] = []
+    for backend in backends:
+        if backend == "nftables":
+            if not proc.which("nft"):
+                continue
+            elements, chains = _nft_elements(), _nft_chains()
+            tags = {c[2:] for c in chains if c.startswith("c-" + network_tag)}
+            tags |= {target[2:] for _, _, target in elements if target.startswith("c-" + network_tag)}
+            released += _nft_remove(tags - keep, elements, chains)
+        elif proc.which("iptables-save"):
+            with FileLock(LOCK_PATH):
+                released += _ipt_remove(keep, network_tag=network_tag)
+    localnet.release(lambda tag: tag.startswith(network_tag) and tag not in keep)
     flush_udp_conntrack(released)
 
 

@@ -15,15 +15,11 @@ from __future__ import annotations
 from .. import proc
 from ..cni.errors import INVALID_CONFIG, CniError
 from . import (Owner, default_backend, iptables_nat_rules, iptables_restore_nat, nft_apply,
-               nft_remove_tagged)
+               nft_remove_tagged, tokens)
 
 IPT_CHAIN_PREFIX = "DL-"
 NFT_TABLE = "dockline_masq"
 _MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
-
-
-def _family(cidr: str) -> int:
-    return 6 if ":" in cidr else 4
 
 
 def choose_backend(name: str | None) -> str:
@@ -43,15 +39,28 @@ def _ipt_chain(owner: Owner) -> str:
 
 
 def _ipt_comment(owner: Owner) -> str:
-    text = f"dockline masq {owner.network} {owner.container_id} {owner.ifname}"
-    return text[:250].replace('"', "")
+    # Only dockline's hex tag: a network name, container ID or ifname in
+    # a quoted comment (an ifname may end in a backslash) would change how
+    # iptables-restore reads the rest of the line.
+    return f"dockline masq dl-{tokens.hex_tag(owner.tag)}"
 
 
-def _ipt_add(owner: Owner, ips: list[tuple[str, str]]) -> None:
+def _checked(ips: list[tuple[str, str]]) -> list[tuple[str, str, int]]:
+    """(address, subnet, family) re-rendered from parsed values: IPAM's
+    output is input too (a static IPAM config can say anything)."""
+    out = []
+    for cidr, subnet in ips:
+        iface = tokens.interface(cidr, "masquerade address")
+        net = tokens.network(subnet, "masquerade subnet")
+        out.append((str(iface.ip), str(net), iface.version))
+    return out
+
+
+def _ipt_add(owner: Owner, ips: list[tuple[str, str, int]]) -> None:
     chain = _ipt_chain(owner)
     comment = _ipt_comment(owner)
     for family in (4, 6):
-        mine = [(ip, net) for ip, net in ips if _family(ip) == family]
+        mine = [(ip, net) for ip, net, fam in ips if fam == family]
         if not mine:
             continue
         lines = [f":{chain} - [0:0]"]
@@ -60,7 +69,7 @@ def _ipt_add(owner: Owner, ips: list[tuple[str, str]]) -> None:
         lines.append(f'-A {chain} ! -d {_MULTICAST[family]} -m comment --comment "{comment}" '
                      "-j MASQUERADE")
         for ip, _ in mine:
-            lines.append(f'-A POSTROUTING -s {ip.split("/")[0]} -m comment --comment "{comment}" -j {chain}')
+            lines.append(f'-A POSTROUTING -s {ip} -m comment --comment "{comment}" -j {chain}')
         iptables_restore_nat(family, lines, "installing masquerade rules")
 
 
@@ -107,16 +116,15 @@ def _ipt_gc(network_tag: str, valid_tags: set[str]) -> None:
 
 # --- nftables ------------------------------------------------------------
 
-def _nft_add(owner: Owner, ips: list[tuple[str, str]]) -> None:
+def _nft_add(owner: Owner, ips: list[tuple[str, str, int]]) -> None:
     lines = [f"add table inet {NFT_TABLE}",
              f"add chain inet {NFT_TABLE} postrouting "
              "{ type nat hook postrouting priority srcnat; policy accept; }"]
-    for ip, subnet in ips:
-        fam = "ip6" if _family(ip) == 6 else "ip"
-        address = ip.split("/")[0]
+    for address, subnet, family in ips:
+        fam = "ip6" if family == 6 else "ip"
         lines.append(f"add rule inet {NFT_TABLE} postrouting {fam} saddr {address} "
-                     f"{fam} daddr != {subnet} {fam} daddr != {_MULTICAST[_family(ip)]} "
-                     f'masquerade comment "dl-{owner.tag}"')
+                     f"{fam} daddr != {subnet} {fam} daddr != {_MULTICAST[family]} "
+                     f'masquerade comment "dl-{tokens.hex_tag(owner.tag)}"')
     nft_apply(lines, "installing masquerade rules")
 
 
@@ -129,7 +137,7 @@ def _nft_remove(tag_prefix: str, doomed) -> None:
 
 def add(backend: str, owner: Owner, ips: list[tuple[str, str]]) -> None:
     """Masquerade traffic from each (ip/prefix, subnet) leaving its subnet."""
-    (_nft_add if backend == "nftables" else _ipt_add)(owner, ips)
+    (_nft_add if backend == "nftables" else _ipt_add)(owner, _checked(ips))
 
 
 def delete(backend: str, owner: Owner) -> None:

@@ -7,13 +7,14 @@ its tag, so DEL and GC find it without any other state.
 """
 from __future__ import annotations
 
-from . import Owner, nft_apply, nft_remove_tagged
+from . import Owner, nft_apply, nft_remove_tagged, tokens
 
 TABLE = "dockline_spoofchk"
 
 
 def add(owner: Owner, host_ifname: str, mac: str) -> None:
     t = f"bridge {TABLE}"
+    host_ifname, mac = tokens.ifname(host_ifname), tokens.mac(mac)
     nft_apply([
         f"add table {t}",
         f"add chain {t} prerouting {{ type filter hook prerouting priority -300; policy accept; }}",

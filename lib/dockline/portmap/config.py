@@ -1,25 +1,39 @@
 """portmap's configuration, validated at the edge (same keys and defaults
-as the reference portmap plugin)."""
+as the reference portmap plugin).
+
+Everything the firewall scripts will contain is checked here, through
+``dockline.firewall.tokens``, before the first side effect: mappings
+(read the way Go decodes them: containerd sends ``HostPort`` ...), the
+container's addresses and interface names from prevResult, the mark, the
+external chain and the operator's extra conditions.
+"""
 from __future__ import annotations
 
-import ipaddress
-
 from ..cni.errors import INVALID_CONFIG, CniError
+from ..cni.gojson import fold_fields
+from ..firewall import tokens
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Optional
 
     from ..cni.skel import Request
+    from ..firewall.tokens import Address
 
-PROTOCOLS = ("tcp", "udp", "sctp")
+PROTOCOLS = tokens.PROTOCOLS
+# The reference's PortMapEntry fields, as Go's decoding matches them.
+_MAPPING_FIELDS = ("hostPort", "containerPort", "protocol", "hostIP")
+
+
+def _entry_error(details: str) -> CniError:
+    return CniError(INVALID_CONFIG, "invalid portMappings entry", details)
 
 
 class Mapping:
     __slots__ = ("host_port", "container_port", "protocol", "host_ip")
 
     def __init__(self, host_port: int, container_port: int, protocol: str,
-                 host_ip: Optional[ipaddress._BaseAddress]) -> None:
+                 host_ip: Optional[Address]) -> None:
         self.host_port = host_port
         self.container_port = container_port
         self.protocol = protocol
@@ -28,25 +42,31 @@ class Mapping:
     @classmethod
     def from_config(cls, obj) -> "Mapping":
         if not isinstance(obj, dict):
-            raise CniError(INVALID_CONFIG, "invalid portMappings entry", repr(obj))
+            raise _entry_error(f"{obj!r:.80} is not an object")
+        obj = fold_fields(obj, _MAPPING_FIELDS)
         ports = []
         for key in ("hostPort", "containerPort"):
             value = obj.get(key)
+            # Go decodes only integer literals into an int field: 80.0,
+            # "80", true and out-of-range numbers are all errors there too.
             if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
-                raise CniError(INVALID_CONFIG, "invalid portMappings entry",
-                               f"{key} {value!r} is not a port number (1-65535)")
+                raise _entry_error(f"{key} {value!r:.40} is not a port number (1-65535)")
             ports.append(value)
-        protocol = obj.get("protocol") or "tcp"
+        protocol = obj.get("protocol")
+        if protocol is None or protocol == "":
+            protocol = "tcp"
         if not isinstance(protocol, str) or protocol.lower() not in PROTOCOLS:
-            raise CniError(INVALID_CONFIG, "invalid portMappings entry",
-                           f"protocol {protocol!r} is not one of {', '.join(PROTOCOLS)}")
-        host_ip = obj.get("hostIP") or None
-        if host_ip is not None:
+            raise _entry_error(f"protocol {protocol!r:.40} is not one of {', '.join(PROTOCOLS)}")
+        host_ip = obj.get("hostIP")
+        if host_ip is None or host_ip == "":
+            host_ip = None  # go-cni sends "" for "every address"
+        elif not isinstance(host_ip, str):
+            raise _entry_error(f"hostIP {host_ip!r:.40} is not a string")
+        else:
             try:
-                host_ip = ipaddress.ip_address(host_ip)
-            except ValueError:
-                raise CniError(INVALID_CONFIG, "invalid portMappings entry",
-                               f"hostIP {host_ip!r} is not an IP address") from None
+                host_ip = tokens.address(host_ip, "hostIP")
+            except CniError as err:
+                raise _entry_error(err.details) from None
             if host_ip.is_unspecified:
                 host_ip = None  # 0.0.0.0 and :: mean every address
         return cls(ports[0], ports[1], protocol.lower(), host_ip)
@@ -58,32 +78,34 @@ class Mapping:
 class ContainerIP:
     __slots__ = ("address", "subnet", "version")
 
-    def __init__(self, cidr: str) -> None:
-        iface = ipaddress.ip_interface(cidr)
+    def __init__(self, cidr: object) -> None:
+        iface = tokens.interface(cidr, "prevResult address")
         self.address = iface.ip
         self.subnet = iface.network
         self.version = iface.version
 
 
-def _conditions(value, what: str) -> list[str]:
-    if value is None:
-        return []
+def _conditions(value, what: str, family: int) -> tuple[list[str], str | None]:
+    """(tokens, 'iptables' | 'nftables' | None) of one conditions list."""
+    if value is None or value == []:
+        return [], None
     if not isinstance(value, list) or not all(isinstance(c, str) for c in value):
         raise CniError(INVALID_CONFIG, f"invalid {what}", "not a list of strings")
-    return value
-
-
-def _is_iptables_syntax(conditions: list[str]) -> bool:
-    return any(c.strip().startswith(("-", "!")) for c in conditions)
+    if tokens.is_iptables_syntax(value):
+        return tokens.iptables_conditions(value, what, family), "iptables"
+    return tokens.nft_conditions(value, what), "nftables"
 
 
 class PortmapConfig:
     __slots__ = ("mappings", "snat", "masq_all", "mark_bit", "external_mark_chain",
-                 "conditions_v4", "conditions_v6", "backend", "container_ips", "host_ifaces")
+                 "conditions_v4", "conditions_v6", "conditions_style", "backend",
+                 "container_ips", "host_ifaces")
 
     def __init__(self, req: Request, need_prev: bool) -> None:
         c = req.config
-        raw = req.runtime_config.get("portMappings") or []
+        raw = req.runtime_config.get("portMappings")
+        if raw is None:
+            raw = []
         if not isinstance(raw, list):
             raise CniError(INVALID_CONFIG, "invalid portMappings", "not a list")
         self.mappings = [Mapping.from_config(m) for m in raw]
@@ -91,33 +113,29 @@ class PortmapConfig:
         self.masq_all = c.get("masqAll", False)
         for key, value in (("snat", self.snat), ("masqAll", self.masq_all)):
             if not isinstance(value, bool):
-                raise CniError(INVALID_CONFIG, f"invalid {key}", f"{value!r} is not true or false")
+                raise CniError(INVALID_CONFIG, f"invalid {key}", f"{value!r:.40} is not true or false")
         bit = c.get("markMasqBit")
         chain = c.get("externalSetMarkChain")
         if bit is not None and chain is not None:
             raise CniError(INVALID_CONFIG, "markMasqBit and externalSetMarkChain cannot both be set")
-        if bit is None:
-            bit = 13
-        if not isinstance(bit, int) or isinstance(bit, bool) or not 0 <= bit <= 31:
-            raise CniError(INVALID_CONFIG, "invalid markMasqBit", f"{bit!r} is not in 0-31")
-        if chain is not None and (not isinstance(chain, str) or not chain
-                                  or not all(ch.isalnum() or ch in "-_" for ch in chain)):
-            raise CniError(INVALID_CONFIG, "invalid externalSetMarkChain", repr(chain))
-        self.mark_bit = bit
-        self.external_mark_chain = chain
-        self.conditions_v4 = _conditions(c.get("conditionsV4"), "conditionsV4")
-        self.conditions_v6 = _conditions(c.get("conditionsV6"), "conditionsV6")
+        self.mark_bit = tokens.mark_bit(13 if bit is None else bit)
+        self.external_mark_chain = (None if chain is None
+                                    else tokens.chain(chain, "externalSetMarkChain"))
+        self.conditions_v4, style4 = _conditions(c.get("conditionsV4"), "conditionsV4", 4)
+        self.conditions_v6, style6 = _conditions(c.get("conditionsV6"), "conditionsV6", 6)
+        if style4 and style6 and style4 != style6:
+            raise CniError(INVALID_CONFIG, "invalid conditions",
+                           "conditionsV4 and conditionsV6 are in different syntaxes")
+        self.conditions_style = style4 or style6
         backend = c.get("backend")
         if backend is not None and backend not in ("iptables", "nftables"):
             raise CniError(INVALID_CONFIG, "invalid backend",
-                           f"{backend!r}: expected \"iptables\" or \"nftables\"")
+                           f"{backend!r:.40}: expected \"iptables\" or \"nftables\"")
         self.backend = backend
-        ipt_style = _is_iptables_syntax(self.conditions_v4 + self.conditions_v6)
-        nft_style = any(not _is_iptables_syntax([cond]) for cond in self.conditions_v4 + self.conditions_v6)
-        if backend == "nftables" and (ipt_style or chain is not None):
+        if backend == "nftables" and (self.conditions_style == "iptables" or chain is not None):
             raise CniError(INVALID_CONFIG, "iptables conditions or externalSetMarkChain "
                            "cannot be used with the nftables backend")
-        if backend == "iptables" and nft_style:
+        if backend == "iptables" and self.conditions_style == "nftables":
             raise CniError(INVALID_CONFIG, "nftables conditions cannot be used with the iptables backend")
         self.container_ips: list[ContainerIP] = []
         self.host_ifaces: list[str] = []
@@ -134,15 +152,17 @@ class PortmapConfig:
         for ip in prev.get("ips") or []:
             if mine and ip.get("interface") not in mine:
                 continue
-            cip = ContainerIP(ip["address"])
+            cip = ContainerIP(ip.get("address"))
             first.setdefault(cip.version, cip)
         self.container_ips = [first[v] for v in sorted(first)]
-        self.host_ifaces = [i["name"] for i in ifaces if not i.get("sandbox") and i.get("name")]
+        # Host-side interfaces (the bridge, the host veth): named in
+        # /proc/sys paths later, so they must be plain interface names.
+        self.host_ifaces = [tokens.ifname(i["name"], "prevResult interface name")
+                            for i in ifaces if not i.get("sandbox") and i.get("name")]
 
     @property
     def has_nft_conditions(self) -> bool:
-        conditions = self.conditions_v4 + self.conditions_v6
-        return bool(conditions) and not _is_iptables_syntax(conditions)
+        return self.conditions_style == "nftables"
 
     @property
     def mark(self) -> int:

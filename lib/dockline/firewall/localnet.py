@@ -1,0 +1,192 @@
+"""``route_localnet`` for published ports, and the guard that makes it safe.
+
+127.0.0.1:hostPort can be DNATed to a container only if the interface
+towards the container accepts loopback-range addresses
+(``net.ipv4.conf.<if>.route_localnet=1``).  That same switch lets a
+container send packets to 127.0.0.1 through its gateway and reach services
+the host binds to loopback only (the CVE-2020-8558 class).  So:
+
+* the guard, as kube-proxy has it: a packet to 127.0.0.0/8 that did not
+  come in on ``lo`` is dropped unless its connection was DNATed (a
+  published port's replies are; an attacker's packets are not);
+* the switch is turned on only on the bridge the container sits on (not
+  every interface of prevResult), only for snat with an IPv4 mapping, and
+  turned off when the last such attachment on that interface goes.
+
+Who holds the switch is counted with one empty file per attachment,
+``<STATE_DIR>/<ifname>/<tag>``, under a flock: ADD creates one, DEL
+removes its own (a listdir of the per-interface directories, one per
+bridge, and a stat in each: no firewall dump).  A switch that was on before
+dockline first needed it (``.preset``) is left on.
+"""
+from __future__ import annotations
+
+import os
+
+from .. import proc
+from ..filelock import FileLock
+from . import _RESTORE, _SAVE, FirewallError, check_lines, tokens
+
+STATE_DIR = "/var/lib/cni/dockline/localnet"
+_LOCK = STATE_DIR + "/lock"
+_PRESET = ".preset"
+IPT_CHAIN = "DOCKLINE-LOCALNET"
+_ENOENT, _ENOTEMPTY = 2, 39
+
+
+def _sysctl(ifname: str) -> str:
+    return f"/proc/sys/net/ipv4/conf/{tokens.ifname(ifname)}/route_localnet"
+
+
+def _read(ifname: str) -> str | None:
+    try:
+        with open(_sysctl(ifname)) as f:
+            return f.read().strip()
+    except OSError:
+        return None  # the interface is gone
+
+
+def _write(ifname: str, value: str) -> None:
+    try:
+        with open(_sysctl(ifname), "w") as f:
+            f.write(value)
+    except FileNotFoundError:
+        pass  # the interface is gone: nothing to switch
+
+
+def towards_container(addresses: list) -> list[str]:
+    """The interfaces the kernel routes the containers' IPv4 addresses
+    through (the bridge; the host veth for a ptp-like chain): where a
+    packet DNATed from 127.0.0.1 leaves.  Read from /proc/net/route (the
+    caller's namespace, main table, one small file): sysfs would show the
+    namespace it was mounted in, and netlink costs ~20 ms to load."""
+    try:
+        with open("/proc/net/route") as f:
+            rows = f.read().splitlines()[1:]
+    except OSError:
+        return []
+    routes = []
+    for row in rows:
+        cols = row.split()
+        if len(cols) < 8:
+            continue
+        try:  # little-endian hex, as the kernel prints them
+            dest = int.from_bytes(bytes.fromhex(cols[1]), "little")
+            mask = int.from_bytes(bytes.fromhex(cols[7]), "little")
+        except ValueError:
+            continue
+        routes.append((mask, dest, cols[0]))
+    out = []
+    for address in addresses:
+        a = int(address)
+        best = max((r for r in routes if a & r[0] == r[1] and r[0] != 0), default=None)
+        if best and best[2] not in out:
+            try:
+                out.append(tokens.ifname(best[2]))
+            except Exception:
+                continue
+    return out
+
+
+# --- the guard -----------------------------------------------------------------
+
+def nft_guard(table: str) -> list[str]:
+    """Lines for an nft transaction: a filter chain on the input hook in
+    ``table`` (an inet table), rewritten whole each time (constant size)."""
+    return [f"add chain {table} localnet {{ type filter hook input priority -10; policy accept; }}",
+            f"flush chain {table} localnet",
+            f'add rule {table} localnet iifname != "lo" ip daddr 127.0.0.0/8 ct status dnat accept',
+            f'add rule {table} localnet iifname != "lo" ip daddr 127.0.0.0/8 drop']
+
+
+def ipt_ensure_guard() -> None:
+    """The same in iptables' filter table: chain DOCKLINE-LOCALNET, first
+    in INPUT.  Called when a switch is turned on (a read of the filter
+    table then, not on every ADD)."""
+    saved = proc.run([_SAVE[4], "-t", "filter"])
+    text = saved.stdout.decode(errors="replace") if saved.returncode == 0 else ""
+    lines = ["*filter", f":{IPT_CHAIN} - [0:0]",  # declaring it flushes it: rewritten whole
+             f"-A {IPT_CHAIN} -d 127.0.0.0/8 ! -i lo -m conntrack --ctstate DNAT -j RETURN",
+             f'-A {IPT_CHAIN} -d 127.0.0.0/8 ! -i lo -m comment --comment "dockline localnet guard" '
+             "-j DROP"]
+    if f"-A INPUT -j {IPT_CHAIN}" not in text.splitlines():
+        lines.append(f"-I INPUT 1 -j {IPT_CHAIN}")
+    lines.append("COMMIT")
+    check_lines(lines)
+    result = proc.run([_RESTORE[4], "--noflush", "-w", "5"], ("\n".join(lines) + "\n").encode())
+    if result.returncode != 0:
+        raise FirewallError("installing the localnet guard", result)
+
+
+# --- the count -------------------------------------------------------------------
+
+def acquire(tag: str, ifaces: list[str], backend: str) -> None:
+    """Turn route_localnet on for ``ifaces`` on behalf of attachment
+    ``tag``.  The guard must be in place before (nft: it is part of the
+    portmap base chains; iptables: ensured here when a switch flips)."""
+    tokens.hex_tag(tag)
+    if not ifaces:
+        return
+    with FileLock(_LOCK):
+        for name in ifaces:
+            before = _read(name)
+            if before is None:
+                continue
+            d = f"{STATE_DIR}/{name}"
+            try:
+                os.mkdir(d, 0o755)
+                if before == "1":
+                    _touch(f"{d}/{_PRESET}")
+            except FileExistsError:
+                pass
+            _touch(f"{d}/{tag}")
+            if before != "1":
+                if backend == "iptables":
+                    ipt_ensure_guard()
+                _write(name, "1")
+
+
+def _touch(path: str) -> None:
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+
+
+def _holders() -> list[str]:
+    try:
+        return [n for n in os.listdir(STATE_DIR) if n != "lock"]
+    except FileNotFoundError:
+        return []
+
+
+def release(doomed) -> None:
+    """Drop the holds of the attachments whose tag ``doomed`` selects;
+    an interface nobody holds any more gets route_localnet back off."""
+    if not os.path.isdir(STATE_DIR):
+        return
+    with FileLock(_LOCK):
+        for name in _holders():
+            d = f"{STATE_DIR}/{name}"
+            try:
+                held = os.listdir(d)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            kept = []
+            for tag in held:
+                if tag != _PRESET and doomed(tag):
+                    os.unlink(f"{d}/{tag}")
+                else:
+                    kept.append(tag)
+            if any(t != _PRESET for t in kept):
+                continue
+            if _PRESET in kept:
+                os.unlink(f"{d}/{_PRESET}")
+            elif _valid_name(name):
+                _write(name, "0")
+            os.rmdir(d)
+
+
+def _valid_name(name: str) -> bool:
+    try:
+        tokens.ifname(name)
+        return True
+    except Exception:
+        return False

@@ -4,12 +4,12 @@ A drop-in for the reference host-local: same config, same store format.
 """
 from __future__ import annotations
 
+from dockline.cni.attachments import valid_attachments
 from dockline.cni.errors import NOT_AVAILABLE, STATE_MISSING, CniError
 from dockline.cni.skel import Request
 from dockline.ipam import config as hostlocal_config, resolvconf
 from dockline.ipam.allocator import Allocator
-from dockline.ipam.disk import DiskStore
-from dockline.cni.attachments import valid_attachments
+from dockline.ipam.disk import DiskStore, UnsafeStore
 
 
 def _store(conf) -> DiskStore:
@@ -25,8 +25,19 @@ def cmd_add(req: Request) -> dict:
 
 
 def cmd_del(req: Request) -> None:
-    conf = hostlocal_config.load(req)
-    Allocator(_store(conf), conf.range_sets).release(req.container_id, req.ifname)
+    """Releases by container ID and ifname whatever else the config holds:
+    ranges, routes, CNI_ARGS and runtimeConfig are not read, so a config
+    the plugin cannot parse (any more) still frees the attachment's
+    addresses.  A dataDir that is set but invalid cannot be where ADD
+    wrote: nothing is released.  A store behind a symlink we refuse to
+    follow holds nothing dockline wrote either."""
+    data_dir = hostlocal_config.data_dir_for_cleanup(req.config)
+    if data_dir is None:
+        return
+    try:
+        Allocator(DiskStore(req.network, data_dir), []).release(req.container_id, req.ifname)
+    except UnsafeStore:
+        return
 
 
 def cmd_check(req: Request) -> None:
@@ -40,9 +51,14 @@ def cmd_check(req: Request) -> None:
 
 
 def cmd_gc(req: Request) -> None:
-    conf = hostlocal_config.load(req)
+    """Like DEL, reads only the valid-attachments list (which must be
+    well-formed: read as "none valid" it would release live containers'
+    addresses) and dataDir."""
     valid = valid_attachments(req.config)
-    store = _store(conf)
+    data_dir = hostlocal_config.data_dir_for_cleanup(req.config)
+    if data_dir is None:
+        return
+    store = DiskStore(req.network, data_dir)
     with store.lock():
         for res in list(store.reservations()):
             if not res.container_id:
@@ -62,6 +78,9 @@ def cmd_status(req: Request) -> None:
     except OSError as exc:
         raise CniError(NOT_AVAILABLE, "host-local: address store not writable",
                        f"{exc.filename or ''}: {exc.strerror}") from None
+    except CniError as exc:  # a store we refuse to use
+        raise CniError(NOT_AVAILABLE, "host-local: address store not usable",
+                       f"{exc.msg}: {exc.details}") from None
 
 
 # What dockline.launch (the executable) and the zygote serve.

@@ -62,6 +62,9 @@ class Allocator:
 
     def allocate(self, container_id: str, ifname: str,
                  requested: list[IPAddress]) -> list[Allocation]:
+        # Every error the request alone can cause is raised before the
+        # store is touched: no lock file, directory or cursor move.
+        plan = plan_requests(self.range_sets, requested)
         store = self.store
         with store.lock():
             held = list(store.reservations())
@@ -70,7 +73,6 @@ class Allocator:
             taken = {r.ip for r in held if r.container_id}
             mine = [ipaddress.ip_address(r.ip) for r in held
                     if r.belongs_to(container_id, ifname) and _is_ip(r.ip)]
-            wanted = list(dict.fromkeys(requested))
             done: list[Allocation] = []
             saved_last: dict[str, Optional[str]] = {}
             try:
@@ -81,20 +83,14 @@ class Allocator:
                             raise CniError(ADDRESS_IN_USE, f"failed to allocate for range {idx}",
                                            f"{ip} has been allocated to {container_id}, "
                                            "duplicate allocation is not allowed")
-                    want = next((ip for ip in wanted if rs.range_for(ip)), None)
                     if range_id not in saved_last:
                         saved_last[range_id] = store.last_reserved(range_id)
-                    if want is not None:
-                        wanted.remove(want)
-                        done.append(self._take_requested(rs, idx, want, container_id, ifname))
+                    if plan[idx] is not None:
+                        done.append(self._take_requested(rs, idx, plan[idx], container_id, ifname))
                     else:
                         done.append(self._take_next(rs, idx, taken, saved_last[range_id],
                                                     container_id, ifname))
                     taken.add(str(done[-1].ip))
-                if wanted:
-                    raise CniError(INVALID_CONFIG, "failed to allocate all requested IPs",
-                                   " ".join(str(ip) for ip in wanted)
-                                   + " (outside every range set, or two in one set)")
             except BaseException:
                 for alloc in done:
                     store.release(str(alloc.ip))
@@ -106,9 +102,6 @@ class Allocator:
     def _take_requested(self, rs: RangeSet, idx: int, ip: IPAddress,
                         container_id: str, ifname: str) -> Allocation:
         rng = rs.range_for(ip)
-        if ip == rng.gateway:
-            raise CniError(INVALID_CONFIG, f"failed to allocate for range {idx}",
-                           f"requested ip {ip} is subnet's gateway")
         if not self.store.reserve(container_id, ifname, str(ip), str(idx)):
             raise CniError(ADDRESS_IN_USE, f"failed to allocate for range {idx}",
                            f"requested IP address {ip} is not available in range set {rs}")
@@ -129,6 +122,28 @@ class Allocator:
     def release(self, container_id: str, ifname: str) -> list[str]:
         with self.store.lock():
             return self.store.release_by_id(container_id, ifname)
+
+
+def plan_requests(range_sets: list[RangeSet], requested: list[IPAddress]) -> list[Optional[IPAddress]]:
+    """The requested address of each range set (None: the next free one),
+    or the error allocation would end in, found without the store: an
+    address outside every set, two for one set, a gateway, or a set with
+    nothing to hand out."""
+    plan: list[Optional[IPAddress]] = [None] * len(range_sets)
+    for ip in dict.fromkeys(requested):
+        idx = next((i for i, rs in enumerate(range_sets) if rs.range_for(ip)), None)
+        if idx is None or plan[idx] is not None:
+            raise CniError(INVALID_CONFIG, "failed to allocate all requested IPs",
+                           f"{ip} (outside every range set, or two in one set)")
+        if ip == range_sets[idx].range_for(ip).gateway:
+            raise CniError(INVALID_CONFIG, f"failed to allocate for range {idx}",
+                           f"requested ip {ip} is subnet's gateway")
+        plan[idx] = ip
+    for idx, rs in enumerate(range_sets):
+        if plan[idx] is None and not rs.has_free_address():
+            raise CniError(TRY_AGAIN_LATER, f"failed to allocate for range {idx}",
+                           f"no IP addresses available in range set: {rs}")
+    return plan
 
 
 def _is_ip(text: str) -> bool:

@@ -3,7 +3,15 @@
 Keys and precedence follow the reference: ``runtimeConfig.ipRanges`` come
 first, then the legacy single range at the top of ``ipam``, then
 ``ranges``; requested addresses come from ``CNI_ARGS IP=``, ``args.cni.ips``
-and ``runtimeConfig.ips`` together.
+and ``runtimeConfig.ips`` together.  Keys inside ``ipam``, ranges and
+routes are matched as Go's encoding/json matches the reference's struct
+fields (case-insensitively), so a runtime's ``{"Subnet": ...}`` is read.
+
+Everything an ADD needs is checked here, before the store is touched
+(the allocator then matches requested addresses to range sets before it
+takes the lock).  DEL and GC read only what they need, leniently
+(``data_dir_for_cleanup``): a config they cannot parse must not keep an
+attachment's addresses reserved.
 """
 from __future__ import annotations
 
@@ -13,12 +21,18 @@ if TYPE_CHECKING:
 
     from .ranges import IPAddress
 
-from ..cni.errors import INCOMPATIBLE_VERSION, INVALID_CONFIG, CniError
+from ..cni.addr import parse_ip
+from ..cni.errors import INCOMPATIBLE_VERSION, INVALID_CONFIG, INVALID_ENVIRONMENT, CniError
+from ..cni.gojson import fold_fields
+from ..cni.result import parse_route
 from ..cni.skel import Request
 from ..cni.version import at_least
-from .ranges import RangeSet, parse_ip
+from .disk import DEFAULT_DATA_DIR
+from .ranges import RANGE_FIELDS, RangeSet
 
-_LEGACY_RANGE_KEYS = ("subnet", "rangeStart", "rangeEnd", "gateway")
+# The reference's IPAMConfig fields (with its embedded legacy Range).
+IPAM_FIELDS = RANGE_FIELDS + ("type", "routes", "dataDir", "resolvConf", "ranges")
+_PATH_MAX = 4096
 
 
 class HostLocalConfig:
@@ -34,13 +48,13 @@ class HostLocalConfig:
         self.requested = requested
 
 
-def ipam_section(config: dict) -> dict:
+def ipam_section(config: dict, fields: tuple[str, ...] = IPAM_FIELDS) -> dict:
     ipam = config.get("ipam")
     if ipam is None:
         raise CniError(INVALID_CONFIG, "IPAM config missing 'ipam' key")
     if not isinstance(ipam, dict):
         raise CniError(INVALID_CONFIG, "invalid 'ipam'", "not a JSON object")
-    return ipam
+    return fold_fields(ipam, fields)
 
 
 def parse_routes(value) -> list[dict]:
@@ -48,36 +62,64 @@ def parse_routes(value) -> list[dict]:
         return []
     if not isinstance(value, list):
         raise CniError(INVALID_CONFIG, "invalid routes", "not a list")
-    routes = []
-    for route in value:
-        if not isinstance(route, dict) or "dst" not in route:
-            raise CniError(INVALID_CONFIG, "invalid route", f"{route!r} needs a dst")
-        out = dict(route)
-        out["dst"] = _route_dst(route["dst"])
-        if route.get("gw"):
-            out["gw"] = str(parse_ip(route["gw"], "route gw"))
-        routes.append(out)
-    return routes
-
-
-def _route_dst(text) -> str:
-    """A route's dst in canonical form.  Host bits are allowed and kept, as
-    the reference does (its README has such an example)."""
-    import ipaddress
-    if not isinstance(text, str) or "/" not in text:
-        raise CniError(INVALID_CONFIG, "invalid route dst", f"{text!r} is not in CIDR notation")
-    try:
-        iface = ipaddress.ip_interface(text)
-    except ValueError as exc:
-        raise CniError(INVALID_CONFIG, "invalid route dst", f"{text!r}: {exc}") from None
-    return f"{iface.ip}/{iface.network.prefixlen}"
+    return [parse_route(route, "route") for route in value]
 
 
 def _string(ipam: dict, key: str) -> str:
-    value = ipam.get(key) or ""
+    value = ipam.get(key)
+    if value is None:
+        return ""
     if not isinstance(value, str):
-        raise CniError(INVALID_CONFIG, f"invalid {key}", "not a string")
+        raise CniError(INVALID_CONFIG, f"invalid {key}", f"{value!r} is not a string")
     return value
+
+
+def _path_problem(path: str) -> Optional[str]:
+    if len(path) > _PATH_MAX:
+        return "is too long"
+    if not path.isprintable():  # NUL, newlines, lone surrogates
+        return "contains a control or unencodable character"
+    return None
+
+
+def data_dir(ipam: dict) -> str:
+    """dataDir, absolute and normalised; the default when unset.  A
+    relative path would depend on the runtime's working directory, and
+    ``..`` could leave the tree the admin meant: both are refused."""
+    path = _string(ipam, "dataDir")
+    if not path:
+        return DEFAULT_DATA_DIR
+    problem = _path_problem(path)
+    if problem is None and not path.startswith("/"):
+        problem = "is not an absolute path"
+    parts = [p for p in path.split("/") if p not in ("", ".")]
+    if problem is None and ".." in parts:
+        problem = "contains a '..' component"
+    if problem:
+        raise CniError(INVALID_CONFIG, "invalid dataDir", f"{path[:200]!r} {problem}")
+    return "/" + "/".join(parts)
+
+
+def data_dir_for_cleanup(config: dict) -> Optional[str]:
+    """Where DEL and GC release: dataDir when the config names a valid
+    one, the default when the ipam section or its dataDir is missing or
+    unreadable as an object; None (release nothing) when a dataDir is set
+    but invalid, as it cannot be where ADD wrote."""
+    ipam = config.get("ipam")
+    if not isinstance(ipam, dict):
+        return DEFAULT_DATA_DIR
+    try:
+        return data_dir(fold_fields(ipam, ("dataDir",)))
+    except CniError:
+        return None
+
+
+def resolv_conf_path(ipam: dict) -> str:
+    path = _string(ipam, "resolvConf")
+    problem = _path_problem(path) if path else None
+    if problem:
+        raise CniError(INVALID_CONFIG, "invalid resolvConf", f"{path[:200]!r} {problem}")
+    return path
 
 
 def _ip_list(value, what: str) -> list[IPAddress]:
@@ -85,13 +127,14 @@ def _ip_list(value, what: str) -> list[IPAddress]:
         return []
     if not isinstance(value, list):
         raise CniError(INVALID_CONFIG, f"invalid {what}", "not a list")
-    return [parse_ip(v, what) for v in value]
+    return [parse_ip(v, what, prefix_ok=True) for v in value]
 
 
 def requested_ips(req: Request, env_ip: Optional[str]) -> list[IPAddress]:
     ips: list[IPAddress] = []
     if env_ip:
-        ips += [parse_ip(part, "CNI_ARGS IP") for part in env_ip.split(",") if part]
+        ips += [parse_ip(part, "CNI_ARGS IP", INVALID_ENVIRONMENT, prefix_ok=True)
+                for part in env_ip.split(",") if part]
     ips += _ip_list(req.args_cni.get("ips"), "args.cni.ips")
     ips += _ip_list(req.runtime_config.get("ips"), "runtimeConfig.ips")
     return ips
@@ -106,7 +149,7 @@ def load(req: Request) -> HostLocalConfig:
             raise CniError(INVALID_CONFIG, "invalid runtimeConfig.ipRanges", "not a list")
         raw_sets += ip_ranges
     if ipam.get("subnet"):
-        raw_sets.append([{k: ipam[k] for k in _LEGACY_RANGE_KEYS if k in ipam}])
+        raw_sets.append([{k: ipam[k] for k in RANGE_FIELDS if k in ipam}])
     ranges = ipam.get("ranges")
     if ranges is not None:
         if not isinstance(ranges, list):
@@ -128,7 +171,8 @@ def load(req: Request) -> HostLocalConfig:
         network=req.network,
         range_sets=range_sets,
         routes=parse_routes(ipam.get("routes")),
-        data_dir=_string(ipam, "dataDir"),
-        resolv_conf=_string(ipam, "resolvConf"),
+        data_dir=data_dir(ipam),
+        resolv_conf=resolv_conf_path(ipam),
         requested=requested_ips(req, env_ip),
     )
+

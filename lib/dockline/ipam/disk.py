@@ -9,12 +9,31 @@ Unlike the reference, a reservation file is written whole before it gets
 its name (write to a temporary file, then ``link`` it into place, which
 fails if the name exists), so a crash never leaves an empty file that
 holds an address forever.
+
+The store runs as root in a directory others may have touched, so it
+never lets a name lead it elsewhere:
+- the network directory is opened once, walking the path from ``/`` one
+  component at a time; it is used through its descriptor (``dir_fd``)
+  from then on.  Directories are created with ``mkdirat`` and opened with
+  O_NOFOLLOW.  A symlink among dataDir's components is followed only if
+  root (or we) own it and its directory is writable by nobody else (the
+  system's own ``/var/run -> /run``); the network directory itself is
+  never a symlink.  Otherwise the store is refused (``UnsafeStore``).
+- the lock, reservations and ``last_reserved_ip`` files are opened with
+  O_NOFOLLOW|O_NONBLOCK and used only if fstat says regular file: a FIFO
+  cannot hang us under the lock, a symlink is never read or written
+  through.  A foreign object under an address's name blocks that address
+  (it is never taken, released or removed).
+- temporary files are created O_EXCL|O_NOFOLLOW under a random name.
 """
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import stat
 
-from ..filelock import FileLock
+from ..cni.errors import IO_FAILURE, CniError
 from .store import Reservation, Store
 
 TYPE_CHECKING = False
@@ -25,6 +44,13 @@ DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 LAST_RESERVED_PREFIX = "last_reserved_ip."
 LOCK_NAME = "lock"
 _TMP_PREFIX = ".dockline-tmp-"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_MAX_SYMLINKS = 40  # as the kernel's own limit on a path
+# Opening these means "not a file we can use": a symlink (ELOOP under
+# O_NOFOLLOW), a socket (ENXIO), gone, or a component that is not a dir.
+_NOT_A_FILE = frozenset((errno.ENOENT, errno.ELOOP, errno.ENXIO, errno.ENOTDIR, errno.EISDIR))
 
 
 def is_reservation_name(name: str) -> bool:
@@ -32,39 +58,229 @@ def is_reservation_name(name: str) -> bool:
                 or name.startswith("."))
 
 
+class UnsafeStore(CniError):
+    """The store's path leads through a symlink or object we will not use."""
+
+    def __init__(self, details: str) -> None:
+        super().__init__(IO_FAILURE, "host-local: refusing the address store", details)
+
+
+def _trusted_link(st: os.stat_result, dir_fd: int) -> bool:
+    """A symlink only root (or we) could have made: owned by root or us, in
+    a directory owned by root or us that nobody else may write."""
+    owners = (0, os.geteuid())
+    parent = os.fstat(dir_fd)
+    return (st.st_uid in owners and parent.st_uid in owners
+            and not parent.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+
+
+def open_dir(path: str, create: bool) -> Optional[int]:
+    """A descriptor of the absolute directory ``path``, walked from ``/``;
+    missing components are created (0755) when ``create``, else None is
+    returned.  Symlinks: see the module docstring."""
+    fd = os.open("/", _DIR_FLAGS)
+    todo = [p for p in path.split("/") if p not in ("", ".")]
+    links = 0
+    try:
+        while todo:
+            name = todo.pop(0)
+            try:
+                nfd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    os.close(fd)
+                    return None
+                try:
+                    os.mkdir(name, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass  # a concurrent creator; open it (without following) below
+                nfd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                    raise
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if not stat.S_ISLNK(st.st_mode):
+                    raise UnsafeStore(f"{path}: {name!r} is not a directory") from None
+                links += 1
+                if not _trusted_link(st, fd) or links > _MAX_SYMLINKS:
+                    raise UnsafeStore(f"{path}: will not follow the symlink {name!r} "
+                                      "(not made by root, or in a directory others can write)") from None
+                target = os.readlink(name, dir_fd=fd)
+                if target.startswith("/"):
+                    os.close(fd)
+                    fd = os.open("/", _DIR_FLAGS)
+                todo[:0] = [p for p in target.split("/") if p not in ("", ".")]
+                continue
+            os.close(fd)
+            fd = nfd
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class _Lock:
+    """The store's flock, held on ``<network dir>/lock``; while held, the
+    store works through the directory descriptor opened for it."""
+
+    def __init__(self, store: "DiskStore", create: bool) -> None:
+        self.store = store
+        self.create = create
+        self.lock_fd = -1
+
+    def __enter__(self) -> "_Lock":
+        store = self.store
+        dir_fd = store.open(self.create)
+        if dir_fd is None:
+            return self  # nothing stored: nothing to lock
+        try:
+            try:
+                fd = os.open(LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                             | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+            except OSError as exc:
+                if exc.errno in _NOT_A_FILE:
+                    raise CniError(IO_FAILURE, "host-local: cannot take the store lock",
+                                   f"{store.dir}/{LOCK_NAME} is not a regular file") from None
+                raise
+            try:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise CniError(IO_FAILURE, "host-local: cannot take the store lock",
+                                   f"{store.dir}/{LOCK_NAME} is not a regular file")
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                raise
+        except BaseException:
+            os.close(dir_fd)
+            raise
+        self.lock_fd = fd
+        store.dir_fd = dir_fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        store = self.store
+        if store.dir_fd is not None:
+            os.close(store.dir_fd)
+            store.dir_fd = None
+        if self.lock_fd >= 0:
+            os.close(self.lock_fd)  # closing drops the flock
+            self.lock_fd = -1
+
+
 class DiskStore(Store):
     def __init__(self, network: str, data_dir: str = "") -> None:
-        self.dir = os.path.join(data_dir or DEFAULT_DATA_DIR, network)
+        # data_dir comes checked from the config (absolute, no '..');
+        # network is a validated identifier.
+        self.data_dir = data_dir or DEFAULT_DATA_DIR
+        self.network = network
+        self.dir = os.path.join(self.data_dir, network)
+        self.dir_fd: Optional[int] = None
 
-    def lock(self) -> FileLock:
-        return FileLock(os.path.join(self.dir, LOCK_NAME))
-
-    def _path(self, name: str) -> str:
-        return os.path.join(self.dir, name)
-
-    def _write_tmp(self, data: bytes, mode: int) -> str:
-        """A private temporary file holding ``data``, to be given its name."""
-        tmp = self._path(f"{_TMP_PREFIX}{os.getpid()}")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+    def open(self, create: bool) -> Optional[int]:
+        """A descriptor of the network directory (None if it does not exist
+        and ``create`` is false)."""
+        parent = open_dir(self.data_dir, create)
+        if parent is None:
+            return None
         try:
-            os.write(fd, data)
+            if create:
+                try:
+                    os.mkdir(self.network, 0o755, dir_fd=parent)
+                except FileExistsError:
+                    pass
+            try:
+                return os.open(self.network, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=parent)
+            except FileNotFoundError:
+                if create:
+                    raise
+                return None
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise UnsafeStore(f"{self.dir} is a symlink or not a directory") from None
+                raise
+        finally:
+            os.close(parent)
+
+    def lock(self, create: bool = True) -> _Lock:
+        return _Lock(self, create)
+
+    # --- helpers working in the held directory ------------------------------
+
+    def _fd(self) -> int:
+        if self.dir_fd is None:
+            raise RuntimeError("the store is used outside its lock")
+        return self.dir_fd
+
+    def _read(self, name: str, limit: int, dir_fd: Optional[int] = None) -> Optional[bytes]:
+        """Up to ``limit`` bytes of ``name`` if it is a regular file; None
+        for anything else (missing, symlink, FIFO, socket, directory)."""
+        dfd = self._fd() if dir_fd is None else dir_fd
+        try:
+            fd = os.open(name, _READ_FLAGS, dir_fd=dfd)
+        except OSError as exc:
+            if exc.errno in _NOT_A_FILE:
+                return None
+            raise
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                return None
+            chunks = []
+            while limit > 0:
+                chunk = os.read(fd, limit)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                limit -= len(chunk)
+            return b"".join(chunks)
         finally:
             os.close(fd)
+
+    def _write_tmp(self, data: bytes, mode: int) -> str:
+        """A fresh private file holding ``data``, to be given its name."""
+        dfd = self._fd()
+        for _ in range(8):
+            tmp = f"{_TMP_PREFIX}{os.getpid()}-{os.urandom(6).hex()}"
+            try:
+                fd = os.open(tmp, _TMP_FLAGS, mode, dir_fd=dfd)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise CniError(IO_FAILURE, "host-local: cannot create a temporary file", self.dir)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        except BaseException:
+            os.close(fd)
+            os.unlink(tmp, dir_fd=dfd)
+            raise
+        os.close(fd)
         return tmp
 
     def _write_new(self, name: str, data: bytes) -> bool:
         """Create ``name`` holding ``data`` only if it does not exist yet."""
+        dfd = self._fd()
         tmp = self._write_tmp(data, 0o600)
         try:
-            os.link(tmp, self._path(name))
+            os.link(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
             return True
         except FileExistsError:
             return False
         finally:
-            os.unlink(tmp)
+            os.unlink(tmp, dir_fd=dfd)
 
     def _replace(self, name: str, data: bytes) -> None:
-        os.rename(self._write_tmp(data, 0o644), self._path(name))
+        # rename replaces the name itself, never what a symlink there points to
+        dfd = self._fd()
+        tmp = self._write_tmp(data, 0o644)
+        try:
+            os.rename(tmp, name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except BaseException:
+            os.unlink(tmp, dir_fd=dfd)
+            raise
+
+    # --- the Store interface -------------------------------------------------
 
     def reserve(self, container_id: str, ifname: str, ip: str, range_id: str) -> bool:
         record = f"{container_id}\r\n{ifname}".encode()
@@ -79,49 +295,61 @@ class DiskStore(Store):
     def _reclaim_empty(self, ip: str) -> bool:
         """An empty reservation file can only be left by a writer that
         crashed between create and write (the reference writes in two
-        steps): we hold the lock, so nobody is writing it now."""
+        steps): we hold the lock, so nobody is writing it now.  Anything
+        but an empty regular file is left alone."""
+        dfd = self._fd()
         try:
-            if os.stat(self._path(ip)).st_size != 0:
+            st = os.stat(ip, dir_fd=dfd, follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or st.st_size != 0:
                 return False
-            os.unlink(self._path(ip))
+            os.unlink(ip, dir_fd=dfd)
             return True
         except FileNotFoundError:
             return True
 
     def last_reserved(self, range_id: str) -> Optional[str]:
-        try:
-            with open(self._path(LAST_RESERVED_PREFIX + range_id), "rb") as f:
-                return f.read().decode(errors="replace").strip() or None
-        except FileNotFoundError:
+        data = self._read(LAST_RESERVED_PREFIX + range_id, 256)
+        if data is None:
             return None
+        return data.decode(errors="replace").strip() or None
 
     def set_last_reserved(self, range_id: str, ip: Optional[str]) -> None:
         if ip is None:
             try:
-                os.unlink(self._path(LAST_RESERVED_PREFIX + range_id))
+                os.unlink(LAST_RESERVED_PREFIX + range_id, dir_fd=self._fd())
             except FileNotFoundError:
                 pass
         else:
             self._replace(LAST_RESERVED_PREFIX + range_id, ip.encode())
 
     def release(self, ip: str) -> None:
+        # Only regular files are reservations; anything else under an
+        # address's name is not ours to remove.
+        dfd = self._fd()
         try:
-            os.unlink(self._path(ip))
+            if stat.S_ISREG(os.stat(ip, dir_fd=dfd, follow_symlinks=False).st_mode):
+                os.unlink(ip, dir_fd=dfd)
         except FileNotFoundError:
             pass
 
     def reservations(self) -> Iterator[Reservation]:
-        try:
-            names = os.listdir(self.dir)
-        except FileNotFoundError:
+        if self.dir_fd is not None:
+            yield from self._reservations(self.dir_fd)
             return
-        for name in names:
+        dfd = self.open(create=False)  # a read outside the lock (tests, tools)
+        if dfd is None:
+            return
+        try:
+            yield from self._reservations(dfd)
+        finally:
+            os.close(dfd)
+
+    def _reservations(self, dfd: int) -> Iterator[Reservation]:
+        for name in os.listdir(dfd):
             if not is_reservation_name(name):
                 continue
-            try:
-                with open(self._path(name), "rb") as f:
-                    data = f.read(4096)
-            except (IsADirectoryError, FileNotFoundError):
+            data = self._read(name, 4096, dfd)
+            if data is None:
                 continue
             text = data.decode(errors="replace").strip()
             cid, sep, ifname = text.partition("\r\n")
@@ -129,7 +357,4 @@ class DiskStore(Store):
 
     def check_writable(self) -> None:
         with self.lock():
-            probe = self._path(f"{_TMP_PREFIX}status-{os.getpid()}")
-            fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            os.close(fd)
-            os.unlink(probe)
+            os.unlink(self._write_tmp(b"", 0o600), dir_fd=self._fd())

@@ -14,30 +14,12 @@ if TYPE_CHECKING:
     IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
     IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
 
+from ..cni.addr import parse_ip, parse_network
 from ..cni.errors import INVALID_CONFIG, CniError
+from ..cni.gojson import fold_fields
 
-
-def parse_ip(text, what: str) -> IPAddress:
-    """An address, or the address part of a CIDR (as requested IPs may be).
-    An IPv4-mapped IPv6 address is the IPv4 address, as Go's net.IP has it."""
-    if not isinstance(text, str):
-        raise CniError(INVALID_CONFIG, f"invalid {what}", f"{text!r} is not a string")
-    try:
-        ip = ipaddress.ip_interface(text).ip if "/" in text else ipaddress.ip_address(text)
-    except ValueError:
-        raise CniError(INVALID_CONFIG, f"invalid {what}", f"{text!r} is not an IP address") from None
-    if ip.version == 6 and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped
-    return ip
-
-
-def parse_subnet(text, what: str = "subnet") -> IPNetwork:
-    if not isinstance(text, str):
-        raise CniError(INVALID_CONFIG, f"invalid {what}", f"{text!r} is not a string")
-    try:
-        return ipaddress.ip_network(text, strict=True)
-    except ValueError as exc:
-        raise CniError(INVALID_CONFIG, f"invalid {what}", f"{text!r}: {exc}") from None
+# The reference's Range struct, for matching Go's spelling of its keys.
+RANGE_FIELDS = ("subnet", "rangeStart", "rangeEnd", "gateway")
 
 
 class Range:
@@ -54,9 +36,10 @@ class Range:
     def from_config(cls, obj) -> "Range":
         if not isinstance(obj, dict):
             raise CniError(INVALID_CONFIG, "invalid range", f"{obj!r} is not an object")
-        if not obj.get("subnet"):
+        obj = fold_fields(obj, RANGE_FIELDS)
+        if obj.get("subnet") in (None, ""):
             raise CniError(INVALID_CONFIG, "invalid range", "a range needs a subnet")
-        subnet = parse_subnet(obj["subnet"])
+        subnet = parse_network(obj["subnet"], "subnet")
         # Fewer than 4 addresses leaves nothing between network, gateway
         # and broadcast: the reference refuses /31, /32, /127 and /128.
         if subnet.prefixlen > subnet.max_prefixlen - 2:
@@ -82,6 +65,10 @@ class Range:
     def overlaps(self, other: "Range") -> bool:
         return (self.version == other.version
                 and self.start <= other.end and other.start <= self.end)
+
+    def has_free_address(self) -> bool:
+        """Whether anything but the gateway lies in [start, end]."""
+        return self.start != self.end or self.start != self.gateway
 
     def address(self, ip: IPAddress) -> str:
         """The address as it appears in a result: ip/prefix."""
@@ -134,6 +121,9 @@ class RangeSet:
             if r.contains(ip):
                 return r
         return None
+
+    def has_free_address(self) -> bool:
+        return any(r.has_free_address() for r in self.ranges)
 
     def overlaps(self, other: "RangeSet") -> bool:
         return any(a.overlaps(b) for a in self.ranges for b in other.ranges)

@@ -6,52 +6,53 @@ addresses (``GATEWAY=`` sets the gateway of those containing it);
 """
 from __future__ import annotations
 
-import ipaddress
-
-from ..cni.errors import INCOMPATIBLE_VERSION, INVALID_CONFIG, CniError
+from ..cni.addr import parse_interface, parse_ip, render_interface
+from ..cni.errors import INCOMPATIBLE_VERSION, INVALID_CONFIG, INVALID_ENVIRONMENT, CniError
+from ..cni.gojson import fold_fields
+from ..cni.result import parse_dns
 from ..cni.version import at_least
 from .config import ipam_section, parse_routes
-from .ranges import parse_ip
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..cni.skel import Request
 
-_DNS_KEYS = ("nameservers", "domain", "search", "options")
-
-
-def _interface(text, what: str):
-    if not isinstance(text, str) or "/" not in text:
-        raise CniError(INVALID_CONFIG, f"invalid {what}",
-                       f"{text!r} is not in CIDR notation (address/prefix)")
-    try:
-        return ipaddress.ip_interface(text)
-    except ValueError:
-        raise CniError(INVALID_CONFIG, f"invalid {what}", f"{text!r} is not an address/prefix") from None
+# The reference's static config fields (IPAMConfig, Address), for Go's
+# case-insensitive matching of a runtime's spelling.
+_IPAM_FIELDS = ("type", "addresses", "routes", "dns")
+_ADDRESS_FIELDS = ("address", "gateway")
 
 
 def _ips_override(value, what: str) -> list[dict]:
     if not isinstance(value, list):
         raise CniError(INVALID_CONFIG, f"invalid {what}", "not a list")
-    return [{"address": _interface(v, what)} for v in value]
+    return [{"address": parse_interface(v, what)} for v in value]
+
+
+def _env_list(value: str) -> list[str]:
+    return [s for s in (p.strip() for p in value.split(",")) if s]
 
 
 def load(req: Request) -> dict:
     """The IPAM result static hands out for this request."""
-    ipam = ipam_section(req.config)
+    ipam = ipam_section(req.config, _IPAM_FIELDS)
+    entries = ipam.get("addresses")
+    if entries is not None and not isinstance(entries, list):
+        raise CniError(INVALID_CONFIG, "invalid addresses", "not a list")
     addresses = []
-    for entry in ipam.get("addresses") or []:
+    for entry in entries or []:
         if not isinstance(entry, dict):
-            raise CniError(INVALID_CONFIG, "invalid addresses entry", repr(entry))
-        addr = {"address": _interface(entry.get("address"), "address")}
-        if entry.get("gateway"):
+            raise CniError(INVALID_CONFIG, "invalid addresses entry", f"{entry!r} is not an object")
+        entry = fold_fields(entry, _ADDRESS_FIELDS)
+        addr = {"address": parse_interface(entry.get("address"), "address")}
+        if entry.get("gateway") not in (None, ""):
             addr["gateway"] = parse_ip(entry["gateway"], "gateway")
         addresses.append(addr)
     env = req.cni_args(("IP", "GATEWAY"))
-    from_env = [{"address": _interface(item, "CNI_ARGS IP")}
-                for item in filter(None, (s.strip() for s in env.get("IP", "").split(",")))]
-    for item in filter(None, (s.strip() for s in env.get("GATEWAY", "").split(","))):
-        gw = parse_ip(item, "CNI_ARGS GATEWAY")
+    from_env = [{"address": parse_interface(item, "CNI_ARGS IP", INVALID_ENVIRONMENT)}
+                for item in _env_list(env.get("IP", ""))]
+    for item in _env_list(env.get("GATEWAY", "")):
+        gw = parse_ip(item, "CNI_ARGS GATEWAY", INVALID_ENVIRONMENT)
         for addr in from_env:  # GATEWAY= goes with IP=, as the reference has it
             if gw.version == addr["address"].version and gw in addr["address"].network:
                 addr["gateway"] = gw
@@ -64,14 +65,11 @@ def load(req: Request) -> dict:
     if (versions.count(4) > 1 or versions.count(6) > 1) and not at_least(req.version, "0.3.0"):
         raise CniError(INCOMPATIBLE_VERSION, f"CNI version {req.version} does not support "
                        "more than 1 address per family")
-    dns = ipam.get("dns") or {}
-    if not isinstance(dns, dict):
-        raise CniError(INVALID_CONFIG, "invalid dns", "not a JSON object")
     ips = []
     for addr in addresses:
-        ip = {"address": str(addr["address"])}
+        ip = {"address": render_interface(addr["address"])}
         if addr.get("gateway") is not None:
             ip["gateway"] = str(addr["gateway"])
         ips.append(ip)
     return {"ips": ips, "routes": parse_routes(ipam.get("routes")),
-            "dns": {k: dns[k] for k in _DNS_KEYS if dns.get(k)}}
+            "dns": parse_dns(ipam.get("dns"), "dns")}

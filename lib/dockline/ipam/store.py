@@ -28,9 +28,10 @@ class Reservation:
 
 class Store(ABC):
     @abstractmethod
-    def lock(self) -> ContextManager[None]:
+    def lock(self, create: bool = True) -> ContextManager[object]:
         """Exclusive access to the network's reservations for a whole
-        allocation or release, across processes."""
+        allocation or release, across processes.  Without ``create`` a
+        store that does not exist yet is left so (and holds nothing)."""
 
     @abstractmethod
     def reserve(self, container_id: str, ifname: str, ip: str, range_id: str) -> bool:

@@ -549,14 +549,19 @@ def test_del_semantics(dockline_bin):
 
 def test_cni_args_on_del_and_check(dockline_bin):
     """The reference parses CNI_ARGS on every command: an unknown key
-    without IgnoreUnknown fails DEL and CHECK too."""
+    without IgnoreUnknown fails DEL and CHECK too.  Deliberate: dockline's
+    DEL does not read CNI_ARGS (it releases by container ID and ifname, and
+    must not fail on input it cannot parse), so only CHECK fails."""
     conf = hl_conf()
     calls = [Call("ADD", conf), Call("CHECK", conf, args="FOO=bar"),
              Call("CHECK", conf, args="IgnoreUnknown=1;FOO=bar"), Call("DEL", conf, args="FOO=bar"),
              Call("DEL", conf, args="IgnoreUnknown=1;FOO=bar;IP=10.1.2.77")]
-    ref, dl = differential(dockline_bin, "host-local", calls)
+    ref, dl = H.pair(dockline_bin, "host-local", calls)
     assert [o.ok for o in ref] == [True, False, True, False, True]
     assert ref[-1].snap.reservations(NET1) == {}
+    assert [o.ok for o in dl] == [True, False, True, True, True]
+    assert dl[3].snap.reservations(NET1) == {}
+    assert dl[-1].snap == ref[-1].snap
 
 
 @pytest.mark.parametrize("version", ["0.1.0", "0.2.0"])
@@ -613,11 +618,26 @@ CONFIG_ERRORS = {
 
 
 @pytest.mark.parametrize("case", sorted(CONFIG_ERRORS))
-@pytest.mark.parametrize("command", ["ADD", "DEL"])
-def test_config_errors_touch_nothing(dockline_bin, case, command):
-    ref, dl = differential(dockline_bin, "host-local", [Call(command, CONFIG_ERRORS[case])])
+def test_config_errors_touch_nothing(dockline_bin, case):
+    ref, dl = differential(dockline_bin, "host-local", [Call("ADD", CONFIG_ERRORS[case])])
     assert not ref[0].ok
     assert ref[0].snap.files == {} and ref[0].snap.dirs == set()
+
+
+@pytest.mark.parametrize("case", sorted(CONFIG_ERRORS))
+def test_del_on_config_errors_releases(dockline_bin, case):
+    """Deliberate: the reference's DEL fails on a config it cannot load and
+    keeps the attachment's addresses; dockline's DEL reads only dataDir and
+    releases by container ID and ifname (creating the store directory and
+    lock, as the reference's DEL does on a good config)."""
+    good = hl_conf()
+    calls = [Call("ADD", good), Call("DEL", CONFIG_ERRORS[case])]
+    ref, dl = H.pair(dockline_bin, "host-local", calls)
+    assert [o.ok for o in ref] == [True, False]
+    assert ref[1].snap.reservations(NET1) == {"10.1.2.2": b"c1\r\neth0"}
+    assert [o.ok for o in dl] == [True, True]
+    assert dl[1].snap.reservations(NET1) == {}
+    assert dl[1].run.stdout == ""
 
 
 # ------------------------------------------------------------------ interop

@@ -141,7 +141,7 @@ def check(path, data_dir: str = "", must_exist: bool = True) -> str:
     """``path`` if it may be used as a hosts file, else CniError code 7."""
     problem = path_problem(path, data_dir) or disk_problem(path, must_exist)
     if problem:
-        raise CniError(INVALID_CONFIG, f"unsafe hosts file: it {problem}", repr(path))
+        raise _refuse(path, problem)
     return path
 
 
@@ -268,6 +268,17 @@ def edited(old: bytes, tag: str, lines: list[str]) -> bytes:
     return out
 
 
+def _common_prefix(a: bytes, b: bytes) -> int:
+    """Length of the common start of ``a`` and ``b``: what need not be
+    written again (user lines before ours are never rewritten)."""
+    n, limit = 0, min(len(a), len(b))
+    while n + 4096 <= limit and a[n:n + 4096] == b[n:n + 4096]:
+        n += 4096
+    while n < limit and a[n] == b[n]:
+        n += 1
+    return n
+
+
 def rewrite(path: str, tag: str, lines: list[str], create_default: bool = False,
             data_dir: str = "") -> bool:
     """Replace the lines marked with ``tag`` by ``lines`` (none: remove),
@@ -288,10 +299,7 @@ def rewrite(path: str, tag: str, lines: list[str], create_default: bool = False,
             old = _read_all(fd)
             new = edited(old, tag, lines)
             if new != old:
-                same = 0
-                limit = min(len(old), len(new))
-                while same < limit and old[same] == new[same]:
-                    same += 1
+                same = _common_prefix(old, new)
                 _write_at(fd, new[same:], same)
                 if len(new) < len(old):
                     os.ftruncate(fd, len(new))

@@ -251,3 +251,12 @@ def test_relative_data_dir_is_refused(sandbox, dockline_bin):
     e = err(cni(sandbox, "add", "web", cap={"aliases": ["web"]}))
     assert e["code"] == 7
     assert "dockline0" not in sandbox.sh("ip -br link").stdout
+
+
+def test_link_objects_with_go_field_names(sandbox, dockline_bin):
+    """A Go runtime may marshal link objects with its field names."""
+    setup(sandbox)
+    sandbox.sh("ip netns add db; ip netns add web")
+    ok(cni(sandbox, "add", "db", pod="db"))
+    ok(cni(sandbox, "add", "web", cap={"links": [{"Name": "db", "Alias": "dbapp"}]}))
+    assert "\tdbapp db\t" in sandbox.sh("cat /etc/netns/web/hosts").stdout

@@ -213,6 +213,9 @@ def on_add(req: Request, data_dir: str, ips: list[str], undo: UndoStack,
     with Registry(req.network, data_dir) as reg:
         for name in plan.names:
             owner = reg.explicit_owner(plan.scope, name, skip=key)
+            if owner is not None and _stale(reg.entries[owner]):
+                _drop_own_lines(reg.remove(owner), data_dir)
+                owner = None
             if owner is not None:
                 where = f" in namespace {plan.scope!r}" if plan.scope else ""
                 raise CniError(ADDRESS_IN_USE, f"the name {name!r} is already taken on network "
@@ -223,7 +226,7 @@ def on_add(req: Request, data_dir: str, ips: list[str], undo: UndoStack,
                                f"no container named {name!r} on network {req.network!r}"
                                + (f" in namespace {plan.scope!r}" if plan.scope else ""))
         entry = {"scope": plan.scope, "names": plan.names, "ips": ips, "hosts": hosts,
-                 "tag": tag, "links": [list(link) for link in plan.links]}
+                 "tag": tag, "links": [list(link) for link in plan.links], "netns": req.netns}
         if plan.pod:
             entry["pod"] = plan.pod
         reg.put(key, entry)
@@ -237,6 +240,22 @@ def on_add(req: Request, data_dir: str, ips: list[str], undo: UndoStack,
         _refresh_dependants(reg, plan.scope, plan.names + ([plan.pod] if plan.pod else []), key,
                             data_dir)
     undo.push("unregister names", lambda: on_del(req, data_dir))
+
+
+def _stale(entry: dict) -> bool:
+    """A registration whose network namespace is gone lost its DEL (a
+    crash, a reboot with /var/lib/cni on disk): its names are free.  Only
+    root can remove a namespace, so this cannot be used to steal a name."""
+    netns = entry.get("netns")
+    if not isinstance(netns, str) or not netns.startswith("/"):
+        return False  # registered before dockline recorded it: keep
+    try:
+        os.lstat(netns)
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _drop_own_lines(entry: dict | None, data_dir: str) -> None:

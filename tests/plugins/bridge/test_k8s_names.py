@@ -6,7 +6,7 @@ them, in a private sandbox."""
 import json
 
 from conftest import REPO
-from test_links import err, ok, serve_and_fetch, setup
+from test_links import cni, err, ok, serve_and_fetch, setup
 
 REGISTRY = "/var/lib/cni/networks/dockline/.dockline-names.json"
 
@@ -117,3 +117,18 @@ def test_registry_of_the_previous_format_still_works(sandbox, dockline_bin):
     ok(k8s(sandbox, "del", "db", "a", "ignored", cid="db"))
     reg = json.loads(sandbox.sh(f"cat {REGISTRY}").stdout)
     assert reg["version"] == 2 and list(reg["attachments"]) == ["web:eth0"]
+
+
+def test_a_name_whose_holder_lost_its_del_is_free_again(sandbox, dockline_bin):
+    """A container name (podman's K8S_POD_NAME without a namespace) stays
+    unique, but a holder whose namespace is gone (crash, reboot with
+    /var/lib/cni on disk) does not keep it for ever."""
+    setup(sandbox)
+    sandbox.sh("ip netns add db; ip netns add db2; ip netns add web")
+    ok(cni(sandbox, "add", "web", pod="web"))
+    ok(cni(sandbox, "add", "db", pod="db", cap={"links": ["web"]}))
+    assert err(cni(sandbox, "add", "db2", pod="db"))["code"] == 100  # holder alive
+    sandbox.sh("ip netns del db")  # db's DEL never comes
+    ok(cni(sandbox, "add", "db2", pod="db"))
+    reg = json.loads(sandbox.sh(f"cat {REGISTRY}").stdout)["attachments"]
+    assert "db:eth0" not in reg and reg["db2:eth0"]["names"] == ["db"]

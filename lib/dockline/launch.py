@@ -4,10 +4,10 @@ it in this process.
 Loading pyroute2 and the rest of a plugin costs ~35 ms per call, more than
 the reference's whole ADD.  A zygote is a process that has loaded every
 plugin once and forks a child per call; the executable (this module, ~1 ms
-of imports) passes it its environment and its stdin/stdout/stderr, and
-exits with the child's status.  The child writes the result straight to
-the runtime's stdout, so the runtime sees exactly what an in-process run
-would print.  Without a zygote the call is served here, and a zygote is
+of imports) passes it its environment, working directory and
+stdin/stdout/stderr, and exits with the child's status.  The child writes
+the result straight to the runtime's stdout, so the runtime sees exactly
+what an in-process run would print.  Without a zygote the call is served here, and a zygote is
 started in the background for the next calls.  See dockline.zygote.
 """
 from __future__ import annotations
@@ -40,10 +40,12 @@ def launch(module: str, stamp: str, zygote: bool = True) -> None:
         _exit(skel.run({}, "dockline"))
     if not command or not zygote or env.get("DOCKLINE_NO_ZYGOTE"):
         _exit(serve_here(module))
-    from dockline.zygote import call, start_in_background
+    from dockline.zygote import SERVE_AND_START, call, start_in_background
     code = call(module, stamp)
-    if code is None:
+    if code < 0:  # nothing ran in a zygote: serve it here
+        outcome = code
         code = serve_here(module)
         sys.stdout.flush()
-        start_in_background(stamp)
+        if outcome == SERVE_AND_START:
+            start_in_background(stamp)
     _exit(code)

@@ -1,17 +1,29 @@
 """A warm process that serves plugin calls by forking.
 
-Safety rules:
-- The socket is an abstract unix socket, which exists per network
-  namespace, and its name carries the caller's mount namespace and user:
-  a zygote only ever serves callers whose network and mount namespaces are
-  its own, so its children see the same links and files the caller would.
-- Both ends check the other's credentials (SO_PEERCRED): same user, and
-  the client checks the server's mount namespace too, so a process that
-  grabbed the name first cannot impersonate it.
-- The name also carries the install stamp: a reinstall gets a new zygote;
-  an old one exits after it has been idle for IDLE_SECONDS.
-- Each call runs in a freshly forked child with the caller's environment,
-  working directory and stdio, exactly as if the executable had run it.
+Trust model (README, "the zygote's trust model"):
+- The socket is a path in /run/dockline, a directory of the zygote's user
+  that nobody else may write (checked, never followed through a symlink).
+  A container with its own root file system does not even see it.
+- One zygote serves exactly one (user, namespaces, cgroup, install stamp):
+  all of them are in the socket's name, and it is started by a caller, so
+  it lives in the cgroup of the callers it serves (their limits and
+  accounting apply to it and to its children).
+- The zygote trusts nothing a client says about itself.  A forked child
+  reads the peer from the kernel (SO_PEERCRED and a pidfd from
+  SO_PEERPIDFD, so the pid cannot be recycled under it), and serves only
+  a peer in the same mount, pid, user, net and cgroup namespaces and the
+  same cgroup, with the same uid/gids, seccomp state and security label,
+  and every capability the zygote has: a caller who could have done all
+  the child will do by itself.  The client checks the server the same way.
+- Only dockline's own plugin modules can be asked for; the child takes the
+  caller's environment (as bytes), stdio and working directory (as fds),
+  umask and resource limits, and serves the call as the executable would.
+- The accept loop only accepts and forks, so a silent client blocks no
+  one; a call whose client is gone is not run, and a running call unwinds
+  (ClientGone) when its client goes away (e.g. killed by the runtime's
+  timeout).
+- Anything untrustworthy on either side: the call is served in the
+  executable's own process, as without a zygote.
 
 Only the client half (``call``, ``start_in_background``) is on the path of
 every plugin call, so it imports nothing but what it must.
@@ -20,79 +32,255 @@ from __future__ import annotations
 
 import os
 
+import _signal
 import _socket
 import _struct
-
-from .cni import jsonio
 
 AF_UNIX = 1
 SOCK_SEQPACKET = 5
 SOL_SOCKET = 1
 SCM_RIGHTS = 1
 SO_PEERCRED = 17
+SO_PEERPIDFD = 77  # Linux 6.5; Python has no name for it
+MSG_CMSG_CLOEXEC = 0x40000000
+MSG_TRUNC, MSG_CTRUNC = 0x20, 0x08
 IDLE_SECONDS = 300
+REQUEST_SECONDS = 5  # a client that sends nothing in time is dropped
+MAX_CHILDREN = 256
+RUN_DIR = "/run/dockline"
+MODULES = (b"bridge", b"host_local", b"static", b"portmap")
+MAGIC = b"dockline-zygote/2"
+STARTED = b"S"  # from here on the call may have (half) run
+REFUSED = b"R"  # followed by the reason; nothing ran
 _MAX_REQUEST = 1 << 20
 _INT3 = "3i"
+# Call results for the executable: serve the call in-process, and start a
+# zygote afterwards or not.
+SERVE_HERE = -1
+SERVE_AND_START = -2
+
+_NAMESPACES = ("mnt", "pid", "user", "net", "cgroup")
+_IDS = (b"Uid", b"Gid", b"Groups")
+_CAPS = (b"CapInh", b"CapPrm", b"CapEff", b"CapBnd", b"CapAmb")
+# Seccomp filters are inherited, not inspectable: the same count of them
+# is taken as the same filters (both ends descend from one service).
+_CONFINEMENT = (b"NoNewPrivs", b"Seccomp", b"Seccomp_filters")
+_WANTED = frozenset(_IDS + _CAPS + _CONFINEMENT + (b"Umask",))
 
 
-def _mount_ns() -> str:
-    return os.readlink("/proc/self/ns/mnt")
+class ClientGone(BaseException):
+    """The client of a running call went away: unwind what was done.  A
+    BaseException, so plugins' ``except Exception`` do not swallow it and
+    their undo stacks (which catch BaseException) run."""
 
 
-def address(stamp: str, mount_ns: str | None = None) -> bytes:
-    mnt = (mount_ns or _mount_ns())[5:-1]  # 'mnt:[4026531840]' -> '4026531840'
-    return f"\0dockline-zygote-{os.geteuid()}-{mnt}-{stamp}".encode()
+# --- facts from the kernel, for both ends ----------------------------------
+
+def _read(path: str) -> bytes:
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, 65536)
+    finally:
+        os.close(fd)
 
 
-def _peer(sock) -> tuple[int, int, int]:
-    """(pid, uid, gid) of the other end."""
-    return _struct.unpack(_INT3, sock.getsockopt(SOL_SOCKET, SO_PEERCRED, 12))
+class Facts:
+    """What decides whether two processes may stand in for each other."""
+
+    __slots__ = ("ns", "cgroup", "status", "label")
+
+    def __init__(self, pid: str) -> None:
+        base = "/proc/" + pid + "/"
+        self.ns = [os.readlink(base + "ns/" + name) for name in _NAMESPACES]
+        self.cgroup = _read(base + "cgroup")
+        status = {}
+        for line in _read(base + "status").split(b"\n"):
+            key, _, value = line.partition(b":")
+            if key in _WANTED:
+                status[key] = value.strip()
+        self.status = status
+        try:
+            self.label = _read(base + "attr/current")
+        except OSError:
+            self.label = b""  # no LSM with a label to read
+
+    def differs(self, mine: "Facts") -> str | None:
+        """Why this process (the peer) may not stand in for ``mine``: the
+        same namespaces, cgroup, ids, seccomp and label, and at least my
+        capabilities; None when it may."""
+        for name, theirs, ours in zip(_NAMESPACES, self.ns, mine.ns):
+            if theirs != ours:
+                return f"in another {name} namespace"
+        if self.cgroup != mine.cgroup:
+            return "in another cgroup"
+        for key in _IDS:
+            if self.status.get(key) != mine.status.get(key):
+                return f"other {key.decode()}"
+        for key in _CAPS:
+            try:
+                missing = int(mine.status.get(key, b"0"), 16) & ~int(self.status.get(key, b"0"), 16)
+            except ValueError:
+                return f"unreadable {key.decode()}"
+            if missing:
+                return f"fewer capabilities ({key.decode()})"
+        for key in _CONFINEMENT:
+            if self.status.get(key) != mine.status.get(key):
+                return f"other {key.decode()}"
+        if self.label != mine.label:
+            return "another security label"
+        return None
+
+
+def socket_path(stamp: str, me: Facts | None = None) -> str:
+    """/run/dockline/zygote-<euid>-<netns inode>-<digest>-<stamp>.sock, the
+    digest covering every other fact the ends compare (namespaces, cgroup,
+    ids, capabilities, confinement, label): callers that may share a
+    zygote share a name, and a caller never finds a zygote started by one
+    that is not its equal (e.g. a capability-less one)."""
+    me = me or Facts("self")
+    import _sha1
+    status = me.status
+    key = b"\0".join([n.encode() for n in me.ns] + [me.cgroup, me.label]
+                     + [status.get(k, b"") for k in _IDS + _CAPS + _CONFINEMENT])
+    digest = _sha1.sha1(key).hexdigest()[:16]
+    return f"{RUN_DIR}/zygote-{os.geteuid()}-{me.ns[3][5:-1]}-{digest}-{stamp}.sock"
+
+
+def _peer_pid(sock) -> tuple[int, int, int | None]:
+    """(pid, uid, pidfd) of the other end, from the kernel.  The pidfd pins
+    the process the pid means: checked alive after its /proc was read, the
+    facts read were that process's.  Before Linux 6.5, it is opened from
+    the pid (a dead client's pid could be reused in between)."""
+    pid, uid, _ = _struct.unpack(_INT3, sock.getsockopt(SOL_SOCKET, SO_PEERCRED, 12))
+    try:
+        pidfd = sock.getsockopt(SOL_SOCKET, SO_PEERPIDFD)
+    except OSError:
+        try:
+            pidfd = os.pidfd_open(pid)
+        except OSError:
+            pidfd = None
+    return pid, uid, pidfd
+
+
+def _alive(pidfd: int | None) -> bool:
+    if pidfd is None:
+        return False
+    try:
+        _signal.pidfd_send_signal(pidfd, 0)
+        return True
+    except OSError:
+        return False
+
+
+def _peer_problem(sock, me: Facts) -> tuple[str | None, int, int | None, Facts | None]:
+    """(why the peer is not trusted or None, pid, pidfd, its facts)."""
+    pid, uid, pidfd = _peer_pid(sock)
+    if uid != os.geteuid():
+        return f"uid {uid}", pid, pidfd, None
+    if pid <= 0:
+        return "no peer process", pid, pidfd, None
+    try:
+        theirs = Facts(str(pid))
+    except OSError as exc:
+        return f"cannot inspect pid {pid}: {exc.strerror}", pid, pidfd, None
+    problem = theirs.differs(me)
+    if problem:
+        return f"pid {pid} {problem}", pid, pidfd, theirs
+    if not _alive(pidfd):
+        return f"pid {pid} is gone", pid, pidfd, theirs
+    return None, pid, pidfd, theirs
 
 
 # --- client ----------------------------------------------------------------
 
-def call(module: str, stamp: str) -> int | None:
-    """Serve this call through the zygote; its exit status, or None when
-    there is no (trustworthy) zygote and the caller must serve it."""
-    mount_ns = _mount_ns()
-    sock = _socket.socket(AF_UNIX, SOCK_SEQPACKET)
+def _say(path: str, what: str) -> None:
+    try:
+        os.write(2, f"dockline: zygote at {path} {what}; serving the call in this process\n"
+                 .encode(errors="replace"))
+    except OSError:
+        pass
+
+
+def call(module: str, stamp: str) -> int:
+    """Serve this call through the zygote: its exit status, or SERVE_HERE /
+    SERVE_AND_START when the caller must serve it (nothing has run)."""
+    try:
+        me = Facts("self")
+        path = socket_path(stamp, me)
+    except OSError:
+        return SERVE_HERE
+    sock = _socket.socket(AF_UNIX, SOCK_SEQPACKET)  # close-on-exec
     try:
         try:
-            sock.connect(address(stamp, mount_ns))
+            sock.connect(path)
+        except FileNotFoundError:
+            return SERVE_AND_START
+        except ConnectionRefusedError:
+            _say(path, "is not answering (a stale socket file)")
+            return SERVE_AND_START
         except OSError:
-            return None
-        pid, uid, _ = _peer(sock)
+            return SERVE_HERE  # e.g. not ours to reach: no zygote for us
+        problem, _, pidfd, _ = _peer_problem(sock, me)
+        if pidfd is not None:
+            os.close(pidfd)
+        if problem:
+            _say(path, f"not trusted ({problem})")
+            return SERVE_AND_START  # a real zygote takes the name back
         try:
-            same_mnt = os.readlink(f"/proc/{pid}/ns/mnt") == mount_ns
+            cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
-            same_mnt = False
-        if uid != os.geteuid() or not same_mnt:
-            return None
-        request = jsonio.dumps({"module": module, "env": dict(os.environ), "cwd": os.getcwd()})
+            return SERVE_HERE
         try:
-            sock.sendmsg([request.encode()],
-                         [(SOL_SOCKET, SCM_RIGHTS, _struct.pack(_INT3, 0, 1, 2))])
+            env = os.environb
+            request = b"\0".join([MAGIC, module.encode()] + [k + b"=" + v for k, v in env.items()])
+            sock.sendmsg([request], [(SOL_SOCKET, SCM_RIGHTS, _struct.pack("4i", 0, 1, 2, cwd))])
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused before we spoke: its reason is waiting for us
         except OSError:
-            return None  # nothing was sent: safe to serve it here
-        reply = sock.recv(16)
-        if len(reply) != 4:
-            # The zygote died while serving us: the call may have half run,
-            # so do not run it again; answer as a failed call.
+            return SERVE_HERE  # nothing was sent (too big, a closed stdio fd...)
+        finally:
+            os.close(cwd)
+        first = _receive(sock, 512)
+        if first == STARTED:
+            reply = _receive(sock, 16)
+            if len(reply) == 4:
+                return _struct.unpack("i", reply)[0]
+            # The zygote's child died while serving us: the call may have
+            # half run, so do not run it again; answer as a failed call.
+            from .cni import jsonio
             from .cni.errors import INTERNAL, CniError
             err = CniError(INTERNAL, "dockline zygote died while serving the call")
             os.write(1, (jsonio.dumps(err.to_dict("1.1.0")) + "\n").encode())
             return 1
-        return _struct.unpack("i", reply)[0]
+        if first[:1] == REFUSED:
+            _say(path, f"refused the call ({first[1:].decode(errors='replace')})")
+            return SERVE_HERE
+        return SERVE_AND_START  # it went away before starting the call
     finally:
         sock.close()
+
+
+def _receive(sock, size: int) -> bytes:
+    """The next message, b"" at the end.  A peer that closed with our
+    request unread makes the first recv fail (ECONNRESET); what it sent
+    before closing is still there to read."""
+    for _ in range(2):
+        try:
+            return sock.recv(size)
+        except ConnectionResetError:
+            continue
+        except OSError:
+            break
+    return b""
 
 
 def start_in_background(stamp: str) -> None:
     """Start a zygote detached from the caller (own session, stdio on
     /dev/null: a runtime waiting for our stdout to close must not wait for
-    it).  Failures are ignored: the next call just serves itself again."""
+    it) in the caller's namespaces and cgroup.  Failures are ignored: the
+    next call just serves itself again."""
     try:
-        devnull = os.open("/dev/null", os.O_RDWR)
+        devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
         import sys
         argv = [sys.executable, "-I", "-S", "-c",
                 "import sys; sys.path[:0] = %r; from dockline import zygote; zygote.serve(%r)"
@@ -112,9 +300,9 @@ def start_in_background(stamp: str) -> None:
 def _preload() -> None:
     """Import every plugin and the netlink layer, so children start warm."""
     from . import launch  # noqa: F401  (children serve through it)
-    for name in ("bridge", "host_local", "static", "portmap"):
+    for name in MODULES:
         try:
-            __import__(name)
+            __import__(name.decode())
         except ImportError:
             continue
     try:
@@ -156,86 +344,285 @@ def _warm_netlink() -> None:
         route.encode()
 
 
-def _serve_child(conn, payload: bytes, fds: list[int]) -> None:
+class _Refuse(Exception):
+    pass
+
+
+def _read_request(conn, pidfd: int) -> tuple[bytes, list[bytes], list[int]]:
+    """(module, environment entries, fds [stdin, stdout, stderr, cwd]) of a
+    well-formed request, sent in time; _Refuse otherwise."""
+    import select
+    poller = select.poll()
+    poller.register(conn.fileno(), select.POLLIN)
+    poller.register(pidfd, select.POLLIN)  # readable once the client exits
+    deadline_ms = REQUEST_SECONDS * 1000
+    events = dict(poller.poll(deadline_ms))
+    if not events:
+        raise _Refuse(f"no request within {REQUEST_SECONDS} s")
+    if pidfd in events:
+        raise _Refuse("client gone")
+    payload, ancdata, flags, _ = conn.recvmsg(_MAX_REQUEST, _socket.CMSG_SPACE(4 * 4),
+                                              MSG_CMSG_CLOEXEC)
+    fds: list[int] = []
+    for level, kind, data in ancdata:
+        if level == SOL_SOCKET and kind == SCM_RIGHTS:
+            fds += _struct.unpack(f"{len(data) // 4}i", data[: len(data) // 4 * 4])
+    if flags & (MSG_TRUNC | MSG_CTRUNC) or len(fds) != 4:
+        raise _Refuse("malformed request")
+    parts = payload.split(b"\0")
+    if len(parts) < 2 or parts[0] != MAGIC:
+        raise _Refuse("malformed request")
+    if parts[1] not in MODULES:
+        raise _Refuse(f"module {parts[1][:64]!r} is not a dockline plugin")
+    return parts[1], parts[2:], fds
+
+
+def _adopt(theirs: Facts, pid: int, env: list[bytes], fds: list[int], rlimits: list) -> None:
+    """Become the caller, as far as the call can tell: its umask, resource
+    limits, working directory, environment and stdio."""
+    import resource
+    for which, limits in rlimits:
+        resource.setrlimit(which, limits)
+    os.umask(int(theirs.status.get(b"Umask", b"022"), 8))
+    os.fchdir(fds[3])  # a deleted directory is still a directory to be in
+    environ = os.environ
+    environ.clear()
+    environb = os.environb
+    for entry in env:
+        key, sep, value = entry.partition(b"=")
+        if sep and key:  # the entries putenv() can hold
+            environb[key] = value
+    for target in (0, 1, 2):
+        os.dup2(fds[target], target)
+    for fd in fds:
+        os.close(fd)
+
+
+def _arm_hangup(conn) -> None:
+    """ClientGone in this (the main) thread as soon as the client's end
+    closes: the kernel sends SIGIO to the socket's owner when the peer of
+    an O_ASYNC socket hangs up, and the handler raises between bytecodes
+    (blocking calls are interrupted and not retried)."""
+    import fcntl
+    import select
+    fd = conn.fileno()
+    poller = select.poll()
+    poller.register(fd, select.POLLRDHUP)  # POLLHUP/POLLERR come anyway
+
+    def on_sigio(signum, frame):
+        if poller.poll(0):
+            _signal.signal(_signal.SIGIO, _signal.SIG_IGN)  # unwind in peace
+            raise ClientGone()
+
+    _signal.signal(_signal.SIGIO, on_sigio)
+    fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+    if poller.poll(0):  # gone before we listened for it
+        raise ClientGone()
+
+
+def _serve_child(conn, me: Facts, rlimit_kinds: list[int]) -> None:
     code = 1
-    import gc
-    gc.disable()  # a short-lived child: collection would only copy pages
+    started = False
     try:
-        request = jsonio.loads(payload)
-        for target, fd in zip((0, 1, 2), fds):
-            os.dup2(fd, target)
-        for fd in fds:
-            os.close(fd)
-        os.environ.clear()
-        os.environ.update(request["env"])
+        import gc
+        gc.disable()  # a short-lived child: collection would only copy pages
         try:
-            os.chdir(request["cwd"])
-        except OSError:
-            os.chdir("/")
+            problem, pid, pidfd, theirs = _peer_problem(conn, me)
+            if problem:
+                raise _Refuse(problem)
+            import resource
+            rlimits = [(r, resource.prlimit(pid, r)) for r in rlimit_kinds]
+            if not _alive(pidfd):  # the limits read were the client's
+                raise _Refuse("client gone")
+            module, env, fds = _read_request(conn, pidfd)
+            _adopt(theirs, pid, env, fds, rlimits)
+            _arm_hangup(conn)
+            if not _alive(pidfd):
+                raise _Refuse("client gone")
+            os.close(pidfd)
+            conn.send(STARTED)
+        except (_Refuse, OSError, ValueError) as exc:
+            reason = str(exc) if isinstance(exc, _Refuse) else f"{type(exc).__name__}: {exc}"
+            _refuse(conn, reason)
+            return
+        started = True
         import sys
         from .launch import serve_here
-        code = serve_here(request["module"])
+        code = serve_here(module.decode())
+        _signal.signal(_signal.SIGIO, _signal.SIG_IGN)
         sys.stdout.flush()
         sys.stderr.flush()
+        conn.send(_struct.pack("i", code))
+    except ClientGone:
+        code = 1  # nobody is waiting for an answer
+    except BaseException:
+        if not started:
+            try:
+                _refuse(conn, "internal error")
+            except BaseException:
+                pass
     finally:
+        os._exit(code)
+
+
+def _refuse(conn, reason: str) -> None:
+    """Tell the client why (it then serves the call itself).  A request
+    left unread would turn into ECONNRESET for the client, so whatever it
+    sent is read and dropped first (its fds are close-on-exec: exiting
+    closes them)."""
+    try:
+        conn.send(REFUSED + reason.encode(errors="replace")[:400])
+        while conn.recvmsg(_MAX_REQUEST, _socket.CMSG_SPACE(4 * 4),
+                           MSG_CMSG_CLOEXEC | _socket.MSG_DONTWAIT)[0]:
+            pass
+    except OSError:
+        pass
+
+
+def _run_dir() -> int:
+    """An fd of RUN_DIR, made if missing; None unless it is a real
+    directory of our user that nobody else can write."""
+    try:
+        os.mkdir(RUN_DIR, 0o700)
+    except FileExistsError:
+        pass
+    fd = os.open(RUN_DIR, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        os.close(fd)
+        raise PermissionError(f"{RUN_DIR} is not ours alone")
+    return fd
+
+
+def _bind(stamp: str, me: Facts):
+    """(listener, path, lock fd), or None when another zygote holds the
+    name.  The lock (a sibling file, flocked for the zygote's life) says
+    who owns the name: its holder replaces whatever file is at the path
+    (stale, or a squatter's) by renaming its freshly bound socket over it,
+    so the path always names a listening socket or a dead file."""
+    import fcntl
+    path = socket_path(stamp, me)
+    name = path.rsplit("/", 1)[1]
+    dirfd = _run_dir()
+    try:
+        lock = os.open(name[:-5] + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+                       0o600, dir_fd=dirfd)
         try:
-            conn.send(_struct.pack("i", code))
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(lock)
+            return None  # another zygote serves this name
+        fresh = name + ".new"
+        try:
+            os.unlink(fresh, dir_fd=dirfd)
+        except FileNotFoundError:
+            pass
+        listener = _socket.socket(AF_UNIX, SOCK_SEQPACKET)
+        os.fchdir(dirfd)  # bind() takes no dirfd: bind relative to it
+        try:
+            listener.bind(fresh)
         finally:
-            os._exit(code)
+            os.chdir("/")
+        listener.listen(128)
+        os.rename(fresh, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+        return listener, path, lock
+    finally:
+        os.close(dirfd)
 
 
 def serve(stamp: str) -> None:
-    listener = _socket.socket(AF_UNIX, SOCK_SEQPACKET)
+    # Nothing of the starter's but its namespaces and cgroup: a runtime's
+    # lock or pipe fd it forgot to mark close-on-exec must not be held for
+    # minutes.  The environment is minimal already (start_in_background).
+    os.closerange(3, 1 << 30)
+    os.umask(0o077)
     try:
-        listener.bind(address(stamp))
+        if os.readlink("/proc/self") != str(os.getpid()):
+            return  # a /proc of another pid namespace: peers' pids would lie
+        me = Facts("self")
+        bound = _bind(stamp, me)
     except OSError:
-        return  # another zygote got there first
-    listener.listen(128)
+        return
+    if bound is None:
+        return
+    listener, path, _lock = bound
+    ino = os.stat(path).st_ino
+
+    def leave(*_):
+        """Give the name back so the next call starts a fresh zygote
+        rather than finding a dead socket."""
+        try:
+            if os.stat(path).st_ino == ino:
+                os.unlink(path)
+        except OSError:
+            pass
+
+    def on_term(signum, frame):
+        leave()
+        os._exit(0)
+
+    _signal.signal(_signal.SIGTERM, on_term)
     _preload()
+    import resource
+    rlimit_kinds = sorted({getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_")})
     import gc
     gc.collect()
     gc.freeze()  # children then leave the preloaded objects' pages shared
     import select
-    import signal
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    euid = os.geteuid()
-    cmsg_space = _socket.CMSG_SPACE(3 * 4)
+    _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
+    children: set[int] = set()
     while True:
         ready, _, _ = select.select([listener], [], [], IDLE_SECONDS)
-        _reap()
+        _reap(children)
         if not ready:
-            return  # idle: let the namespaces we pin go
-        try:
-            fd, _ = listener._accept()
-        except OSError:
-            continue
-        conn = _socket.socket(AF_UNIX, SOCK_SEQPACKET, 0, fd)
-        try:
-            if _peer(conn)[1] != euid:
-                continue
-            payload, ancdata, _, _ = conn.recvmsg(_MAX_REQUEST, cmsg_space)
-            fds: list[int] = []
-            for level, kind, data in ancdata:
-                if level == SOL_SOCKET and kind == SCM_RIGHTS:
-                    fds += list(_struct.unpack(f"{len(data) // 4}i", data[: len(data) // 4 * 4]))
-            if len(fds) != 3 or not payload:
-                for f in fds:
-                    os.close(f)
-                continue
-            if os.fork() == 0:
+            # Idle: let the namespaces we pin go.  Calls already queued
+            # are still served.
+            leave()
+            listener.setblocking(False)
+            while _accept(listener, children, me, rlimit_kinds, _lock):
+                pass
+            return
+        _accept(listener, children, me, rlimit_kinds, _lock)
+
+
+def _accept(listener, children: set[int], me: Facts, rlimit_kinds: list[int], lock: int) -> bool:
+    """Accept one connection and fork its child: nothing here reads from a
+    client, so no client can hold up the others."""
+    try:
+        fd, _ = listener._accept()
+    except OSError:
+        return False
+    conn = _socket.socket(AF_UNIX, SOCK_SEQPACKET, 0, fd)
+    try:
+        if len(children) >= MAX_CHILDREN:
+            conn.setblocking(False)
+            try:
+                conn.send(REFUSED + b"busy")
+            except OSError:
+                pass
+            return True
+        pid = os.fork()
+        if pid == 0:
+            try:
                 listener.close()
-                _serve_child(conn, payload, fds)
-            for f in fds:
-                os.close(f)
-        finally:
-            conn.close()
+                os.close(lock)  # the name stays the parent's alone
+                _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
+            finally:
+                _serve_child(conn, me, rlimit_kinds)
+        children.add(pid)
+        return True
+    finally:
+        conn.close()
 
 
-def _reap() -> None:
+def _reap(children: set[int]) -> None:
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
+            children.clear()
             return
         if pid == 0:
             return
+        children.discard(pid)

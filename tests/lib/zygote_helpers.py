@@ -1,0 +1,76 @@
+"""Finding a sandbox's zygote and its socket from the test process."""
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from conftest import REPO, VENV_PYTHON
+
+HERE = Path(__file__).parent
+CLIENT = HERE / "zygote_client.py"
+SQUATTER = HERE / "zygote_squatter.py"
+
+
+def zygotes(sb, children: bool = False) -> list[int]:
+    """Zygote processes in the sandbox's network namespace (other tests'
+    sandboxes may run zygotes of their own at the same time); the
+    children serving calls only when asked for."""
+    mine = os.readlink(f"/proc/{sb.pid}/ns/net")
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            if (b"zygote.serve" in Path(f"/proc/{entry}/cmdline").read_bytes()
+                    and os.readlink(f"/proc/{entry}/ns/net") == mine):
+                stat = Path(f"/proc/{entry}/stat").read_text()
+                found[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+        except OSError:
+            continue
+    return sorted(pid for pid, ppid in found.items() if children or ppid not in found)
+
+
+def in_sandbox(sb, path: str) -> Path:
+    """A path of the sandbox's mount namespace, seen from the test."""
+    return Path(f"/proc/{sb.pid}/root{path}")
+
+
+def wait_for(predicate, what: str, timeout: float = 5.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
+def wait_for_zygote(sb, present: bool = True) -> int | None:
+    """The zygote's pid once it listens on its socket (or None once gone)."""
+    if not present:
+        wait_for(lambda: not zygotes(sb), "the zygote to go away")
+        return None
+
+    def listening():
+        pids = zygotes(sb)
+        socks = list(in_sandbox(sb, "/run/dockline").glob("*.sock"))
+        return pids[0] if len(pids) == 1 and socks else None
+    return wait_for(listening, "the zygote to listen")
+
+
+def stamp_of(binary: Path) -> str:
+    return Path(binary).read_text().split('stamp="')[1].split('"')[0]
+
+
+def expected_socket(sb, binary: Path) -> str:
+    """The socket path a launcher run in the sandbox would use."""
+    code = ("import sys; sys.path.insert(0, %r); from dockline.zygote import socket_path; "
+            "print(socket_path(%r))" % (str(REPO / "lib"), stamp_of(binary)))
+    return sb.run([str(VENV_PYTHON), "-I", "-c", code], check=True).stdout.strip()
+
+
+def zygote_fds(pid: int) -> list[str]:
+    base = f"/proc/{pid}/fd"
+    return sorted(os.readlink(f"{base}/{fd}") for fd in os.listdir(base))

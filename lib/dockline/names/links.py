@@ -19,7 +19,8 @@ an ADD, and when several attachments of a scope carry it (a sandbox
 recreated before the old one's DEL) the latest ADD holds it.  Names asked
 for explicitly (aliases, and a bare K8S_POD_NAME, which is podman's and
 cnitool's container name) are unique in their scope (code 100), and win
-over a pod name of the same spelling.
+over a pod name of the same spelling; a holder whose netns is gone lost
+its DEL and gives the name up.
 
 ``prepare`` checks everything syntactic (names, links, the hosts file's
 path and what is on disk there) without changing anything, so bridge can

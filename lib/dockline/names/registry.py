@@ -8,7 +8,7 @@ reservations to host-local, ours or the reference's.
 
 Format 2: ``{"version": 2, "seq": N, "attachments": {key: entry}}``, an
 entry being ``{"scope", "names", "pod", "seq", "ips", "hosts", "tag",
-"links"}``.  ``names`` are names asked for explicitly (unique in their
+"links", "netns"}``.  ``names`` are names asked for explicitly (unique in their
 scope); ``pod`` is the Kubernetes pod name, which may be held by several
 attachments of a scope, the latest registration (highest ``seq``)
 winning.  Format 1 (no version: entries with ``names`` only) reads as

@@ -15,13 +15,14 @@ DESCRIPTION = """\
 dockline: CNI plugins (bridge, host-local, static, portmap) and the tools
 to run and inspect them.
 
-commands:
-  cnitool   run a network's plugin chain on a netns, as Go's cnitool does
-  networks  the configured networks, their plugins, subnets, used/free addresses
-  inspect   every attachment of a network: addresses, veth, names, ports, rules
-  gc        find (and with --yes remove) what dead containers left on a network
-  validate  check a network config file as the plugins would, changing nothing
-  install   write the plugin executables into a CNI bin directory
+examples:
+  dockline cnitool add dockline /run/netns/web
+  dockline networks
+  dockline inspect dockline --json
+  dockline gc dockline --yes
+  dockline validate /etc/cni/net.d/30-dockline-portmap.conflist
+  dockline install /opt/cni/bin
+(`dockline COMMAND --help` for each command's options and examples)
 
 exit status: 0 ok, 1 a plugin/CNI error or an invalid config, 2 a usage error
 """
@@ -29,7 +30,8 @@ exit status: 0 ok, 1 a plugin/CNI error or an invalid config, 2 a usage error
 
 def build_parser() -> argparse.ArgumentParser:
     from . import cnitool, gc, inspect, installer, networks, validate
-    parser = argparse.ArgumentParser(prog="dockline", description=DESCRIPTION,
+    parser = argparse.ArgumentParser(prog="dockline", description=DESCRIPTION.split("\n\n")[0],
+                                     epilog=DESCRIPTION.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
     for module in (cnitool, networks, inspect, gc, validate, installer):

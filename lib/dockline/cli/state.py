@@ -1,0 +1,325 @@
+"""What is really there for a network, gathered read-only from the places
+the plugins keep it: the host-local store, the host's veths on the
+network's bridge, the names registry, the firewall tables and libcni's
+result cache.  For ``networks``, ``inspect`` and ``gc``: an operator
+tool, so it may read whole tables (never on a plugin's path).
+
+Each source is read defensively: one that cannot be read is reported as
+a problem, it does not hide the others.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+from dataclasses import asdict, dataclass, field
+
+from ..bridge.config import BridgeConfig
+from ..bridge.naming import HOST_VETH_PREFIX, host_veth_name
+from ..cni.errors import CniError
+from ..cni.skel import Request
+from ..firewall import Owner
+from ..ipam import config as ipam_config
+from ..ipam.disk import DEFAULT_DATA_DIR, DiskStore
+from ..names import registry as names_registry
+from . import libcni
+
+
+@dataclass
+class Attachment:
+    container_id: str
+    ifname: str
+    addresses: list[str] = field(default_factory=list)
+    cached: bool = False
+    netns: str = ""                 # from the cache (libcni records it)
+    netns_alive: bool | None = None  # None: unknown
+    host_veth: str = ""             # the name dockline's bridge gives it
+    host_veth_present: bool = False
+    names: list[str] = field(default_factory=list)
+    pod: str = ""
+    links: list[str] = field(default_factory=list)
+    hosts_file: str = ""
+    ports: list[str] = field(default_factory=list)
+    firewall: list[str] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)  # where it was seen
+
+    @property
+    def alive(self) -> bool:
+        """Its container still exists, as far as anything shows: the netns
+        path the cache recorded exists, or its veth does (a veth pair dies
+        with the namespace of its container end)."""
+        return bool(self.netns_alive) or self.host_veth_present
+
+    @property
+    def stale(self) -> bool:
+        """Left by a container that is gone and that no runtime knows."""
+        return not self.cached and not self.alive
+
+    def to_json(self) -> dict:
+        out = {_JSON_KEYS.get(k, k): v for k, v in asdict(self).items()}
+        out["alive"] = self.alive
+        out["stale"] = self.stale
+        return out
+
+
+# --json spells keys as CNI does (camelCase)
+_JSON_KEYS = {"container_id": "containerID", "netns_alive": "netnsAlive", "host_veth": "hostVeth",
+              "host_veth_present": "hostVethPresent", "hosts_file": "hostsFile"}
+
+
+def _ip_order(text: str):
+    try:
+        ip = ipaddress.ip_address(text)
+        return (ip.version, int(ip))
+    except ValueError:
+        return (9, 0)
+
+
+@dataclass
+class RangeUse:
+    subnet: str
+    range: str
+    size: int
+    used: int
+
+    @property
+    def free(self) -> int:
+        return max(self.size - self.used, 0)
+
+
+@dataclass
+class NetworkState:
+    net: libcni.NetworkList
+    chain: list[str] = field(default_factory=list)
+    bridge: str = ""
+    data_dir: str = ""
+    ranges: list[RangeUse] = field(default_factory=list)
+    attachments: list[Attachment] = field(default_factory=list)
+    orphan_veths: list[str] = field(default_factory=list)
+    orphan_firewall: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _request(net: libcni.NetworkList, plugin: dict) -> Request:
+    conf = libcni.plugin_config(net, plugin, None, None)
+    return Request("ADD", {}, b"", conf, net.cni_version or "0.1.0")
+
+
+def _run(argv: list[str]) -> str | None:
+    try:
+        proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.decode(errors="replace") if proc.returncode == 0 else None
+
+
+def host_links() -> list[dict]:
+    out = _run(["ip", "-j", "-d", "link", "show"])
+    try:
+        return json.loads(out) if out else []
+    except ValueError:
+        return []
+
+
+def _range_size(rng) -> int:
+    size = int(rng.end) - int(rng.start) + 1
+    if rng.start <= rng.gateway <= rng.end:
+        size -= 1
+    return size
+
+
+def _ipam(state: NetworkState, plugin: dict) -> list:
+    """dataDir and range sets of a host-local IPAM, by its own loader."""
+    ipam = plugin.get("ipam")
+    if not isinstance(ipam, dict) or ipam.get("type") != "host-local":
+        return []
+    req = _request(state.net, plugin)
+    try:
+        conf = ipam_config.load(req)
+        state.data_dir = conf.data_dir
+        return conf.range_sets
+    except CniError as exc:
+        state.problems.append(f"ipam: {exc}")
+        state.data_dir = ipam_config.data_dir_for_cleanup(req.config) or ""
+        return []
+
+
+def _firewall_objects(network: str) -> tuple[dict[str, list[str]], dict[str, list[str]], list[str]]:
+    """(objects by tag, published ports by tag, problems): every firewall
+    object carrying a tag of this network, in either backend."""
+    from ..firewall import iptables_nat_rules, masquerade, nft_tagged_rules, spoofcheck
+    from ..firewall import hostports
+    objects: dict[str, list[str]] = {}
+    ports: dict[str, list[str]] = {}
+    problems: list[str] = []
+    prefix = Owner(network, "", "").network_tag
+    try:
+        for family in (4, 6):
+            ipt = "iptables" if family == 4 else "ip6tables"
+            for line in iptables_nat_rules(family):
+                if line.startswith(":"):
+                    chain = line[1:].split()[0]
+                    for p in (masquerade.IPT_CHAIN_PREFIX, hostports.IPT_PREFIX):
+                        if chain.startswith(p + prefix):
+                            objects.setdefault(chain[len(p):], []).append(f"{ipt} nat chain {chain}")
+                found = hostports._ipt_tag_of(line)
+                if found and found[0].startswith(prefix) and line.startswith(f"-A {hostports.IPT_CHAIN} "):
+                    proto, _, rest = found[1].partition("/")
+                    port, _, host_ip = rest.partition("/")
+                    where = f"{host_ip}:" if host_ip and host_ip not in ("0.0.0.0", "::", "*") else ""
+                    ports.setdefault(found[0], []).append(f"{where}{port}/{proto}")
+    except Exception as exc:  # a tool's output we cannot read: say so
+        problems.append(f"iptables: {exc}")
+    try:
+        for tag, handle in nft_tagged_rules("inet", masquerade.NFT_TABLE, "postrouting", prefix):
+            objects.setdefault(tag, []).append(f"nft inet {masquerade.NFT_TABLE} postrouting rule {handle}")
+        for tag, handle in nft_tagged_rules("bridge", spoofcheck.TABLE, "prerouting", prefix):
+            objects.setdefault(tag, []).append(f"nft bridge {spoofcheck.TABLE} prerouting rule {handle}")
+        for chain in sorted(hostports._nft_chains()):
+            if chain.startswith("c-" + prefix):
+                objects.setdefault(chain[2:], []).append(f"nft inet {hostports.NFT_TABLE} chain {chain}")
+        for map_name, key, target in hostports._nft_elements():
+            if target.startswith("c-" + prefix):
+                parts = key.split(" . ")
+                where = f"{parts[0]}:" if len(parts) == 3 else ""
+                ports.setdefault(target[2:], []).append(f"{where}{parts[-1]}/{parts[-2]}")
+    except Exception as exc:
+        problems.append(f"nftables: {exc}")
+    for tag in ports:
+        ports[tag] = sorted(set(ports[tag]))
+    return objects, ports, problems
+
+
+def _registry(state: NetworkState) -> dict[str, dict]:
+    """The names registry, read without its lock (nothing is changed) and
+    without trusting its shape: its format is allowed to evolve."""
+    path = os.path.join(state.data_dir or DEFAULT_DATA_DIR, state.net.name, names_registry.FILE)
+    try:
+        with open(path, "rb") as f:
+            doc = json.loads(f.read())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        state.problems.append(f"names registry {path}: {exc}")
+        return {}
+    entries = doc.get("attachments") if isinstance(doc, dict) else None
+    return {k: v for k, v in entries.items() if isinstance(v, dict)} if isinstance(entries, dict) else {}
+
+
+def _strings(value) -> list[str]:
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _cached_ports(entry: dict) -> dict[tuple[str, str], str]:
+    """(hostPort, proto) -> containerPort from the cached portMappings."""
+    caps = entry.get("capabilityArgs") if isinstance(entry.get("capabilityArgs"), dict) else {}
+    out = {}
+    for m in caps.get("portMappings") or [] if isinstance(caps.get("portMappings"), list) else []:
+        if isinstance(m, dict):
+            low = {str(k).lower(): v for k, v in m.items()}
+            out[(str(low.get("hostport")), str(low.get("protocol") or "tcp").lower())] = str(low.get("containerport"))
+    return out
+
+
+def gather(net: libcni.NetworkList, with_firewall: bool = True) -> NetworkState:
+    state = NetworkState(net=net, chain=[str(p.get("type")) for p in net.plugins])
+    range_sets: list = []
+    has_bridge = False
+    for plugin in net.plugins:
+        if plugin.get("type") == "bridge":
+            has_bridge = True
+            try:
+                state.bridge = BridgeConfig(_request(net, plugin), for_cleanup=True).bridge
+            except CniError as exc:
+                state.problems.append(f"bridge: {exc}")
+        if not range_sets:
+            range_sets = _ipam(state, plugin)
+    found: dict[tuple[str, str], Attachment] = {}
+
+    def get(cid: str, ifname: str, source: str) -> Attachment:
+        att = found.get((cid, ifname))
+        if att is None:
+            att = found[(cid, ifname)] = Attachment(cid, ifname)
+        if source not in att.sources:
+            att.sources.append(source)
+        return att
+
+    reservations = []
+    if state.data_dir:
+        reservations = list(DiskStore(net.name, state.data_dir).reservations())
+    for res in reservations:
+        if res.container_id:
+            get(res.container_id, res.ifname or "?", "ipam").addresses.append(res.ip)
+    for rs in range_sets:
+        for rng in rs.ranges:
+            used = 0
+            for res in reservations:
+                try:
+                    if rng.contains(ipaddress.ip_address(res.ip)):
+                        used += 1
+                except ValueError:
+                    continue
+            state.ranges.append(RangeUse(str(rng.subnet), f"{rng.start}-{rng.end}",
+                                         _range_size(rng), used))
+    cached_ports: dict[tuple[str, str], dict] = {}
+    for entry in libcni.cached_entries(net.name):
+        att = get(entry["containerId"], entry["ifName"], "cache")
+        att.cached = True
+        att.netns = entry.get("netns") if isinstance(entry.get("netns"), str) else ""
+        att.netns_alive = os.path.exists(att.netns) if att.netns else None
+        cached_ports[(att.container_id, att.ifname)] = _cached_ports(entry)
+        result = entry.get("result") if isinstance(entry.get("result"), dict) else {}
+        if not att.addresses:
+            att.addresses = [str(ip.get("address", "")).split("/")[0]
+                             for ip in result.get("ips") or [] if isinstance(ip, dict)]
+    for key, entry in _registry(state).items():
+        cid, _, ifname = key.rpartition(":")
+        if not cid:
+            continue
+        att = get(cid, ifname, "names")
+        att.names = _strings(entry.get("names"))
+        att.pod = str(entry.get("pod") or "")
+        att.links = [":".join(_strings(link)) if isinstance(link, list) else str(link)
+                     for link in entry.get("links") or []] if isinstance(entry.get("links"), list) else []
+        att.hosts_file = str(entry.get("hosts") or "")
+    # veths: dockline's bridge names the host end after the attachment
+    links = host_links() if has_bridge else []
+    on_bridge = {link.get("ifname") for link in links
+                 if state.bridge and link.get("master") == state.bridge}
+    if has_bridge:
+        for att in found.values():
+            att.host_veth = host_veth_name(net.name, att.container_id, att.ifname)
+            att.host_veth_present = att.host_veth in on_bridge
+            if att.host_veth_present:
+                att.sources.append("veth")
+        known = {att.host_veth for att in found.values()}
+        state.orphan_veths = sorted(n for n in on_bridge
+                                    if n and n.startswith(HOST_VETH_PREFIX) and n not in known)
+    if with_firewall:
+        objects, ports, problems = _firewall_objects(net.name)
+        state.problems += problems
+        tags = {}
+        for att in found.values():
+            tags[Owner.tag_for(net.name, att.container_id, att.ifname)] = att
+        for tag, objs in objects.items():
+            att = tags.get(tag)
+            if att is None:
+                state.orphan_firewall += objs
+            else:
+                att.firewall += objs
+                if "firewall" not in att.sources:
+                    att.sources.append("firewall")
+        for tag, published in ports.items():
+            att = tags.get(tag)
+            if att is None:
+                continue
+            wanted = cached_ports.get((att.container_id, att.ifname), {})
+            for p in published:
+                host, _, proto = p.partition("/")
+                to = wanted.get((host.rpartition(":")[2], proto))
+                att.ports.append(f"{p}->{to}" if to else p)
+    for att in found.values():
+        att.addresses.sort(key=_ip_order)
+    state.attachments = sorted(found.values(), key=lambda a: (a.container_id, a.ifname))
+    return state

@@ -77,3 +77,51 @@ def test_release_by_id_matches_legacy_id_only_records(store):
     open(os.path.join(store.dir, "10.0.0.8"), "wb").write(b"cid\r\neth1")
     assert Allocator(store, []).release("cid", "eth0") == ["10.0.0.9"]
     assert sorted(files(store)) == ["10.0.0.8", "lock"]
+
+
+# ------------------------------------------------------------------ planted objects
+def _held(store):
+    os.makedirs(store.dir, exist_ok=True)
+    return store
+
+
+def test_fifo_and_symlink_reservations_are_not_read(store, tmp_path):
+    _held(store)
+    os.mkfifo(os.path.join(store.dir, "10.0.0.2"))
+    target = tmp_path / "target"
+    target.write_bytes(b"cid\r\neth0")
+    os.symlink(target, os.path.join(store.dir, "10.0.0.3"))
+    assert list(store.reservations()) == []
+    got = Allocator(store, [rangeset({"subnet": "10.0.0.0/29"})]).allocate("cid", "eth0", [])
+    assert str(got[0].ip) == "10.0.0.4"
+    assert Allocator(store, []).release("cid", "eth0") == ["10.0.0.4"]
+    assert os.path.islink(os.path.join(store.dir, "10.0.0.3")) and target.read_bytes() == b"cid\r\neth0"
+
+
+def test_failed_request_leaves_no_directory(tmp_path):
+    store = DiskStore("net1", str(tmp_path / "data"))
+    alloc = Allocator(store, [rangeset({"subnet": "10.0.0.0/29"})])
+    for requested in (["10.9.9.9"], ["10.0.0.1"], ["10.0.0.2", "10.0.0.3"]):
+        with pytest.raises(CniError) as err:
+            alloc.allocate("cid", "eth0", [ipaddress.ip_address(ip) for ip in requested])
+        assert err.value.code == 7
+    assert not (tmp_path / "data").exists()
+
+
+def test_untrusted_symlink_on_the_path_is_refused(tmp_path):
+    from dockline.ipam.disk import UnsafeStore
+    pub = tmp_path / "pub"
+    pub.mkdir()
+    pub.chmod(0o1777)
+    (tmp_path / "real").mkdir()
+    os.symlink(tmp_path / "real", pub / "ln")
+    store = DiskStore("net1", str(pub / "ln"))
+    with pytest.raises(UnsafeStore):
+        Allocator(store, [rangeset({"subnet": "10.0.0.0/29"})]).allocate("cid", "eth0", [])
+    assert list((tmp_path / "real").iterdir()) == []
+
+
+def test_no_temporary_file_is_left(store, tmp_path):
+    _held(store)
+    Allocator(store, [rangeset({"subnet": "10.0.0.0/29"})]).allocate("a", "eth0", [])
+    assert sorted(os.listdir(store.dir)) == ["10.0.0.2", "last_reserved_ip.0", "lock"]

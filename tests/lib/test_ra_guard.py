@@ -10,8 +10,10 @@ from conftest import REPO, VENV_PYTHON
 LIB = REPO / "lib"
 
 SEND_RA = r"""
-import socket, struct
+import socket, struct, sys
 s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+if sys.argv[1:] == ["hopopts"]:  # the RA behind a hop-by-hop header (PadN): RA-guard evasion
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_HOPOPTS, bytes([0, 0, 1, 4, 0, 0, 0, 0]))
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, socket.if_nametoindex("eth0"))
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
 # type 134, code 0, checksum (the kernel fills it in), hop limit 64, flags 0,
@@ -55,14 +57,14 @@ def _topology(sb):
         time.sleep(0.1)
 
 
-def _ra_reaches_b(sb) -> bool:
+def _ra_reaches_b(sb, *how: str) -> bool:
     sb.sh("rm -f /run/netns/ra.out")
     sb.run(["sh", "-c", f"ip netns exec b {VENV_PYTHON} -c '{LISTEN_RA}' 2 > /run/netns/ra.out 2>&1 &"])
     for _ in range(50):
         if "ready" in sb.sh("cat /run/netns/ra.out 2>/dev/null", check=False).stdout:
             break
         time.sleep(0.05)
-    sb.run(["ip", "netns", "exec", "a", str(VENV_PYTHON), "-c", SEND_RA], check=True)
+    sb.run(["ip", "netns", "exec", "a", str(VENV_PYTHON), "-c", SEND_RA, *how], check=True)
     time.sleep(2.3)
     out = sb.sh("cat /run/netns/ra.out").stdout
     assert "ready" in out, out
@@ -90,19 +92,23 @@ def _guard(sb, call: str):
 def test_router_advert_from_a_container_is_dropped(sandbox):
     _topology(sandbox)
     assert _ra_reaches_b(sandbox)  # the attack works without the guard
+    assert _ra_reaches_b(sandbox, "hopopts")
     _guard(sandbox, "ra_guard.ensure('dlaaa'); ra_guard.ensure('dlaaa'); ra_guard.ensure('dlbbb')")
     rules = sandbox.sh("nft list table bridge dockline_guard").stdout
     assert rules.count("nd-router-advert") == 1  # ensure twice: still one rule
     assert not _ra_reaches_b(sandbox)
+    assert not _ra_reaches_b(sandbox, "hopopts")
     # ordinary IPv6 between the containers is untouched
     assert _udp6_works(sandbox)
     # forgetting a port (DEL), twice (already gone), lets its RAs through again
     _guard(sandbox, "ra_guard.remove('dlaaa'); ra_guard.remove('dlaaa')")
     assert _ra_reaches_b(sandbox)
-    # GC keeps only the ports named
-    _guard(sandbox, "ra_guard.ensure('dlaaa'); ra_guard.prune({'dlbbb'})")
+    # GC forgets the ports whose interface is gone
+    _guard(sandbox, "ra_guard.ensure('dlaaa'); ra_guard.ensure('dlgone')")
+    assert "dlgone" in sandbox.sh("nft list set bridge dockline_guard ports").stdout
+    _guard(sandbox, "ra_guard.prune()")
     ports = sandbox.sh("nft list set bridge dockline_guard ports").stdout
-    assert "dlbbb" in ports and "dlaaa" not in ports
+    assert "dlaaa" in ports and "dlbbb" in ports and "dlgone" not in ports
 
 
 def test_port_names_are_tokens(sandbox):

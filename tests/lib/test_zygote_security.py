@@ -6,6 +6,7 @@ created, and a real executable as the client still gets its call served
 (in its own process)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -184,46 +185,74 @@ def test_a_call_whose_client_is_gone_is_not_run(sandbox, dockline_bin):
     assert owners == {"first", "alive"}
 
 
-def test_a_client_killed_mid_add_leaves_nothing(sandbox, dockline_bin):
-    """A runtime that gives up on an ADD (kills the executable): the
-    zygote's child unwinds what it did, as a failed ADD does: no veth, no
-    address.  The ADD is held, deterministically, on the name registry's
-    lock (taken after the veth and the address exist)."""
+@contextlib.contextmanager
+def held_bridge_add(sb, dockline_bin):
+    """A bridge ADD through the zygote, held (deterministically) on the
+    name registry's lock, which it takes once its veth and its address
+    exist: yields (the executable's Popen, the zygote's pid)."""
     br = dockline_bin / "bridge"
-    warm(sandbox, dockline_bin)
-    sandbox.sh("ip netns add c1 && mkdir -p /var/lib/cni/networks/midnet")
+    zpid, _ = warm(sb, dockline_bin)
+    sb.sh("ip netns add c1 && mkdir -p /var/lib/cni/networks/midnet")
     lock = "/var/lib/cni/networks/midnet/.dockline-names.lock"
-    holder = subprocess.Popen(sandbox.nsenter() + ["flock", lock, "sleep", "60"])
+    holder = subprocess.Popen(sb.nsenter() + ["flock", lock, "sleep", "60"])
     conf = {"cniVersion": "1.0.0", "name": "midnet", "type": "bridge", "bridge": "brmid",
             "isGateway": True, "runtimeConfig": {"aliases": ["web"]},
             "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.7.0.0/24"}]]}}
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "mid",
            "CNI_NETNS": "/run/netns/c1", "CNI_IFNAME": "eth0", "CNI_PATH": str(br.parent)}
+    add = None
     try:
-        wait_for(lambda: sandbox.run(["flock", "-n", lock, "true"]).returncode != 0, "the lock")
-        ino = os.stat(in_sandbox(sandbox, lock)).st_ino
-        add = subprocess.Popen(sandbox.nsenter() + [str(br)], stdin=subprocess.PIPE,
+        wait_for(lambda: sb.run(["flock", "-n", lock, "true"]).returncode != 0, "the lock")
+        ino = os.stat(in_sandbox(sb, lock)).st_ino
+        add = subprocess.Popen(sb.nsenter() + [str(br)], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         add.stdin.write(json.dumps(conf).encode())
         add.stdin.close()
+        add.stdin = None  # for communicate()
 
         def waiting_on_lock():
-            return any(line.split()[1] == "->" and line.split()[6].endswith(f":{ino}")
-                       for line in open("/proc/locks") if len(line.split()) > 6)
+            return any(f[1] == "->" and f[6].endswith(f":{ino}")
+                       for f in (line.split() for line in open("/proc/locks")) if len(f) > 6)
         wait_for(waiting_on_lock, "the ADD to wait on the registry lock", timeout=10)
-        veths = sandbox.sh("ip -o link show type veth").stdout
-        assert veths and reservations(sandbox, "midnet") == {"10.7.0.2"}
-        add.kill()
-        add.wait()
-        wait_for(lambda: not sandbox.sh("ip -o link show type veth").stdout
-                 and not reservations(sandbox, "midnet"), "the ADD to unwind")
+        assert veths(sb) and reservations(sb, "midnet") == {"10.7.0.2"}
+        yield add, zpid
     finally:
         holder.kill()
         holder.wait()
-    time.sleep(0.2)  # nothing comes back once the lock is free
-    assert not sandbox.sh("ip -o link show type veth").stdout
-    assert not reservations(sandbox, "midnet")
+        if add is not None:
+            add.kill()
+            add.wait()
+
+
+def veths(sb) -> str:
+    return sb.sh("ip -o link show type veth").stdout
+
+
+def test_a_client_killed_mid_add_leaves_nothing(sandbox, dockline_bin):
+    """A runtime that gives up on an ADD (kills the executable): the
+    zygote's child unwinds what it did, as a failed ADD does: no veth, no
+    address, even once the lock it waited on is free."""
+    with held_bridge_add(sandbox, dockline_bin) as (add, zpid):
+        add.kill()
+        add.wait()
+        wait_for(lambda: not veths(sandbox) and not reservations(sandbox, "midnet"),
+                 "the ADD to unwind")
+    wait_for(lambda: not live_children(zpid), "the zygote's child to end")
+    assert not veths(sandbox) and not reservations(sandbox, "midnet")
     assert not sandbox.sh("ip netns exec c1 ip -o link show type veth").stdout
+
+
+def test_a_child_dying_mid_call_is_a_failed_call(sandbox, dockline_bin):
+    """The zygote's child killed mid-ADD: the executable answers with an
+    error (code 999) and a non-zero status, and never runs the call again
+    itself (it may have half run)."""
+    with held_bridge_add(sandbox, dockline_bin) as (add, zpid):
+        for child in live_children(zpid):
+            os.kill(child, signal.SIGKILL)
+        out, err = add.communicate(timeout=10)
+    assert add.returncode == 1
+    assert json.loads(out)["code"] == 999 and b"died while serving" in out
+    assert reservations(sandbox, "midnet") == {"10.7.0.2"}  # left for DEL, not redone
 
 
 def test_the_zygote_keeps_no_fd_of_its_starter(sandbox, dockline_bin):
@@ -266,10 +295,10 @@ def test_a_stale_socket_file_does_not_turn_the_zygote_off(sandbox, dockline_bin)
 
 
 def test_a_live_squatter_is_displaced(sandbox, dockline_bin):
-    """A process of another cgroup... here of the same user, listening on
-    the path (without the zygote's lock): the executable does not trust
-    it (another mount namespace), serves the call itself, and the zygote
-    it starts renames its own socket over the squatter's."""
+    """A process listening on the path without the zygote's lock (here:
+    root in another mount namespace that still sees /run/dockline): the
+    executable does not trust it, says so, serves the call itself, and
+    the zygote it starts renames its own socket over the squatter's."""
     hl = dockline_bin / "host-local"
     path = expected_socket(sandbox, hl)
     sandbox.sh(f"unshare --mount {VENV_PYTHON} {SQUATTER} {path} /var/lib/cni/squatter.log"

@@ -74,3 +74,9 @@ def expected_socket(sb, binary: Path) -> str:
 def zygote_fds(pid: int) -> list[str]:
     base = f"/proc/{pid}/fd"
     return sorted(os.readlink(f"{base}/{fd}") for fd in os.listdir(base))
+
+
+def child_pids(zpid: int) -> set[int]:
+    """The zygote's children, live or not yet reaped: a call it served
+    leaves a new pid here (it reaps the last one on its next accept)."""
+    return {int(p) for p in Path(f"/proc/{zpid}/task/{zpid}/children").read_text().split()}

@@ -14,7 +14,9 @@ port rather than by bridge because ``meta ibrname`` needs a kernel module
 (CONFIG_NFT_BRIDGE_META) that many kernels lack.  The host's own RAs on the
 bridge (radvd on the bridge device) are not affected: they leave through
 the output hook.  The kernel moves a VLAN tag into packet metadata before
-the bridge sees the frame, so a tagged RA is matched as well.
+the bridge sees the frame and the rule matches on ``meta protocol``, so a
+single-tagged RA should be matched too (not tested: the test kernel has
+no 802.1Q); an RA behind IPv6 extension headers is (tested).
 
 ``ensure`` is one ``nft -f`` transaction, idempotent by construction (the
 chain is constant and rewritten whole; adding an element twice is no
@@ -23,6 +25,7 @@ error): no read of the ruleset.
 from __future__ import annotations
 
 from .. import proc
+from ..cni.errors import CniError
 from . import FirewallError, nft_apply, tokens
 
 TABLE = "bridge dockline_guard"
@@ -35,7 +38,12 @@ def _base() -> list[str]:
             f"add set {t} ports {{ type ifname; }}",
             f"add chain {t} prerouting {{ type filter hook prerouting priority -300; policy accept; }}",
             f"flush chain {t} prerouting",
-            f"add rule {t} prerouting iifname @ports icmpv6 type {{ nd-router-advert, nd-redirect }} drop"]
+            # meta protocol, not the implicit ether type: with a VLAN tag
+            # held in packet metadata, the ether type read from the frame
+            # is 0x8100 and the rule would miss.  meta l4proto skips IPv6
+            # extension headers (an RA behind a hop-by-hop header).
+            f"add rule {t} prerouting iifname @ports meta protocol ip6 meta l4proto ipv6-icmp "
+            "icmpv6 type { nd-router-advert, nd-redirect } drop"]
 
 
 def ensure(port: str) -> None:
@@ -60,22 +68,35 @@ def remove(port: str) -> None:
             raise
 
 
-def prune(keep: set[str]) -> None:
-    """GC: forget every port not in ``keep`` (one read of the set)."""
+def _existing_links() -> set[str]:
+    """Interface names of the caller's network namespace (/proc/net/dev is
+    per namespace; sysfs is not)."""
+    with open("/proc/net/dev") as f:
+        return {line.split(":", 1)[0].strip() for line in f.read().splitlines()[2:] if ":" in line}
+
+
+def prune() -> None:
+    """GC: forget the ports whose interface no longer exists (whatever
+    network they belonged to).  The set is read before the interfaces, so
+    a port being added (veth first, then ``ensure``) is never taken for
+    a stale one."""
     if not proc.which("nft"):
         return
     from ..cni import jsonio
     result = proc.run(["nft", "-j", "list", "set", *TABLE.split(), "ports"])
     if result.returncode != 0:
         return
-    names = []
+    listed = []
     for item in jsonio.loads(result.stdout).get("nftables", []):
-        for elem in (item.get("set") or {}).get("elem") or []:
-            if isinstance(elem, str) and elem not in keep:
-                try:
-                    names.append(tokens.ifname(elem))
-                except Exception:
-                    continue  # not a name we could have added
+        listed += [e for e in (item.get("set") or {}).get("elem") or [] if isinstance(e, str)]
+    existing = _existing_links()
+    names = []
+    for elem in listed:
+        if elem not in existing:
+            try:
+                names.append(tokens.ifname(elem))
+            except CniError:
+                continue  # not a name we could have added
     if names:
-        nft_apply([f'delete element {TABLE} ports {{ {", ".join(chr(34) + n + chr(34) for n in names)} }}'],
-                  "pruning the RA guard")
+        quoted = ", ".join(f'"{n}"' for n in names)
+        nft_apply([f"delete element {TABLE} ports {{ {quoted} }}"], "pruning the RA guard")

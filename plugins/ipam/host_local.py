@@ -8,7 +8,7 @@ from dockline.cni.attachments import valid_attachments
 from dockline.cni.errors import NOT_AVAILABLE, STATE_MISSING, CniError
 from dockline.cni.skel import Request
 from dockline.ipam import config as hostlocal_config, resolvconf
-from dockline.ipam.allocator import Allocator
+from dockline.ipam.allocator import Allocator, plan_requests
 from dockline.ipam.disk import DiskStore, UnsafeStore
 
 
@@ -16,9 +16,18 @@ def _store(conf) -> DiskStore:
     return DiskStore(conf.network, conf.data_dir)
 
 
-def cmd_add(req: Request) -> dict:
+def validate_add(req: Request):
+    """Everything an ADD can be refused for without the store (config,
+    requested addresses against the range sets, resolvConf); no side
+    effects.  The bridge calls it before it changes anything."""
     conf = hostlocal_config.load(req)
+    plan_requests(conf.range_sets, conf.requested)
     dns = resolvconf.load(conf.resolv_conf) if conf.resolv_conf else {}
+    return conf, dns
+
+
+def cmd_add(req: Request) -> dict:
+    conf, dns = validate_add(req)
     allocs = Allocator(_store(conf), conf.range_sets).allocate(
         req.container_id, req.ifname, conf.requested)
     return {"ips": [a.to_result_ip() for a in allocs], "routes": conf.routes, "dns": dns}

@@ -10,6 +10,11 @@ def cmd_add(req: Request) -> dict:
     return static.load(req)
 
 
+def validate_add(req: Request) -> None:
+    """What ADD would refuse, without side effects (static has none)."""
+    static.load(req)
+
+
 def cmd_del(req: Request) -> None:
     """Nothing was allocated, so there is nothing to free: DEL succeeds
     whatever state the container or the config is in."""
@@ -17,20 +22,20 @@ def cmd_del(req: Request) -> None:
 
 def cmd_check(req: Request) -> None:
     """Every configured address must be in the result the runtime cached,
-    with the configured gateway (the main plugin checks the interface)."""
+    with the configured gateway (the main plugin checks the interface).
+    Both sides are canonical text here (parsed and re-rendered)."""
     prev = req.prev_result
     if prev is None:
         raise CniError(INVALID_CONFIG, "static CHECK: required prevResult missing")
-    import ipaddress
     have = {}
     for ip in prev.get("ips") or []:
-        have[ipaddress.ip_interface(ip["address"]).ip] = ip.get("gateway")
+        have[ip["address"].partition("/")[0]] = ip.get("gateway")
     for ip in static.load(req)["ips"]:
-        addr = ipaddress.ip_interface(ip["address"]).ip
+        addr = ip["address"].partition("/")[0]
         if addr not in have:
             raise CniError(STATE_MISSING, f"static CHECK: address {addr} is not in the result")
         want = ip.get("gateway")
-        if want and (not have[addr] or ipaddress.ip_address(have[addr]) != ipaddress.ip_address(want)):
+        if want and have[addr] != want:
             raise CniError(STATE_MISSING, f"static CHECK: address {addr} has gateway "
                            f"{have[addr] or 'none'}, expected {want}")
 

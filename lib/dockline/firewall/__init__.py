@@ -94,7 +94,9 @@ def nft_tagged_rules(family: str, table: str, chain: str, tag_prefix: str) -> li
     for line in result.stdout.decode(errors="replace").splitlines():
         if marker in line and "# handle " in line:
             tag = line.split('comment "dl-', 1)[1].split('"', 1)[0]
-            found.append((tag, line.rsplit("# handle ", 1)[1].strip()))
+            handle = line.rsplit("# handle ", 1)[1].strip()
+            if handle.isdigit() and handle.isascii():  # it goes back into a script
+                found.append((tag, handle))
     return found
 
 

@@ -133,8 +133,10 @@ def test_chain_order_injection_and_capability_filtering(sandbox, dockline_bin):
     assert add["env"]["CNI_IFNAME"] == "net1" and add["env"]["CNI_CONTAINERID"] == CID_WEB
     assert add["env"]["CNI_NETNS"] == "/run/netns/web"
 
+    no_caps = {k: v for k, v in env.items() if k != "CAP_ARGS"}
     for command in ("check", "gc", "status", "del"):
-        run = dockline(sandbox, "cnitool", command, "dockline", "/run/netns/web", env=env, cni_path=cni_path)
+        run = dockline(sandbox, "cnitool", command, "dockline", "/run/netns/web",
+                       env=no_caps if command == "del" else env, cni_path=cni_path)
         assert run.returncode == 0, (command, run.stderr)
     calls = [(c["command"], c["type"], c["conf"]) for c in spy_calls(sandbox)[2:]]
     assert [c[:2] for c in calls] == [("CHECK", "spy"), ("CHECK", "spy2"), ("GC", "spy"), ("GC", "spy2"),
@@ -145,7 +147,7 @@ def test_chain_order_injection_and_capability_filtering(sandbox, dockline_bin):
     assert calls[2][2]["cni.dev/valid-attachments"] == [{"containerID": CID_WEB, "ifname": "net1"}]
     assert "prevResult" not in calls[4][2] and "runtimeConfig" not in calls[4][2]
     assert calls[6][2]["prevResult"] == cached_result  # DEL: the cached result
-    assert calls[7][2]["runtimeConfig"] == add["conf"]["runtimeConfig"]  # CAP_ARGS again
+    assert calls[7][2]["runtimeConfig"] == add["conf"]["runtimeConfig"]  # no CAP_ARGS: the cached ones
 
 
 def test_single_plugin_conf_is_lifted_into_a_list(sandbox, dockline_bin):
@@ -234,3 +236,37 @@ def test_conflists_come_first_in_file_name_order(tmp_path):
     (tmp_path / "05-broken.conflist").write_text("{")
     with pytest.raises(libcni.ConfigError, match="05-broken"):  # as libcni: an error, not a skip
         libcni.load_network(str(tmp_path), "n")
+
+
+def test_deletes_what_a_go_libcni_runtime_cached(sandbox, dockline_bin):
+    """ADD done by plugin calls as a libcni runtime makes them, its cache
+    written as Go marshals cachedInfo (compact, no netns, no cniArgs): a
+    DEL with no capability args removes the published port."""
+    from conftest import call_plugin
+    conf_bytes = (REPO / "conf" / "30-dockline-portmap.conflist").read_bytes()
+    put_conf(sandbox, "30.conflist", conf_bytes.decode())
+    conf = json.loads(conf_bytes)
+    caps = {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}
+    sandbox.sh("ip netns add web")
+    cid = "5f1c2b3a" * 8
+    bridge = dict(conf["plugins"][0], name="dockline", cniVersion="1.1.0")
+    prev = call_plugin(sandbox, dockline_bin / "bridge", "ADD", bridge, containerid=cid,
+                       netns="/run/netns/web").ok().json
+    portmap = dict(conf["plugins"][1], name="dockline", cniVersion="1.1.0", prevResult=prev,
+                   runtimeConfig=caps)
+    result = call_plugin(sandbox, dockline_bin / "portmap", "ADD", portmap, containerid=cid,
+                         netns="/run/netns/web").ok().json
+    cached = {"kind": "cniCacheV1", "containerId": cid, "config": base64.b64encode(conf_bytes).decode(),
+              "ifName": "eth0", "networkName": "dockline", "capabilityArgs": caps, "result": result}
+    sandbox.run(["sh", "-c", f"mkdir -m 0700 -p /var/lib/cni/results && "
+                             f"cat > /var/lib/cni/results/dockline-{cid}-eth0"],
+                input=json.dumps(cached, separators=(",", ":")), check=True)
+    assert "8080" in sandbox.sh("iptables-save -t nat").stdout
+    inspect = json.loads(dockline(sandbox, "inspect", "dockline", "--json").stdout)
+    assert inspect["attachments"][0]["cached"] and inspect["attachments"][0]["ports"] == ["8080/tcp->80"]
+    run = dockline(sandbox, "cnitool", "del", "dockline", "/run/netns/web", "--id", cid,
+                   cni_path=dockline_bin)
+    assert run.returncode == 0, run.stderr
+    assert "8080" not in sandbox.sh("iptables-save -t nat; ip6tables-save -t nat").stdout
+    assert sandbox.sh("ls /var/lib/cni/results").stdout == ""
+    assert "10.89" not in sandbox.sh("ls /var/lib/cni/networks/dockline").stdout

@@ -143,6 +143,10 @@ def run(a) -> int:
                 error(f"STATUS: not supported by cniVersion {net.cni_version}")
     except libcni.PluginError as exc:
         _print_plugin_error(exc, net.cni_version)
+        if command == "add" and exc.index > 0:
+            # libcni leaves a failed ADD to the runtime's DEL, and so do we
+            error(f"the plugins before #{exc.index} were not undone: "
+                  f"dockline cnitool del {net.name} {netns} --id {cid} --ifname {ifname}")
         return FAILED
     except libcni.ConfigError as exc:
         error(str(exc))

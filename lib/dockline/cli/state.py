@@ -283,6 +283,10 @@ def gather(net: libcni.NetworkList, with_firewall: bool = True) -> NetworkState:
         att.links = [":".join(_strings(link)) if isinstance(link, list) else str(link)
                      for link in entry.get("links") or []] if isinstance(entry.get("links"), list) else []
         att.hosts_file = str(entry.get("hosts") or "")
+        netns = entry.get("netns")
+        if not att.netns and isinstance(netns, str) and netns.startswith("/"):
+            att.netns = netns  # newer registries record it
+            att.netns_alive = os.path.exists(netns)
     # veths: dockline's bridge names the host end after the attachment
     links = host_links() if has_bridge else []
     on_bridge = {link.get("ifname") for link in links

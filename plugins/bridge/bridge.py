@@ -201,7 +201,7 @@ def _setup_host_port(conf: BridgeConfig, host: Netns, veth: Link, bridge: Link) 
 
 
 def _attach(conf: BridgeConfig, req: Request, netlink, host: Netns, ns: Netns,
-            undo: UndoStack) -> dict:
+            undo: UndoStack, names: links.LinkPlan) -> dict:
     owner = Owner(req.network, req.container_id, req.ifname)
     host_name = host_veth_name(req.network, req.container_id, req.ifname)
     vlan_filtering = True if (conf.vlan or conf.vlan_trunk) else None
@@ -244,7 +244,8 @@ def _attach(conf: BridgeConfig, req: Request, netlink, host: Netns, ns: Netns,
         undo.push("remove masquerade rules", lambda: masquerade.delete(backend, owner))
         masquerade.add(backend, owner, [(ip["address"], _subnet(ip["address"]))
                                         for ip in result["ips"]])
-    links.on_add(req, _data_dir(req), [ip["address"].split("/")[0] for ip in result["ips"]], undo)
+    links.on_add(req, _data_dir(req), [ip["address"].split("/")[0] for ip in result["ips"]], undo,
+                 names)
     bridge = host.get_link(bridge.index) or bridge
     container_if = ns.get_link(container_if.index) or container_if
     result["interfaces"] = [
@@ -276,11 +277,12 @@ def cmd_add(req: Request) -> dict:
     conf = BridgeConfig(req)
     if conf.ipam_type:
         delegate.validate_add(req, conf.ipam_type)
+    names = links.prepare(req, _data_dir(req))  # names, links, hostsFile
     netlink = _netlink()
     undo = UndoStack()
     with netlink.current_netns() as host, _open_container(netlink, req.netns) as ns:
         try:
-            result = _attach(conf, req, netlink, host, ns, undo)
+            result = _attach(conf, req, netlink, host, ns, undo, names)
         except NetlinkError as exc:
             undo.unwind()
             raise _kernel_error(exc, "bridge: failed to set up the container network") from None

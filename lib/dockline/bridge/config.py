@@ -5,6 +5,7 @@ Same keys, defaults and constraints as the reference bridge plugin.
 from __future__ import annotations
 
 from ..cni.errors import INVALID_CONFIG, CniError
+from ..names.links import CNI_ARGS_KEYS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -130,6 +131,5 @@ class BridgeConfig:
         mac = req.args_cni.get("mac")
         if mac:
             return parse_mac(mac, "args.cni.mac")
-        mac = req.cni_args(("MAC", "IP", "K8S_POD_NAME", "K8S_POD_NAMESPACE",
-                            "K8S_POD_INFRA_CONTAINER_ID", "K8S_POD_UID")).get("MAC")
+        mac = req.cni_args(CNI_ARGS_KEYS).get("MAC")
         return parse_mac(mac, "CNI_ARGS MAC") if mac else None

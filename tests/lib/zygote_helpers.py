@@ -55,9 +55,20 @@ def wait_for_zygote(sb, present: bool = True) -> int | None:
 
     def listening():
         pids = zygotes(sb)
-        socks = list(in_sandbox(sb, "/run/dockline").glob("*.sock"))
-        return pids[0] if len(pids) == 1 and socks else None
+        return pids[0] if len(pids) == 1 and listening_on_its_path(sb) else None
     return wait_for(listening, "the zygote to listen")
+
+
+def listening_on_its_path(sb) -> bool:
+    """Whether a zygote's socket is at its path: it binds NAME.new, listens,
+    then renames it over NAME (replacing a stale file that was there), so
+    a listener bound as NAME.new with no NAME.new file left is there."""
+    unix = Path(f"/proc/{sb.pid}/net/unix").read_text().split("\n")[1:]
+    listeners = {f[7] for f in (line.split() for line in unix) if len(f) > 7 and f[5] == "01"}
+    for sock in in_sandbox(sb, "/run/dockline").glob("*.sock"):
+        if sock.name + ".new" in listeners and not Path(f"{sock}.new").exists():
+            return True
+    return False
 
 
 def stamp_of(binary: Path) -> str:

@@ -101,8 +101,8 @@ def nft_guard(table: str) -> list[str]:
 
 def ipt_ensure_guard() -> None:
     """The same in iptables' filter table: chain DOCKLINE-LOCALNET, first
-    in INPUT.  Called when a switch is turned on (a read of the filter
-    table then, not on every ADD)."""
+    in INPUT.  Called when an interface gets its first holder or its switch
+    is found off (a read of the filter table then, not on every ADD)."""
     saved = proc.run([_SAVE[4], "-t", "filter"])
     text = saved.stdout.decode(errors="replace") if saved.returncode == 0 else ""
     lines = ["*filter", f":{IPT_CHAIN} - [0:0]",  # declaring it flushes it: rewritten whole
@@ -133,14 +133,15 @@ def acquire(tag: str, ifaces: list[str], backend: str) -> None:
             if before is None:
                 continue
             d = f"{STATE_DIR}/{name}"
+            first = True
             try:
                 os.mkdir(d, 0o755)
                 if before == "1":
                     _touch(f"{d}/{_PRESET}")
             except FileExistsError:
-                pass
+                first = False
             _touch(f"{d}/{tag}")
-            if before != "1":
+            if first or before != "1":
                 if backend == "iptables":
                     ipt_ensure_guard()
                 _write(name, "1")

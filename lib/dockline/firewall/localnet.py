@@ -31,7 +31,6 @@ STATE_DIR = "/var/lib/cni/dockline/localnet"
 _LOCK = STATE_DIR + "/lock"
 _PRESET = ".preset"
 IPT_CHAIN = "DOCKLINE-LOCALNET"
-_ENOENT, _ENOTEMPTY = 2, 39
 
 
 def _sysctl(ifname: str) -> str:

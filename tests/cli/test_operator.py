@@ -1,8 +1,14 @@
 """`dockline networks`, `inspect` and `gc` on real state in a sandbox:
 containers added through `dockline cnitool`, one ADD killed half-way."""
 import json
+import sys
+
+from conftest import REPO
 
 from clitools import dockline, put_conf, repo_conf
+
+sys.path.insert(0, str(REPO / "lib"))
+from dockline.firewall import Owner  # noqa: E402
 
 CAPS_WEB = {"links": ["db:dbapp"], "portMappings": [{"hostPort": 8080, "containerPort": 80}]}
 
@@ -75,7 +81,7 @@ def test_gc_releases_what_a_killed_add_left(sandbox, dockline_bin):
     setup(sandbox, dockline_bin)
     # ADD killed (as by SIGKILL) after IPAM, names and hosts lines; the
     # runtime died too (no DEL), then the netns went away
-    run = add(sandbox, dockline_bin, "dead", {"aliases": ["ghost"]},
+    run = add(sandbox, dockline_bin, "dead", {"aliases": ["ghost"], "links": ["db:dbapp"]},
               env={"DOCKLINE_CRASH_AT": "unregister names", "DOCKLINE_NO_ZYGOTE": "1"})
     assert run.returncode == 1
     # and one container that is alive but no cache knows (a runtime without
@@ -85,6 +91,7 @@ def test_gc_releases_what_a_killed_add_left(sandbox, dockline_bin):
     store_before = sandbox.sh("ls /var/lib/cni/networks/dockline").stdout.split()
     assert "10.89.0.4" in store_before  # dead's address is held
     assert "ghost" in sandbox.sh("cat /var/lib/cni/networks/dockline/.dockline-names.json").stdout
+    assert "dockline-link" in sandbox.sh("cat /etc/netns/dead/hosts").stdout
 
     run = dockline(sandbox, "gc", "dockline")
     assert run.returncode == 0, run.stderr
@@ -93,6 +100,8 @@ def test_gc_releases_what_a_killed_add_left(sandbox, dockline_bin):
     doc = json.loads(dockline(sandbox, "gc", "dockline", "--json").stdout)
     assert [a["containerID"] for a in doc["stale"]] == ["dead"] and not doc["collected"]
     assert "ghost" in doc["stale"][0]["names"]  # the registry format may evolve
+    assert doc["stale"][0]["addresses"] == ["10.89.0.4", "fd89::4"]
+    assert any("DL-" in obj for obj in doc["stale"][0]["firewall"])  # its masquerade rules
 
     run = dockline(sandbox, "gc", "dockline", "--yes", cni_path=dockline_bin)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -100,6 +109,9 @@ def test_gc_releases_what_a_killed_add_left(sandbox, dockline_bin):
     store = sandbox.sh("ls /var/lib/cni/networks/dockline").stdout.split()
     assert "10.89.0.4" not in store and {"10.89.0.2", "10.89.0.3", "10.89.0.5"} <= set(store)
     assert "ghost" not in sandbox.sh("cat /var/lib/cni/networks/dockline/.dockline-names.json").stdout
+    assert "dockline-link" not in sandbox.sh("cat /etc/netns/dead/hosts").stdout  # hosts line released
+    rules = sandbox.sh("iptables-save -t nat; ip6tables-save -t nat").stdout
+    assert Owner.tag_for("dockline", "dead", "eth0") not in rules
     inspect = json.loads(dockline(sandbox, "inspect", "dockline", "--json").stdout)
     assert sorted(a["containerID"] for a in inspect["attachments"]) == ["db", "live", "web"]
     assert all(not a["stale"] for a in inspect["attachments"])

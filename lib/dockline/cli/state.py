@@ -153,9 +153,10 @@ def _firewall_objects(network: str) -> tuple[dict[str, list[str]], dict[str, lis
     objects: dict[str, list[str]] = {}
     ports: dict[str, list[str]] = {}
     problems: list[str] = []
+    from .. import proc
     prefix = Owner(network, "", "").network_tag
     try:
-        for family in (4, 6):
+        for family in (4, 6) if proc.which("iptables-save") else ():
             ipt = "iptables" if family == 4 else "ip6tables"
             for line in iptables_nat_rules(family):
                 if line.startswith(":"):
@@ -172,6 +173,8 @@ def _firewall_objects(network: str) -> tuple[dict[str, list[str]], dict[str, lis
     except Exception as exc:  # a tool's output we cannot read: say so
         problems.append(f"iptables: {exc}")
     try:
+        if not proc.which("nft"):
+            return objects, ports, problems
         for tag, handle in nft_tagged_rules("inet", masquerade.NFT_TABLE, "postrouting", prefix):
             objects.setdefault(tag, []).append(f"nft inet {masquerade.NFT_TABLE} postrouting rule {handle}")
         for tag, handle in nft_tagged_rules("bridge", spoofcheck.TABLE, "prerouting", prefix):

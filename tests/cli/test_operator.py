@@ -3,6 +3,8 @@ containers added through `dockline cnitool`, one ADD killed half-way."""
 import json
 import sys
 
+import pytest
+
 from conftest import REPO
 
 from clitools import dockline, put_conf, repo_conf
@@ -21,8 +23,11 @@ def add(sb, bin_dir, name, caps=None, env=None):
                     env=full, cni_path=bin_dir)
 
 
-def setup(sb, bin_dir):
-    put_conf(sb, "30-dockline-portmap.conflist", repo_conf("30-dockline-portmap.conflist"))
+def setup(sb, bin_dir, backend=None):
+    conf = repo_conf("30-dockline-portmap.conflist")
+    if backend:
+        conf["plugins"][0]["ipMasqBackend"] = conf["plugins"][1]["backend"] = backend
+    put_conf(sb, "30-dockline-portmap.conflist", conf)
     assert add(sb, bin_dir, "db").returncode == 0
     assert add(sb, bin_dir, "web", CAPS_WEB).returncode == 0
 
@@ -50,8 +55,9 @@ def test_networks_lists_chain_subnets_and_address_use(sandbox, dockline_bin):
     assert broken["name"] is None and "parsing" in broken["error"]
 
 
-def test_inspect_shows_every_attachment(sandbox, dockline_bin):
-    setup(sandbox, dockline_bin)
+@pytest.mark.parametrize("backend", ["iptables", "nftables"])
+def test_inspect_shows_every_attachment(sandbox, dockline_bin, backend):
+    setup(sandbox, dockline_bin, backend)
     run = dockline(sandbox, "inspect", "dockline", "--json")
     assert run.returncode == 0, run.stderr
     doc = json.loads(run.stdout)
@@ -64,9 +70,15 @@ def test_inspect_shows_every_attachment(sandbox, dockline_bin):
     assert "web" in web["names"] or web["pod"] == "web"  # the registry format may evolve
     assert web["links"] == ["db:dbapp"] and web["hostsFile"] == "/etc/netns/web/hosts"
     assert web["ports"] == ["8080/tcp->80"]
-    assert any("DLP-" in obj for obj in web["firewall"]) and any("DL-" in obj for obj in web["firewall"])
+    tag = Owner.tag_for("dockline", "web", "eth0")
+    if backend == "iptables":
+        assert {f"iptables nat chain DL-{tag}", f"iptables nat chain DLP-{tag}"} <= set(web["firewall"])
+    else:
+        assert f"nft inet dockline_portmap chain c-{tag}" in web["firewall"]
+        assert any(obj.startswith("nft inet dockline_masq postrouting rule") for obj in web["firewall"])
     assert web["cached"] and web["netnsAlive"] and not web["stale"]
-    assert atts["db"]["ports"] == [] and not any("DLP-" in o for o in atts["db"]["firewall"])
+    assert atts["db"]["ports"] == [] and atts["db"]["firewall"]
+    assert not any("DLP-" in o or "dockline_portmap" in o for o in atts["db"]["firewall"])
     assert doc["orphanVeths"] == [] and doc["orphanFirewall"] == []
 
     human = dockline(sandbox, "inspect", "dockline").stdout.splitlines()

@@ -62,7 +62,9 @@ def test_install_writes_working_launchers(bin_dir, sandbox):
 
 def test_install_without_zygote_and_again_over_itself(bin_dir):
     install(bin_dir)
-    install(bin_dir, "--no-zygote")
+    doc = json.loads(install(bin_dir, "--no-zygote", "--json").stdout)
+    assert doc == {"binDir": str(bin_dir), "zygote": False,
+                   "plugins": [str(bin_dir / n) for n in ("host-local", "static", "bridge", "portmap")]}
     assert sorted(os.listdir(bin_dir)) == ["bridge", "host-local", "portmap", "static"]
     assert "zygote=False" in (bin_dir / "bridge").read_text()
 

@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 
-from .output import FAILED, OK, error
+from .output import FAILED, OK, emit_json, error
 
 # (plugin type, directory under plugins/, module)
 PLUGINS = (("host-local", "ipam", "host_local"), ("static", "ipam", "static"),
@@ -110,6 +110,7 @@ def add_parser(sub) -> None:
                    help="default: <checkout>/.build/cni-bin")
     p.add_argument("--no-zygote", action="store_true",
                    help="executables that never start or use a warm zygote process")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
 
@@ -120,6 +121,9 @@ def run(a) -> int:
     except OSError as exc:
         error(f"install: {exc}")
         return FAILED
+    if a.json:
+        emit_json({"binDir": bin_dir, "zygote": not a.no_zygote, "plugins": written})
+        return OK
     for path in written:
         print(path)
     sys.stderr.write(f"dockline: plugins in {bin_dir} (use it as CNI_PATH)\n")

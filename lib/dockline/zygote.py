@@ -65,7 +65,7 @@ _CAPS = (b"CapInh", b"CapPrm", b"CapEff", b"CapBnd", b"CapAmb")
 # Seccomp filters are inherited, not inspectable: the same count of them
 # is taken as the same filters (both ends descend from one service).
 _CONFINEMENT = (b"NoNewPrivs", b"Seccomp", b"Seccomp_filters")
-_WANTED = frozenset(_IDS + _CAPS + _CONFINEMENT + (b"Umask",))
+_WANTED = _IDS + _CAPS + _CONFINEMENT + (b"Umask",)
 
 
 class ClientGone(BaseException):
@@ -93,11 +93,13 @@ class Facts:
         base = "/proc/" + pid + "/"
         self.ns = [os.readlink(base + "ns/" + name) for name in _NAMESPACES]
         self.cgroup = _read(base + "cgroup")
+        text = _read(base + "status")
         status = {}
-        for line in _read(base + "status").split(b"\n"):
-            key, _, value = line.partition(b":")
-            if key in _WANTED:
-                status[key] = value.strip()
+        for key in _WANTED:  # a dozen finds beat splitting ~60 lines
+            start = text.find(b"\n" + key + b":")
+            if start >= 0:
+                start += len(key) + 2
+                status[key] = text[start:text.find(b"\n", start)].strip()
         self.status = status
         try:
             self.label = _read(base + "attr/current")
@@ -207,9 +209,9 @@ def call(module: str, stamp: str) -> int:
     try:
         me = Facts("self")
         path = socket_path(stamp, me)
+        sock = _socket.socket(AF_UNIX, SOCK_SEQPACKET)  # close-on-exec
     except OSError:
         return SERVE_HERE
-    sock = _socket.socket(AF_UNIX, SOCK_SEQPACKET)  # close-on-exec
     try:
         try:
             sock.connect(path)
@@ -220,16 +222,16 @@ def call(module: str, stamp: str) -> int:
             return SERVE_AND_START
         except OSError:
             return SERVE_HERE  # e.g. not ours to reach: no zygote for us
-        problem, _, pidfd, _ = _peer_problem(sock, me)
-        if pidfd is not None:
-            os.close(pidfd)
-        if problem:
-            _say(path, f"not trusted ({problem})")
-            return SERVE_AND_START  # a real zygote takes the name back
         try:
+            problem, _, pidfd, _ = _peer_problem(sock, me)
+            if pidfd is not None:
+                os.close(pidfd)
+            if problem:
+                _say(path, f"not trusted ({problem})")
+                return SERVE_AND_START  # a real zygote takes the name back
             cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError:
-            return SERVE_HERE
+            return SERVE_HERE  # nothing was sent
         try:
             env = os.environb
             request = b"\0".join([MAGIC, module.encode()] + [k + b"=" + v for k, v in env.items()])
@@ -602,7 +604,15 @@ def _accept(listener, children: set[int], me: Facts, rlimit_kinds: list[int], lo
             except OSError:
                 pass
             return True
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError:  # e.g. the cgroup's pids limit: the caller serves itself
+            conn.setblocking(False)
+            try:
+                conn.send(REFUSED + b"cannot fork")
+            except OSError:
+                pass
+            return True
         if pid == 0:
             try:
                 listener.close()

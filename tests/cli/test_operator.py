@@ -156,3 +156,13 @@ def test_gc_finds_orphan_veths_and_rules(sandbox, dockline_bin):
     # the known ones are all still there
     inspect = json.loads(dockline(sandbox, "inspect", "dockline", "--json").stdout)
     assert all(a["hostVethPresent"] for a in inspect["attachments"])
+
+
+def test_networks_marks_a_name_libcni_would_never_reach(sandbox):
+    put_conf(sandbox, "30-dockline-portmap.conflist", repo_conf("30-dockline-portmap.conflist"))
+    put_conf(sandbox, "20-dockline-bridge.conflist", repo_conf("20-dockline-bridge.conflist"))
+    doc = json.loads(dockline(sandbox, "networks", "--json").stdout)
+    first, second = doc["networks"]
+    assert first["file"].endswith("20-dockline-bridge.conflist") and first["shadowedBy"] is None
+    assert second["shadowedBy"] == first["file"]
+    assert "(shadowed by 20-dockline-bridge.conflist)" in dockline(sandbox, "networks").stdout

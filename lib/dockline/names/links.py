@@ -13,14 +13,13 @@ it returns (Docker does the same).
 
 Names live in a scope: the pod's ``K8S_POD_NAMESPACE`` (``""`` without
 one), and links resolve within the linking container's scope, as
-Kubernetes' short DNS names do.  A pod name that comes with a namespace
-is the runtime's identity for the sandbox, not a request: it never fails
-an ADD, and when several attachments of a scope carry it (a sandbox
-recreated before the old one's DEL) the latest ADD holds it.  Names asked
-for explicitly (aliases, and a bare K8S_POD_NAME, which is podman's and
-cnitool's container name) are unique in their scope (code 100), and win
-over a pod name of the same spelling; a holder whose netns is gone lost
-its DEL and gives the name up.
+Kubernetes' short DNS names do.  K8S_POD_NAME is the runtime's identity
+for the container (the pod's name; podman's container name), not a
+request: it never fails an ADD, and when several attachments of a scope
+carry it (a sandbox recreated before the old one's DEL) the latest ADD
+holds it.  Names asked for explicitly (aliases) are unique in their scope
+(code 100), and win over a pod name of the same spelling; a holder whose
+netns is gone lost its DEL and gives the name up.
 
 ``prepare`` checks everything syntactic (names, links, the hosts file's
 path and what is on disk there) without changing anything, so bridge can
@@ -99,14 +98,11 @@ class LinkPlan:
         if aliases is not None and not isinstance(aliases, list):
             raise CniError(INVALID_CONFIG, "invalid aliases", "expected a list or a map of lists")
         names: list[str] = []
-        # A pod name with a namespace is Kubernetes' identity of the sandbox
-        # (see the module's doc); without one it is a container name a user
-        # chose (podman --name, cnitool), unique like an alias.
-        self.pod = pod_name if self.scope else None
-        explicit = list(aliases or [])
-        if pod_name is not None and not self.scope:
-            explicit.insert(0, pod_name)
-        for name in explicit:
+        # K8S_POD_NAME is the runtime's identity of the container (the
+        # pod's name, podman's container name): never a reason to fail ADD
+        # (see the module's doc).  Aliases are the user's request.
+        self.pod = pod_name
+        for name in aliases or []:
             name = _check_name(name, "container name")
             if name not in names:
                 names.append(name)

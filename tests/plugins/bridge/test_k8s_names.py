@@ -120,15 +120,14 @@ def test_registry_of_the_previous_format_still_works(sandbox, dockline_bin):
 
 
 def test_a_name_whose_holder_lost_its_del_is_free_again(sandbox, dockline_bin):
-    """A container name (podman's K8S_POD_NAME without a namespace) stays
-    unique, but a holder whose namespace is gone (crash, reboot with
-    /var/lib/cni on disk) does not keep it for ever."""
+    """An alias stays unique, but a holder whose namespace is gone (crash,
+    reboot with /var/lib/cni on disk) does not keep it for ever."""
     setup(sandbox)
     sandbox.sh("ip netns add db; ip netns add db2; ip netns add web")
     ok(cni(sandbox, "add", "web", pod="web"))
-    ok(cni(sandbox, "add", "db", pod="db", cap={"links": ["web"]}))
-    assert err(cni(sandbox, "add", "db2", pod="db"))["code"] == 100  # holder alive
+    ok(cni(sandbox, "add", "db", cap={"aliases": ["db"], "links": ["web"]}))
+    assert err(cni(sandbox, "add", "db2", cap={"aliases": ["db"]}))["code"] == 100  # holder alive
     sandbox.sh("ip netns del db")  # db's DEL never comes
-    ok(cni(sandbox, "add", "db2", pod="db"))
+    ok(cni(sandbox, "add", "db2", cap={"aliases": ["db"]}))
     reg = json.loads(sandbox.sh(f"cat {REGISTRY}").stdout)["attachments"]
     assert "db:eth0" not in reg and reg["db2:eth0"]["names"] == ["db"]

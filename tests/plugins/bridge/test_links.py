@@ -111,12 +111,15 @@ def test_missing_target_fails_and_leaves_nothing(sandbox, dockline_bin):
 
 def test_duplicate_name_fails_clearly(sandbox, dockline_bin):
     setup(sandbox)
-    sandbox.sh("ip netns add db; ip netns add db2")
-    ok(cni(sandbox, "add", "db", pod="db"))
+    sandbox.sh("ip netns add db; ip netns add db2; ip netns add db3")
+    ok(cni(sandbox, "add", "db", cap={"aliases": ["db"]}))
     before = state(sandbox)
-    e = err(cni(sandbox, "add", "db2", pod="db"))
+    e = err(cni(sandbox, "add", "db2", cap={"aliases": ["db"]}))
     assert e["code"] == 100 and "'db' is already taken" in e["msg"]
     assert state(sandbox) == before
+    # A name that is the runtime's identity (CNI_ARGS K8S_POD_NAME) is no
+    # request: it never fails an ADD, even where an alias holds it.
+    ok(cni(sandbox, "add", "db3", pod="db"))
 
 
 @pytest.mark.parametrize("cap", [

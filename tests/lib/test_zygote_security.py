@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 
+import pytest
 from conftest import call_plugin
 from zygote_helpers import (CLIENT, SQUATTER, VENV_PYTHON, expected_socket, in_sandbox, wait_for,
                             wait_for_zygote, zygote_fds, zygotes)
@@ -362,4 +363,27 @@ def test_only_dockline_plugins_can_be_asked_for(sandbox, dockline_bin):
     assert reply(served) == "REPLY S 0"
     assert '"10.3.0.3/24"' in served.stdout
     assert not in_sandbox(sandbox, "/var/lib/cni/pwned").exists()
+    assert reservations(sandbox) == {"10.3.0.2", "10.3.0.3"}
+
+
+# --- the directory of the socket -----------------------------------------------
+
+@pytest.mark.parametrize("setup", [
+    "ln -s /var/lib/cni/target /run/dockline",
+    "mkdir -m 0770 /run/dockline",
+    "mkdir -m 0700 /run/dockline && chown 65534 /run/dockline",
+])
+def test_an_unsafe_socket_directory_is_not_used(sandbox, dockline_bin, setup):
+    """/run/dockline as a symlink, group-writable, or of another user (here
+    in a mount namespace with a /run of its own): no zygote starts, nothing
+    is made there, and calls are served in-process."""
+    hl = dockline_bin / "host-local"
+    sandbox.sh("mkdir -p /var/lib/cni/target")
+    prefix = ["unshare", "--mount", "sh", "-c", f"mount -t tmpfs none /run && {setup} && exec \"$@\"",
+              "box"]
+    for cid in ("a", "b"):
+        run = run_launcher(sandbox, prefix, hl, "ADD", cid)
+        assert run.returncode == 0 and run.stderr == "", run
+    wait_for(lambda: not zygotes(sandbox), "the would-be zygotes to give up")
+    assert not list(in_sandbox(sandbox, "/var/lib/cni/target").iterdir())
     assert reservations(sandbox) == {"10.3.0.2", "10.3.0.3"}

@@ -17,7 +17,7 @@ from dockline.cni.errors import (ALREADY_EXISTS, INVALID_CONFIG, IO_FAILURE, KER
                                  STATE_MISSING, UNKNOWN_CONTAINER, CniError)
 from dockline.cni.result import family
 from dockline.cni.skel import Request
-from dockline.firewall import Owner, masquerade, spoofcheck
+from dockline.firewall import Owner, masquerade, ra_guard, spoofcheck
 from dockline.names import links
 from dockline.netlink.errors import NetlinkError  # no pyroute2 behind it
 
@@ -222,6 +222,8 @@ def _attach(conf: BridgeConfig, req: Request, netlink, host: Netns, ns: Netns,
         raise
     undo.push(f"delete veth {host_name}", lambda: host.delete_link(host_name))
     _setup_host_port(conf, host, host_if, bridge)
+    undo.push("remove the RA guard", lambda: ra_guard.remove(host_name))
+    ra_guard.ensure(host_name)
     if conf.macspoofchk:
         undo.push("remove the MAC spoof check", lambda: spoofcheck.delete(owner))
         spoofcheck.add(owner, host_name, container_if.mac)
@@ -357,6 +359,8 @@ def cmd_del(req: Request) -> None:
                 masquerade.choose_backend(conf.ip_masq_backend), owner))
         if conf.macspoofchk:
             cleanup.run("MAC spoof check", lambda: spoofcheck.delete(owner))
+    host_name = host_veth_name(req.network, req.container_id, req.ifname)
+    cleanup.run("RA guard", lambda: ra_guard.remove(host_name))
     cleanup.run("links: cleanup failed", lambda: links.on_del(req, _data_dir(req)))
     if conf is None:
         return  # best effort on an unreadable config: nothing to report
@@ -457,6 +461,7 @@ def cmd_gc(req: Request) -> None:
     valid = valid_attachments(req.config)
     cleanup.run("bridge GC: failed to delete a stale veth",
                 lambda: _gc_veths(req, conf.bridge, valid))
+    cleanup.run("RA guard GC", ra_guard.prune)
     if conf.ip_masq:
         cleanup.run("masquerade GC", lambda: masquerade.gc(
             masquerade.choose_backend(conf.ip_masq_backend), req.network, valid))

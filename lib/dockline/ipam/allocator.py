@@ -8,7 +8,6 @@ completely, including ``last_reserved_ip``, if any part fails.
 """
 from __future__ import annotations
 
-import ipaddress
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up; annotations only
 if TYPE_CHECKING:
     from typing import Iterator, Optional
@@ -16,6 +15,7 @@ if TYPE_CHECKING:
     from .ranges import IPAddress
     from .store import Store
 
+from ..cni.addr import parse_ip
 from ..cni.errors import ADDRESS_IN_USE, INVALID_CONFIG, TRY_AGAIN_LATER, CniError
 from .ranges import Range, RangeSet
 
@@ -71,8 +71,8 @@ class Allocator:
             # Empty records are leftovers of a crashed writer: the store
             # may reclaim them, so they are not counted as taken.
             taken = {r.ip for r in held if r.container_id}
-            mine = [ipaddress.ip_address(r.ip) for r in held
-                    if r.belongs_to(container_id, ifname) and _is_ip(r.ip)]
+            mine = [ip for ip in (_ip_or_none(r.ip) for r in held
+                                  if r.belongs_to(container_id, ifname)) if ip is not None]
             done: list[Allocation] = []
             saved_last: dict[str, Optional[str]] = {}
             try:
@@ -109,7 +109,7 @@ class Allocator:
 
     def _take_next(self, rs: RangeSet, idx: int, taken: set[str], last_text: Optional[str],
                    container_id: str, ifname: str) -> Allocation:
-        last = ipaddress.ip_address(last_text) if last_text and _is_ip(last_text) else None
+        last = _ip_or_none(last_text) if last_text else None
         for ip, rng in candidates(rs, last):
             name = str(ip)
             if name in taken:
@@ -146,9 +146,10 @@ def plan_requests(range_sets: list[RangeSet], requested: list[IPAddress]) -> lis
     return plan
 
 
-def _is_ip(text: str) -> bool:
+def _ip_or_none(text: str) -> Optional[IPAddress]:
+    """A store name or cursor as an address, read as strictly as config
+    (a name with a scope id, left by an older writer, is no address)."""
     try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        return False
+        return parse_ip(text, "stored address")
+    except CniError:
+        return None

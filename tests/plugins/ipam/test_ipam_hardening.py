@@ -285,16 +285,22 @@ def test_go_spelled_prev_result(sandbox, static):
 
 
 # ------------------------------------------------------------------ canonical forms
-def test_static_renders_canonical_forms(sandbox, static):
+def test_static_renders_canonical_forms(dockline_bin):
+    """Addresses, gateways and routes come out as the reference prints them
+    (an IPv4-mapped address/prefix is the IPv4 one with prefix - 96).
+    Deliberate: nameservers are re-rendered too (the reference echoes them)."""
     ipam = {"type": "static",
             "addresses": [{"address": "::ffff:10.10.0.5/120", "gateway": "::ffff:10.10.0.1"},
                           {"address": "FD00:0000::0005/064", "gateway": "FD00::1"}],
-            "routes": [{"dst": "FD99::0/64", "gw": "FD00::00FE"}],
+            "routes": [{"dst": "FD99::0/64", "gw": "FD00::00FE"}, {"dst": "::ffff:10.9.0.0/112"}],
             "dns": {"nameservers": ["::FFFF:192.0.2.53", "2001:DB8::0035"]}}
-    out = _add_ips(sandbox, static, static_conf(ipam)).json
-    assert out["ips"] == [{"address": "10.10.0.5/24", "gateway": "10.10.0.1"},
-                          {"address": "fd00::5/64", "gateway": "fd00::1"}]
-    assert out["routes"] == [{"dst": "fd99::/64", "gw": "fd00::fe"}]
+    ref, dl = H.pair(dockline_bin, "static", [H.Call("ADD", static_conf(ipam))])
+    out, expected = dl[0].result, ref[0].result
+    assert out["ips"] == expected["ips"] == [{"address": "10.10.0.5/24", "gateway": "10.10.0.1"},
+                                             {"address": "fd00::5/64", "gateway": "fd00::1"}]
+    assert out["routes"] == expected["routes"] == [{"dst": "fd99::/64", "gw": "fd00::fe"},
+                                                   {"dst": "10.9.0.0/16"}]
+    assert expected["dns"] == ipam["dns"]
     assert out["dns"] == {"nameservers": ["192.0.2.53", "2001:db8::35"]}
 
 

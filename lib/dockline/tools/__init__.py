@@ -1,1 +1,0 @@
-"""Tools around the plugins (not on any plugin's path)."""

@@ -13,8 +13,9 @@ is killed and when:
 - ``child``: the zygote's child that serves the call;
 - ``zygote``: the zygote itself.
 
-The moment is uniform in [0, a typical chain ADD's duration], measured
-first, drawn from a seeded RNG (DOCKLINE_CRASH_SEED replays a run;
+The moment is uniform in [0, a typical chain ADD's duration] (the
+median of the last few unkilled chain ADDs, measured first and updated as
+the load of the machine changes), drawn from a seeded RNG (DOCKLINE_CRASH_SEED replays a run;
 DOCKLINE_CRASH_RUNS scales the 200 runs).  After every run the complete
 state (store, registry, veths, interfaces in containers, iptables and
 nftables objects, hosts-file lines) must equal what it was before.
@@ -104,6 +105,8 @@ class Runner:
         self.stats = {"killed in bridge": 0, "killed in portmap": 0, "missed (ADD done)": 0,
                       "cleanup by DEL": 0, "cleanup by GC": 0, "ADD failed": 0, "ADD ok": 0}
         self.known: dict[str, int] = {}
+        self.durations: list[float] = []
+        self.delays: list[float] = []
 
     # --- plumbing -----------------------------------------------------------
 
@@ -122,17 +125,22 @@ class Runner:
     def snapshot(self) -> State:
         return State(self.sb, NETWORK, BRIDGE)
 
-    def measure(self) -> float:
-        """A typical (median) chain ADD with a warm zygote."""
-        times = []
+    def measure(self) -> None:
+        """Typical chain ADDs with a warm zygote."""
         for i in range(5):
             cid = f"warm{i}"
             start = time.monotonic()
             self.add(cid, web_caps())
-            times.append(time.monotonic() - start)
+            self.timed(time.monotonic() - start)
             self.delete(cid, web_caps())
             self.sb.sh(f"ip netns del {cid}; rm -rf /etc/netns/{cid}")
-        return statistics.median(times)
+
+    def timed(self, seconds: float) -> None:
+        self.durations = (self.durations + [seconds])[-9:]
+
+    @property
+    def duration(self) -> float:
+        return statistics.median(self.durations)
 
     # --- one run ------------------------------------------------------------
 
@@ -175,11 +183,13 @@ class Runner:
             prev = call.json()
         return calls, killed
 
-    def run(self, index: int, duration: float, base_db: State, base_empty: State) -> State:
+    def run(self, index: int, base_db: State, base_empty: State) -> State:
         cid = self.cid(index)
-        delay = self.rng.uniform(0, duration)
+        delay = self.rng.uniform(0, self.duration)
+        self.delays.append(self.duration)
         by_gc = self.rng.random() < GC_SHARE
-        where = f"[seed {self.seed}, variant {self.variant}, run {index}, delay {delay * 1000:.1f} ms]"
+        where = (f"[seed {self.seed}, variant {self.variant}, run {index}, delay {delay * 1000:.1f} ms "
+                 f"= {delay / self.duration:.3f} D]")
         state.wait_for_zygote(self.sb)
         self.zygotes = state.zygotes(self.sb)
         calls, killed = self.crashed_add(cid, delay)
@@ -221,9 +231,11 @@ class Runner:
             base_db = self.snapshot()
         # the store, registry and firewall still work: the same attachment
         # is made and removed again
+        start = time.monotonic()
         ok, calls, _ = state.chain(self.sb, self.bindir, self.net, "ADD", cid,
                                    f"/run/netns/{cid}", web_caps())
         _check(ok, calls, f"ADD again after the cleanup {where}")
+        self.timed(time.monotonic() - start)
         self.delete(cid, web_caps())
         self.sb.sh(f"ip netns del {cid}; rm -rf /etc/netns/{cid}; ip netns add {self.cid(index + 1)}")
         return base_db
@@ -238,7 +250,7 @@ def test_sigkill_during_add_then_del_or_gc_leaves_nothing(sandbox, dockline_bin,
     runs = max(1, round(TOTAL_RUNS * VARIANTS[variant]))
     r = Runner(sandbox, dockline_bin, variant, crash_seed)
     r.add("db", DB_CAPS)
-    duration = r.measure()
+    r.measure()
     r.delete("db", DB_CAPS)
     sandbox.sh("ip netns del db; rm -rf /etc/netns/db")
     base_empty = r.snapshot()  # the bridge and portmap's base chains stay
@@ -247,11 +259,13 @@ def test_sigkill_during_add_then_del_or_gc_leaves_nothing(sandbox, dockline_bin,
     sandbox.sh(f"ip netns add {r.cid(0)}")
     started = time.monotonic()
     for i in range(runs):
-        base_db = r.run(i, duration, base_db, base_empty)
+        base_db = r.run(i, base_db, base_empty)
     r.delete("db", DB_CAPS)
     assert state.leftovers(base_empty, r.snapshot()) == []
     print(f"\ncrash/{variant}: seed {crash_seed}, {runs} runs in {time.monotonic() - started:.1f} s, "
-          f"kill moment uniform in [0, {duration * 1000:.0f} ms]: {r.stats}; known bugs hit: {r.known}")
+          f"kill moment uniform in [0, D], D from {min(r.delays) * 1000:.0f} to "
+          f"{max(r.delays) * 1000:.0f} ms (median {statistics.median(r.delays) * 1000:.0f}): "
+          f"{r.stats}; known bugs hit: {r.known}")
     if r.known:
         pytest.xfail("; ".join(f"{b.reason} ({r.known[b.name]} of {runs} runs)"
                                for b in KNOWN_BUGS if b.name in r.known))

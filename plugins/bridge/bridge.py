@@ -263,10 +263,11 @@ def _attach(conf: BridgeConfig, req: Request, netlink, host: Netns, ns: Netns,
 
 
 def _data_dir(req: Request) -> str:
-    """Where IPAM keeps its store; the link registry lives beside it."""
-    ipam = req.config.get("ipam")
-    value = ipam.get("dataDir") if isinstance(ipam, dict) else None
-    return value if isinstance(value, str) else ""
+    """Where IPAM keeps its store; the link registry lives beside it (the
+    default when the config names none; "" when it names an invalid one,
+    which ADD has refused already)."""
+    from dockline.ipam.config import data_dir_for_cleanup
+    return data_dir_for_cleanup(req.config) or ""
 
 
 def _subnet(address: str) -> str:

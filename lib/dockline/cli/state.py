@@ -250,7 +250,10 @@ def gather(net: libcni.NetworkList, with_firewall: bool = True) -> NetworkState:
 
     reservations = []
     if state.data_dir:
-        reservations = list(DiskStore(net.name, state.data_dir).reservations())
+        try:
+            reservations = list(DiskStore(net.name, state.data_dir).reservations())
+        except CniError as exc:  # e.g. a planted symlink the store refuses to follow
+            state.problems.append(f"ipam store: {exc}")
     for res in reservations:
         if res.container_id:
             get(res.container_id, res.ifname or "?", "ipam").addresses.append(res.ip)

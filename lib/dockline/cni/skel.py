@@ -93,7 +93,7 @@ class Request:
     @property
     def prev_result(self) -> Optional[dict]:
         """The previous plugin's result (any version), in internal form."""
-        prev = self.config.get("prevResult")
+        prev = fold_fields(self.config, ("prevResult",)).get("prevResult")
         if not prev:
             return None
         return cni_result.parse(prev, self.version)

@@ -28,7 +28,7 @@ def load_conflist(**bridge_overrides) -> dict:
     return net
 
 
-def plugin_conf(net: dict, plugin: dict, cap_args: dict, prev=None, command: str = "ADD") -> dict:
+def plugin_conf(net: dict, plugin: dict, cap_args: dict, prev=None) -> dict:
     """What libcni gives one plugin of a list: the list's name and version,
     the capability args the plugin declares, the previous result."""
     conf = {k: v for k, v in plugin.items() if k != "capabilities"}
@@ -235,7 +235,7 @@ iptables-save -t nat 2>/dev/null
 printf '{_SEP}'
 ip6tables-save -t nat 2>/dev/null
 printf '{_SEP}'
-for f in /etc/netns/*/hosts HOSTS; do [ -f "$f" ] && grep -H -- '{MARKER}' "$f"; done
+for f in /etc/netns/*/hosts; do [ -f "$f" ] && grep -H -- '{MARKER}' "$f"; done
 printf '{_SEP}'
 for n in $(ls /run/netns); do ip -n "$n" -o link show 2>/dev/null | grep -v ': lo:' | sed "s|^[0-9]*: |$n |; s|@.*||"; done
 true
@@ -245,8 +245,8 @@ true
 class State:
     """Everything an attachment can leave behind, read in one shell run."""
 
-    def __init__(self, sb: Sandbox, network: str, bridge: str, extra_hosts: list[str] = ()) -> None:
-        script = _SNAPSHOT.replace("NET", network).replace("HOSTS", " ".join(extra_hosts))
+    def __init__(self, sb: Sandbox, network: str, bridge: str) -> None:
+        script = _SNAPSHOT.replace("NET", network)
         out = sb.sh(script).stdout
         links, store, registry, nft, ipt4, ipt6, hosts, inside = out.split(_SEP.strip("\n"))
         self.links = {l["ifname"]: l for l in json.loads(links)}
@@ -273,8 +273,7 @@ class State:
         registry = registry.strip()
         self.registry = json.loads(registry).get("attachments", {}) if registry else {}
         self.nft = json.loads(nft).get("nftables", []) if nft.strip() else []
-        self.ipt = [l for l in (ipt4 + "\n" + ipt6).splitlines()
-                    if l.startswith(("-A", ":")) ]
+        self.ipt = [l for l in (ipt4 + "\n" + ipt6).splitlines() if l.startswith(("-A", ":"))]
         self.hosts_lines = [l for l in hosts.strip("\n").splitlines() if l]
         # "<netns> <ifname>" of every interface but lo in a named netns
         self.container_links = sorted(" ".join(l.split()[:2]).rstrip(":")

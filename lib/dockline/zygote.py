@@ -483,8 +483,9 @@ def _refuse(conn, reason: str) -> None:
 
 
 def _run_dir() -> int:
-    """An fd of RUN_DIR, made if missing; None unless it is a real
-    directory of our user that nobody else can write."""
+    """An fd of RUN_DIR, made if missing; PermissionError unless it is a
+    real directory (not a symlink to one) of our user that nobody else can
+    write."""
     try:
         os.mkdir(RUN_DIR, 0o700)
     except FileExistsError:
@@ -498,8 +499,8 @@ def _run_dir() -> int:
 
 
 def _bind(stamp: str, me: Facts):
-    """(listener, path, lock fd), or None when another zygote holds the
-    name.  The lock (a sibling file, flocked for the zygote's life) says
+    """(listener, path, its inode, lock fd), or None when another zygote
+    holds the name.  The lock (a sibling file, flocked for the zygote's life) says
     who owns the name: its holder replaces whatever file is at the path
     (stale, or a squatter's) by renaming its freshly bound socket over it,
     so the path always names a listening socket or a dead file."""
@@ -527,8 +528,9 @@ def _bind(stamp: str, me: Facts):
         finally:
             os.chdir("/")
         listener.listen(128)
+        ino = os.stat(fresh, dir_fd=dirfd).st_ino
         os.rename(fresh, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
-        return listener, path, lock
+        return listener, path, ino, lock
     finally:
         os.close(dirfd)
 
@@ -548,8 +550,7 @@ def serve(stamp: str) -> None:
         return
     if bound is None:
         return
-    listener, path, _lock = bound
-    ino = os.stat(path).st_ino
+    listener, path, ino, _lock = bound
 
     def leave(*_):
         """Give the name back so the next call starts a fresh zygote

@@ -4,10 +4,10 @@ Trust model (README, "the zygote's trust model"):
 - The socket is a path in /run/dockline, a directory of the zygote's user
   that nobody else may write (checked, never followed through a symlink).
   A container with its own root file system does not even see it.
-- One zygote serves exactly one (user, namespaces, cgroup, install stamp):
-  all of them are in the socket's name, and it is started by a caller, so
-  it lives in the cgroup of the callers it serves (their limits and
-  accounting apply to it and to its children).
+- One zygote serves exactly one (user, namespaces, cgroup, capabilities
+  and confinement, install stamp): all of them are in the socket's name,
+  and it is started by a caller, so it lives in the cgroup of the callers
+  it serves (their limits and accounting apply to it and its children).
 - The zygote trusts nothing a client says about itself.  A forked child
   reads the peer from the kernel (SO_PEERCRED and a pidfd from
   SO_PEERPIDFD, so the pid cannot be recycled under it), and serves only

@@ -17,6 +17,8 @@ REPO = Path(__file__).resolve().parent.parent.parent
 CONFLIST = REPO / "conf" / "30-dockline-portmap.conflist"
 DATA_DIR = "/var/lib/cni/networks"
 MARKER = "# dockline-link "
+# the plugins' other state (route_localnet holders, ...)
+PLUGIN_STATE = "/var/lib/cni/dockline"
 # Files of the address store that are not reservations (the registry's
 # two dot-files live beside them).
 STORE_META = ("lock", ".dockline-names.json", ".dockline-names.lock")
@@ -238,6 +240,10 @@ printf '{_SEP}'
 for f in /etc/netns/*/hosts; do [ -f "$f" ] && grep -H -- '{MARKER}' "$f"; done
 printf '{_SEP}'
 for n in $(ls /run/netns); do ip -n "$n" -o link show 2>/dev/null | grep -v ': lo:' | sed "s|^[0-9]*: |$n |; s|@.*||"; done
+printf '{_SEP}'
+find {PLUGIN_STATE} -mindepth 1 ! -name '*lock' 2>/dev/null
+printf '{_SEP}'
+grep -H . /proc/sys/net/ipv4/conf/*/route_localnet 2>/dev/null
 true
 """
 
@@ -248,7 +254,8 @@ class State:
     def __init__(self, sb: Sandbox, network: str, bridge: str) -> None:
         script = _SNAPSHOT.replace("NET", network)
         out = sb.sh(script).stdout
-        links, store, registry, nft, ipt4, ipt6, hosts, inside = out.split(_SEP.strip("\n"))
+        (links, store, registry, nft, ipt4, ipt6, hosts, inside, files,
+         localnet) = out.split(_SEP.strip("\n"))
         self.links = {l["ifname"]: l for l in json.loads(links)}
         bridge_link = self.links.get(bridge)
         # host veths: dl* ports of the bridge, and any dl* veth not on it
@@ -278,6 +285,10 @@ class State:
         # "<netns> <ifname>" of every interface but lo in a named netns
         self.container_links = sorted(" ".join(l.split()[:2]).rstrip(":")
                                       for l in inside.splitlines() if l.strip())
+        self.state_files = sorted(l for l in files.splitlines() if l.strip())
+        # "<ifname>=<0|1>" for every host interface
+        self.route_localnet = sorted(l.split("/")[-2] + "=" + l.rsplit(":", 1)[1]
+                                     for l in localnet.splitlines() if l.strip())
 
     # per-attachment objects, normalised so they can be compared with a
     # baseline (handles and counters differ from one snapshot to the next)
@@ -356,6 +367,8 @@ def leftovers(base: State, now: State) -> list[str]:
               sorted(f"{k} held by {v}" for k, v in now.reservations.items())),
              ("registry entry", sorted(base.registry), sorted(now.registry)),
              ("hosts-file line", sorted(base.hosts_lines), sorted(now.hosts_lines)),
+             ("plugin state file", base.state_files, now.state_files),
+             ("route_localnet", base.route_localnet, now.route_localnet),
              ("iptables", base.ipt_objects(), now.ipt_objects()),
              ("nftables", base.nft_objects(), now.nft_objects()))
     for what, before, after in pairs:

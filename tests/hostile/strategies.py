@@ -384,6 +384,23 @@ def stdin_garbage():
     )
 
 
+_NUMBER_SENTINEL = "@@hostile-number@@"
+
+
+def number_injections(base: dict):
+    """A config value replaced by NaN, Infinity or a number no float holds
+    (JSON has no NaN; Go refuses 1e400): stdin is then not a JSON object
+    we accept, code 6.  1e400 may also be read and refused as a value (7)."""
+    paths = [[k] for k in base if k not in ("name", "cniVersion")]
+    paths += [["ipam", k] for k in (base.get("ipam") or {})]
+    return st.tuples(st.sampled_from(paths), st.sampled_from(
+        [("NaN", {DECODE}), ("-Infinity", {DECODE}), ("Infinity", {DECODE}),
+         ("1e400", {DECODE, CONFIG}), ("-1e999", {DECODE, CONFIG})])).map(
+        lambda t: (json.dumps(set_path(base, t[0], _NUMBER_SENTINEL)).replace(
+            f'"{_NUMBER_SENTINEL}"', t[1][0]).encode(), frozenset(t[1][1]),
+            f"{'.'.join(map(str, t[0]))}={t[1][0]}"))
+
+
 def _env_safe(value: str) -> bool:
     return "\x00" not in value
 
@@ -432,6 +449,7 @@ def _common_cases(base: dict, plugin: str, command: str, env: dict, known_args, 
                                              "stdin is not a JSON object")),
         _from_config_mutations(base, plugin, command, env,
                                st.one_of(cni_version_mutations(), name_mutations())),
+        number_injections(base).map(lambda m: Case(plugin, command, env, m[0], m[1], m[2])),
         bad_identifiers.filter(_env_safe).map(
             lambda v: env_case("CNI_CONTAINERID", v, {ENV}, f"CNI_CONTAINERID={v!r}")),
         bad_ifnames.filter(_env_safe).map(lambda v: env_case("CNI_IFNAME", v, {ENV}, f"CNI_IFNAME={v!r}")),
@@ -491,6 +509,9 @@ def bridge_config_mutations():
             lambda m: (["promiscMode"], True, m[2], m[3])),
         st.just((["disableContainerInterface"], True, frozenset({CONFIG}),
                  "disableContainerInterface with IPAM")),
+        # an existing link that is not a bridge (README: "an error", no
+        # code given: 7 invalid config, 102 exists, 103 kernel refused)
+        _config_mutation(["bridge"], st.sampled_from(["lo", "dlaa8d8b43ba1bc"]), {CONFIG, 102, 103}),
     )
 
 
@@ -524,6 +545,22 @@ def capability_mutations():
             non_string.filter(bool),
             nasty_text.filter(lambda s: bool(s) and not s.startswith("/")),
             st.sampled_from(["hosts", "../etc/hosts", "etc/netns/c3/hosts", "~/hosts"])), {CONFIG}),
+        # Go field names (runtimes marshal untagged structs) are read
+        # case-insensitively: garbage under them is still garbage
+        st.tuples(st.sampled_from(["MAC", "Mac", "ALIASES", "Links", "HOSTSFILE", "Hostsfile"]),
+                  st.one_of(bad_macs, truthy_non_list.filter(lambda v: not isinstance(v, dict)))).map(
+            lambda kv: (["runtimeConfig", kv[0]], kv[1], frozenset({CONFIG}),
+                        f"runtimeConfig.{kv[0]}={kv[1]!r}")),
+        # hostsFile: paths a container must never get us to edit (all in
+        # the sandbox's tmpfs, so a bug cannot reach the machine's files):
+        # CNI state, a directory, a netns file, through '..'
+        _config_mutation(["runtimeConfig", "hostsFile"], st.sampled_from([
+            "/var/lib/cni/networks/dockline/last_reserved_ip.0",
+            "/var/lib/cni/networks/dockline/.dockline-names.json",
+            "/var/lib/cni/networks/dockline/lock", "/etc/netns/c2", "/run/netns/c1",
+            "/var/lib/cni/hostile-cwd/../networks/dockline/10.89.0.2",
+            "/etc/netns/c2/../c2/hosts\x00", "/etc/netns/nosuch/hosts",
+        ]), {CONFIG}),
         # a name that is already taken (db is c1's): code 100 per README
         _config_mutation(["runtimeConfig", "aliases"], st.just(["db"]), {100}, "alias db taken"),
     )
@@ -545,6 +582,13 @@ def bridge_add_cases():
                           frozenset(v[1]), f"CNI_NETNS={v[0]!r}"))
     no_path = Case("bridge", "ADD", {**env, "CNI_PATH": "/nonexistent"}, encode(base),
                    frozenset({CONFIG}), "IPAM plugin not in CNI_PATH")
+    # K8S_POD_NAME / K8S_POD_NAMESPACE that are no host name / DNS label:
+    # the README has names as code 7; 4 fits an invalid CNI_ARGS as well
+    pod_args = st.tuples(st.sampled_from(["K8S_POD_NAME", "K8S_POD_NAMESPACE"]),
+                         bad_hostnames.filter(lambda n: isinstance(n, str) and _env_safe(n)
+                                              and ";" not in n)).map(
+        lambda kv: Case("bridge", "ADD", {**env, "CNI_ARGS": f"IgnoreUnknown=1;{kv[0]}={kv[1]}"},
+                        encode(base), frozenset({ENV, CONFIG}), f"CNI_ARGS {kv[0]}={kv[1]!r}"))
     return st.one_of(
         _common_cases(base, "bridge", "ADD", env, BRIDGE_ARGS, ip_key=True),
         _from_config_mutations(base, "bridge", "ADD", env, st.one_of(
@@ -552,7 +596,7 @@ def bridge_add_cases():
             requested_ip_mutations(),
             # (host-local called directly does not read its own type)
             _config_mutation(["ipam", "type"], non_string.filter(bool), {CONFIG}))),
-        netns_cases, st.just(no_path),
+        netns_cases, st.just(no_path), pod_args,
         st.builds(lambda m: Case("bridge", "ADD", {**env, "CNI_ARGS": f"IgnoreUnknown=1;MAC={m}"},
                                  encode(base), frozenset({ENV, CONFIG}), f"CNI_ARGS MAC={m!r}"),
                   bad_macs.filter(lambda m: isinstance(m, str) and ";" not in m and _env_safe(m))),
@@ -597,8 +641,11 @@ def static_add_cases():
         _config_mutation(["args", "cni", "ips"], st.one_of(
             truthy_non_list, st.lists(bad_cidrs, min_size=1, max_size=2)), {CONFIG}),
     )
+    # (static strips each item: a blank GATEWAY= is no gateway, and
+    # " 10.89.0.5" is an address, not garbage)
     gateway_garbage = bad_ip_strings.filter(
-            lambda s: bool(s) and ";" not in s and "," not in s and _env_safe(s)).map(
+            lambda s: bool(s.strip()) and not _parses_as_ip(s.strip()) and ";" not in s
+            and "," not in s and _env_safe(s)).map(
         lambda g: Case("static", "ADD", {**env, "CNI_ARGS": f"IP=10.10.1.5/24;GATEWAY={g}"},
                        encode(base), frozenset({ENV, CONFIG}), f"CNI_ARGS GATEWAY={g!r}"))
     return st.one_of(
@@ -665,6 +712,7 @@ def portmap_mapping_mutations():
         # Go field names (containerd 1.6) with garbage values
         _config_mutation(m0, st.fixed_dictionaries(
             {"HostPort": int_outside(1, 65535), "ContainerPort": st.just(80)}), {CONFIG}),
+        _config_mutation(["runtimeConfig", "PortMappings"], truthy_non_list, {CONFIG}),
     )
 
 
@@ -715,6 +763,12 @@ def portmap_add_cases():
              for c, why in _portmap_conf_tweaks(base)]
     pairs.append(Case("portmap", "ADD", env, encode(no_prev), frozenset({CONFIG}),
                       "not chained (no prevResult)", raw=no_prev))
+    # c1 publishes 8080 with iptables, c2 8081 with nftables (README: 100)
+    for backend, port in (("iptables", 8080), ("nftables", 8081)):
+        taken = set_path(set_path(base, ["backend"], backend),
+                         ["runtimeConfig", "portMappings", 0, "hostPort"], port)
+        pairs.append(Case("portmap", "ADD", env, encode(taken), frozenset({100}),
+                          f"host port {port} taken ({backend})", raw=taken))
     return st.one_of(
         # portmap does not read CNI_ARGS (nor does the reference's)
         _common_cases(base, "portmap", "ADD", env, (), ip_key=False, parses_args=False),
@@ -778,3 +832,43 @@ def del_garbage_cases():
         return Case(plugin, "DEL", env, encode(conf), frozenset(), f"DEL with {why}, CNI_ARGS={args!r}",
                     raw=conf)
     return st.builds(build, plugins, garbage, cni_args, netns)
+
+
+def gc_cases():
+    """GC (1.1.0) whose list of valid attachments is garbage.  Read as
+    "nothing is valid", it would tear down the live containers c1 and c2:
+    it must be refused (7) and change nothing.  And GC/STATUS with a
+    config older than 1.1.0: code 1."""
+    valid = [{"containerID": "c1", "ifname": "eth0"}, {"containerID": "c2", "ifname": "eth0"}]
+    plugins = [("bridge", plugin_conf(BRIDGE)), ("host-local", host_local_base()),
+               ("portmap", plugin_conf({"type": "portmap", "snat": True}))]
+    env = {"PATH": PATH, "CNI_COMMAND": "GC", "CNI_PATH": str(DOCKLINE_BIN)}
+    key = st.sampled_from(["cni.dev/valid-attachments", "cni.dev/attachments"])
+    bad_entry = st.one_of(
+        not_a(dict),
+        st.fixed_dictionaries({"containerID": st.one_of(not_a(str), st.just(""))},
+                              optional={"ifname": st.just("eth0")}),
+        st.fixed_dictionaries({"containerID": st.just("c1"), "ifname": not_a(str)}),
+        st.just({"containerID ": "c1", "ifname": "eth0"}),  # no such key: no containerID
+    )
+    # (null and [] are an honest "nothing valid"; everything else that is
+    # not a list of {containerID, ifname} strings is garbage, even 0/""/{})
+    garbage = st.one_of(
+        not_a(list).filter(lambda v: v is not None),
+        st.tuples(bad_entry, st.integers(0, 2)).map(lambda t: valid[:t[1]] + [t[0]] + valid[t[1]:]),
+    )
+
+    def gc(pair, k, value):
+        plugin, base = pair
+        conf = dict(base)
+        conf[k] = value
+        return Case(plugin, "GC", env, encode(conf), frozenset({CONFIG}), f"GC {k}={value!r}", raw=conf)
+
+    old = st.tuples(st.sampled_from(plugins + [("static", static_base())]),
+                    st.sampled_from(["GC", "STATUS"]),
+                    st.sampled_from(["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0"])).map(
+        lambda t: Case(t[0][0], t[1], {**env, "CNI_COMMAND": t[1]},
+                       encode({**t[0][1], "cniVersion": t[2], **({"cni.dev/valid-attachments": valid}
+                                                                if t[1] == "GC" else {})}),
+                       frozenset({VERSION}), f"{t[1]} with cniVersion {t[2]}"))
+    return st.one_of(st.builds(gc, st.sampled_from(plugins), key, garbage), old)

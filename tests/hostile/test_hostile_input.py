@@ -28,12 +28,23 @@ pytestmark = pytest.mark.slow
 SURVEY = bool(os.environ.get("HOSTILE_SURVEY"))
 
 # Total across the properties: 2,450 generated calls.
-EXAMPLES = {"bridge_add": 650, "host_local_add": 350, "static_add": 300, "portmap_add": 450,
-            "check": 400, "del": 300}
+EXAMPLES = {"bridge_add": 600, "host_local_add": 350, "static_add": 250, "portmap_add": 400,
+            "check": 350, "gc": 200, "del": 300}
+
+
+def _examples(name: str) -> int:
+    return int(os.environ.get("HOSTILE_EXAMPLES", EXAMPLES[name]))
+
+
+def _run(prop, harness, name: str) -> None:
+    """Run the property; every example must have reached a plugin (the
+    2,000-case promise), none lost to exclusions or early stops."""
+    prop()
+    assert harness.calls >= _examples(name), f"only {harness.calls} calls"
 
 
 def _settings(name: str):
-    n = int(os.environ.get("HOSTILE_EXAMPLES", EXAMPLES[name]))
+    n = _examples(name)
     return settings(max_examples=n, deadline=None, derandomize=True, database=None,
                     print_blob=False,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
@@ -93,7 +104,39 @@ def _link_checked_after_ipam(case: Case) -> bool:
     return any(name != "db" for name in names)
 
 
+def _falsy_attachment_list(case: Case) -> bool:
+    """BUG-3 (cni/attachments.py): GC reads a falsy garbage list of valid
+    attachments ({}, false, 0, 0.0, "") as "nothing is valid" (``config[key]
+    or []``) and tears down every live container of the network: addresses
+    released, published ports and localnet markers removed.  Minimal:
+    host-local GC with "cni.dev/valid-attachments": {} -> exit 0, c1's and
+    c2's reservations gone."""
+    if case.command != "GC" or not isinstance(case.raw, dict):
+        return False
+    for key in ("cni.dev/valid-attachments", "cni.dev/attachments"):
+        if key in case.raw:
+            value = case.raw[key]
+            return value is not None and not isinstance(value, list) and not value
+    return False
+
+
+def _unknown_result_version(case: Case) -> bool:
+    """BUG-4 (cni/result.py parse): a prevResult whose cniVersion is well
+    formed but not a version dockline knows ("1.2.0", "01.1.0", "2.0.0")
+    is read as if it were one: portmap ADD publishes the port.  Minimal:
+    portmap ADD with prevResult.cniVersion "1.2.0" -> exit 0, rules added;
+    expected code 1 (as for the config's own cniVersion)."""
+    prev = case.raw.get("prevResult") if isinstance(case.raw, dict) else None
+    version = prev.get("cniVersion") if isinstance(prev, dict) else None
+    if not isinstance(version, str) or version in S.SUPPORTED:
+        return False
+    parts = version.split(".")
+    return len(parts) == 3 and all(p.isdigit() for p in parts)
+
+
 KNOWN_BUGS: list[tuple[str, object]] = [
+    ("BUG-3 falsy garbage valid-attachments read as an empty list", _falsy_attachment_list),
+    ("BUG-4 unknown prevResult version accepted", _unknown_result_version),
     ("BUG-1 non-UTF-8 CNI_COMMAND echoed into the error JSON", _non_utf8_command),
     ("BUG-2 link/name conflicts found after IPAM ran", _link_checked_after_ipam),
 ]
@@ -180,7 +223,7 @@ def test_bridge_add_refuses_hostile_input(harness):
     @given(case=S.bridge_add_cases())
     def prop(case):
         assert_refused(harness, case)
-    prop()
+    _run(prop, harness, "bridge_add")
 
 
 def test_host_local_add_refuses_hostile_input(harness):
@@ -188,7 +231,7 @@ def test_host_local_add_refuses_hostile_input(harness):
     @given(case=S.host_local_add_cases())
     def prop(case):
         assert_refused(harness, case)
-    prop()
+    _run(prop, harness, "host_local_add")
 
 
 def test_static_add_refuses_hostile_input(harness):
@@ -196,7 +239,7 @@ def test_static_add_refuses_hostile_input(harness):
     @given(case=S.static_add_cases())
     def prop(case):
         assert_refused(harness, case)
-    prop()
+    _run(prop, harness, "static_add")
 
 
 def test_portmap_add_refuses_hostile_input(harness):
@@ -204,7 +247,7 @@ def test_portmap_add_refuses_hostile_input(harness):
     @given(case=S.portmap_add_cases())
     def prop(case):
         assert_refused(harness, case)
-    prop()
+    _run(prop, harness, "portmap_add")
 
 
 def test_check_refuses_hostile_input(harness):
@@ -214,7 +257,15 @@ def test_check_refuses_hostile_input(harness):
     @given(case=S.check_cases(prev))
     def prop(case):
         assert_refused(harness, case)
-    prop()
+    _run(prop, harness, "check")
+
+
+def test_gc_refuses_garbage_attachment_lists(harness):
+    @_settings("gc")
+    @given(case=S.gc_cases())
+    def prop(case):
+        assert_refused(harness, case)
+    _run(prop, harness, "gc")
 
 
 def test_del_of_missing_attachment_succeeds_on_garbage(harness):
@@ -222,4 +273,4 @@ def test_del_of_missing_attachment_succeeds_on_garbage(harness):
     @given(case=S.del_garbage_cases())
     def prop(case):
         assert_del_ok(harness, case)
-    prop()
+    _run(prop, harness, "del")

@@ -164,12 +164,27 @@ def sandbox_processes(sb: Sandbox) -> dict[int, bytes]:
     return found
 
 
-def is_zygote(cmdline: bytes) -> bool:
+def _is_zygote_image(cmdline: bytes) -> bool:
     return b"zygote.serve" in cmdline
 
 
+def _session_leader(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[3]) == pid
+    except (OSError, ValueError, IndexError):
+        return False
+
+
+def _zygote_pids(procs: dict[int, bytes]) -> set[int]:
+    """The zygotes themselves: each is started in a session of its own, so
+    it leads it; its forked children (serving calls, even orphaned when
+    their zygote was killed) run the same image in that session."""
+    return {pid for pid, cmd in procs.items() if _is_zygote_image(cmd) and _session_leader(pid)}
+
+
 def zygotes(sb: Sandbox) -> list[int]:
-    return [pid for pid, cmd in sandbox_processes(sb).items() if is_zygote(cmd)]
+    return sorted(_zygote_pids(sandbox_processes(sb)))
 
 
 def children(pid: int) -> list[int]:
@@ -207,11 +222,14 @@ def _printable(cmdline: bytes) -> str:
 
 def wait_quiet(sb: Sandbox, timeout: float = 15) -> None:
     """Wait until no process but the zygote is left in the sandbox: the
-    killed call's executable, the zygote's child serving it, and whatever
-    that child started (nft, iptables-restore) are all gone."""
+    killed call's executable, the zygote's child serving it (or unwinding
+    it), and whatever that child started (nft, iptables-restore) are all
+    gone."""
     deadline = time.monotonic() + timeout
     while True:
-        others = {p: c for p, c in sandbox_processes(sb).items() if not is_zygote(c)}
+        procs = sandbox_processes(sb)
+        keep = _zygote_pids(procs)
+        others = {p: c for p, c in procs.items() if p not in keep}
         if not others:
             return
         if time.monotonic() > deadline:

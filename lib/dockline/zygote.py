@@ -216,6 +216,8 @@ def call(module: str, stamp: str) -> int:
         try:
             sock.connect(path)
         except FileNotFoundError:
+            if not os.path.isdir(RUN_DIR) and not os.access(RUN_DIR.rsplit("/", 1)[0], os.W_OK):
+                return SERVE_HERE  # e.g. rootless: no zygote could make its directory
             return SERVE_AND_START
         except ConnectionRefusedError:
             _say(path, "is not answering (a stale socket file)")

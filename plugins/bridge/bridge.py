@@ -213,8 +213,11 @@ def _attach(conf: BridgeConfig, req: Request, netlink, host: Netns, ns: Netns,
         raise CniError(ALREADY_EXISTS, f"container interface {req.ifname!r} already exists",
                        f"in {req.netns}")
     try:
-        container_if, host_if = ns.add_veth(req.ifname, peer_ns=host, peer_name=host_name,
-                                            mtu=conf.mtu or None, mac=conf.mac)
+        # Created from the host end, already a port of the bridge: a veth
+        # left by a killed ADD is always one GC finds there.
+        host_if, container_if = host.add_veth(host_name, peer_ns=ns, peer_name=req.ifname,
+                                              mtu=conf.mtu or None, peer_mac=conf.mac,
+                                              master=bridge.index)
     except NetlinkError as exc:
         if exc.errno == EEXIST and host.get_link(host_name) is not None:
             raise CniError(ALREADY_EXISTS, "this attachment already exists",

@@ -207,7 +207,8 @@ class LinkOps(LinkWriteOps):
 
     def add_veth(self, name: str, *, peer_ns: "Netns | None" = None, peer_name: str | None = None,
                  mtu: int | None = None, mac: str | None = None, peer_mac: str | None = None,
-                 up: bool = False, peer_up: bool = False) -> tuple[Link, Link]:
+                 up: bool = False, peer_up: bool = False,
+                 master: int | None = None) -> tuple[Link, Link]:
         """Create veth ``name`` here and its peer in ``peer_ns`` (default:
         here) with one request; returns (this end, peer end).
 
@@ -215,6 +216,8 @@ class LinkOps(LinkWriteOps):
         (retried on clashes).  A clash on ``name`` is EEXIST.  The kernel
         cannot bring the peer up while creating the pair, so ``peer_up``
         costs one more request (batched with reading the peer back).
+        ``master`` enslaves this end in the same request: it is never
+        seen, nor left behind by a killed caller, outside its bridge.
         """
         peer_ns = peer_ns if peer_ns is not None else self
         foreign = peer_ns is not self
@@ -225,7 +228,7 @@ class LinkOps(LinkWriteOps):
                                        IFLA_NET_NS_FD=peer_ns.fd if foreign else None)}
             msg = link_msg(name)
             _set_flags(msg, IFF_UP if up else 0, IFF_UP if up else 0)
-            msg["attrs"] += _optional(IFLA_MTU=mtu, IFLA_ADDRESS=mac) + [
+            msg["attrs"] += _optional(IFLA_MTU=mtu, IFLA_ADDRESS=mac, IFLA_MASTER=master) + [
                 ("IFLA_LINKINFO", {"attrs": [
                     ("IFLA_INFO_KIND", "veth"),
                     ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]})]})]

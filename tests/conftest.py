@@ -63,5 +63,18 @@ def sandbox():
 @pytest.fixture(scope="session")
 def dockline_bin() -> Path:
     if not (DOCKLINE_BIN / "host-local").exists():
-        pytest.fail(f"{DOCKLINE_BIN} has no launchers: run ./install.sh --dev first")
+        pytest.fail(f"{DOCKLINE_BIN} has no launchers: run ./install.sh first")
     return DOCKLINE_BIN
+
+
+HOOKS_BIN = REPO / ".build" / "cni-bin-hooks"
+
+
+@pytest.fixture(scope="session")
+def dockline_hooks_bin() -> Path:
+    """Executables for the crash tests: every call served in-process, and
+    DOCKLINE_CRASH_AT obeyed (the executables runtimes get ignore it)."""
+    import subprocess
+    subprocess.run([str(VENV_PYTHON.parent / "dockline"), "install", "--test-hooks", "--json",
+                    str(HOOKS_BIN)], check=True, capture_output=True)
+    return HOOKS_BIN

@@ -32,12 +32,16 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
-def launch(module: str, stamp: str, zygote: bool = True) -> None:
+def launch(module: str, stamp: str, zygote: bool = True, test_hooks: bool = False) -> None:
     env = os.environ
     command = env.get("CNI_COMMAND", "")
     if command == "VERSION":  # runtimes send it before every call: keep it bare
         from dockline.cni import skel
         _exit(skel.run({}, "dockline"))
+    if test_hooks:  # the crash tests' executables: always in this process
+        from dockline.bridge import undo
+        undo.enable_crash_hook()
+        zygote = False
     if not command or not zygote or env.get("DOCKLINE_NO_ZYGOTE"):
         _exit(serve_here(module))
     from dockline.zygote import SERVE_AND_START, call, start_in_background

@@ -89,12 +89,12 @@ def test_inspect_shows_every_attachment(sandbox, dockline_bin, backend):
     assert dockline(sandbox, "inspect", "nope").returncode == 1
 
 
-def test_gc_releases_what_a_killed_add_left(sandbox, dockline_bin):
+def test_gc_releases_what_a_killed_add_left(sandbox, dockline_bin, dockline_hooks_bin):
     setup(sandbox, dockline_bin)
     # ADD killed (as by SIGKILL) after IPAM, names and hosts lines; the
     # runtime died too (no DEL), then the netns went away
-    run = add(sandbox, dockline_bin, "dead", {"aliases": ["ghost"], "links": ["db:dbapp"]},
-              env={"DOCKLINE_CRASH_AT": "unregister names", "DOCKLINE_NO_ZYGOTE": "1"})
+    run = add(sandbox, dockline_hooks_bin, "dead", {"aliases": ["ghost"], "links": ["db:dbapp"]},
+              env={"DOCKLINE_CRASH_AT": "unregister names"})
     assert run.returncode == 1
     # and one container that is alive but no cache knows (a runtime without
     # libcni's cache): gc must leave it alone

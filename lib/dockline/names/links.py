@@ -227,6 +227,7 @@ def on_add(req: Request, data_dir: str, ips: list[str], undo: UndoStack,
         if plan.pod:
             entry["pod"] = plan.pod
         reg.put(key, entry)
+        reg.save()  # DEL finds the lines below by this entry, even if we die now
         if plan.links:
             undo.push(f"remove link lines from {hosts}",
                       lambda: hostsfile.rewrite(hosts, tag, [], data_dir=data_dir))

@@ -104,15 +104,23 @@ class Registry:
         finally:
             self._lock.__exit__()
 
+    def save(self) -> None:
+        """Write the registry now (the with-block writes it at its end
+        anyway): before anything that must be found by it is made."""
+        self._save()
+        self._dirty = False
+
     def _save(self) -> None:
         path = os.path.join(self.dir, FILE)
-        tmp = f"{path}.{os.getpid()}"
+        # One fixed name: writers hold the lock, and what a killed writer
+        # left is replaced by the next one instead of piling up.
+        tmp = f"{path}.tmp"
         data = jsonio.dumps({"version": VERSION, "seq": self.seq,
                              "attachments": self.entries}).encode()
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             fd = os.open(tmp, flags, 0o600)
-        except FileExistsError:  # left by a crashed writer with our pid
+        except FileExistsError:  # left by a killed writer
             os.unlink(tmp)
             fd = os.open(tmp, flags, 0o600)
         try:

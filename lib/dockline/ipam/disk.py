@@ -24,7 +24,8 @@ never lets a name lead it elsewhere:
   cannot hang us under the lock, a symlink is never read or written
   through.  A foreign object under an address's name blocks that address
   (it is never taken, released or removed).
-- temporary files are created O_EXCL|O_NOFOLLOW under a random name.
+- the temporary file is created O_EXCL|O_NOFOLLOW under one fixed name
+  (writers hold the lock), replacing what a killed writer left.
 """
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 LAST_RESERVED_PREFIX = "last_reserved_ip."
 LOCK_NAME = "lock"
-_TMP_PREFIX = ".dockline-tmp-"
+_TMP_NAME = ".dockline-tmp"
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -155,6 +156,10 @@ class _Lock:
             raise
         self.lock_fd = fd
         store.dir_fd = dir_fd
+        try:  # a writer killed under this lock may have left its temp file
+            os.unlink(_TMP_NAME, dir_fd=dir_fd)
+        except FileNotFoundError:
+            pass
         return self
 
     def __exit__(self, *exc) -> None:
@@ -236,17 +241,16 @@ class DiskStore(Store):
             os.close(fd)
 
     def _write_tmp(self, data: bytes, mode: int) -> str:
-        """A fresh private file holding ``data``, to be given its name."""
+        """A fresh private file holding ``data``, to be given its name.
+        Writers hold the store's lock, so one fixed name serves: what a
+        killed writer left there is replaced, never piled up."""
         dfd = self._fd()
-        for _ in range(8):
-            tmp = f"{_TMP_PREFIX}{os.getpid()}-{os.urandom(6).hex()}"
-            try:
-                fd = os.open(tmp, _TMP_FLAGS, mode, dir_fd=dfd)
-                break
-            except FileExistsError:
-                continue
-        else:
-            raise CniError(IO_FAILURE, "host-local: cannot create a temporary file", self.dir)
+        tmp = _TMP_NAME
+        try:
+            fd = os.open(tmp, _TMP_FLAGS, mode, dir_fd=dfd)
+        except FileExistsError:
+            os.unlink(tmp, dir_fd=dfd)  # unlink never follows a planted symlink
+            fd = os.open(tmp, _TMP_FLAGS, mode, dir_fd=dfd)
         try:
             view = memoryview(data)
             while view:

@@ -28,6 +28,7 @@ from ..ipam.disk import DEFAULT_DATA_DIR
 
 FILE = ".dockline-names.json"
 LOCK = ".dockline-names.lock"
+TMP = FILE + ".tmp"  # one name: writers hold LOCK
 VERSION = 2
 _MAX_SIZE = 16 << 20
 
@@ -63,15 +64,21 @@ class Registry:
     def exists(self) -> bool:
         """Whether anything was ever registered on the network (DEL and GC
         need not take the lock otherwise)."""
-        try:
-            os.lstat(os.path.join(self.dir, FILE))
-            return True
-        except OSError:
-            return False
+        for name in (FILE, TMP):  # (a first writer killed mid-write left only TMP)
+            try:
+                os.lstat(os.path.join(self.dir, name))
+                return True
+            except OSError:
+                continue
+        return False
 
     def __enter__(self) -> "Registry":
         self._lock.__enter__()
         try:
+            try:  # what a writer killed under this lock left
+                os.unlink(os.path.join(self.dir, TMP))
+            except FileNotFoundError:
+                pass
             self._load()
         except BaseException:
             self._lock.__exit__()
@@ -114,7 +121,7 @@ class Registry:
         path = os.path.join(self.dir, FILE)
         # One fixed name: writers hold the lock, and what a killed writer
         # left is replaced by the next one instead of piling up.
-        tmp = f"{path}.tmp"
+        tmp = os.path.join(self.dir, TMP)
         data = jsonio.dumps({"version": VERSION, "seq": self.seq,
                              "attachments": self.entries}).encode()
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC

@@ -13,6 +13,7 @@ import difflib
 import json
 import os
 import re
+import stat
 import subprocess
 import time
 
@@ -41,6 +42,16 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: long property-based runs (thousands of plugin calls)")
 
+
+# resolv.conf files a hostile resolvConf may name (made in CWD by the
+# baseline): a scope id, injection after a nameserver, a FIFO, not UTF-8.
+BAD_RESOLV_CONFS = {
+    "zone.conf": b"nameserver fe80::1%eth0\n",
+    "inject.conf": b"nameserver 10.0.0.1;reboot\n",
+    "garbage.conf": b"nameserver not-an-address\n",
+    "latin1.conf": b"search caf\xe9\nnameserver 10.0.0.1\n",
+    "fifo": None,
+}
 
 BRIDGE = {
     "type": "bridge", "bridge": "dockline0", "isGateway": True, "ipMasq": True,
@@ -78,6 +89,11 @@ def _ok(run, what: str) -> dict | None:
 
 def build_baseline(sb: Sandbox) -> Baseline:
     sb.sh(f"mkdir -p {CWD}; " + "; ".join(f"ip netns add {n}" for n in NAMESPACES))
+    for name, body in BAD_RESOLV_CONFS.items():
+        if body is None:
+            sb.sh(f"mkfifo {CWD}/{name}")
+        else:
+            sb.run(["sh", "-c", f"cat > {CWD}/{name}"], input=body, check=True)
     results = {}
     # c1 "db": named db, port 8080 published with iptables.
     # c2 "web": linked to db as dbapp, port 8081 published with nftables.
@@ -190,6 +206,8 @@ def _files(sb: Sandbox) -> dict[str, str]:
                 st = os.lstat(path)
                 if os.path.islink(path):
                     body = "-> " + os.readlink(path)
+                elif not stat.S_ISREG(st.st_mode):
+                    body = "(not a regular file)"
                 else:
                     with open(path, "rb") as f:
                         body = repr(f.read())

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from hypothesis import strategies as st
 
-from .conftest import BRIDGE, NETWORK, PATH, plugin_conf
+from .conftest import BAD_RESOLV_CONFS, BRIDGE, CWD, NETWORK, PATH, plugin_conf
 from conftest import DOCKLINE_BIN
 
 # Error codes (README "Errors").
@@ -307,6 +307,11 @@ def ipam_range_mutations(prefix=("ipam",)):
             ["/var/lib/cni/net\x00works", "\x00"]), {CONFIG}),
         _config_mutation(p + ["resolvConf"], non_string.filter(bool), {CONFIG}),
         _config_mutation(p + ["resolvConf"], st.just("/etc/resolv.conf\x00"), {CONFIG}),
+        # not a regular file (a FIFO or /dev/zero must not hang the plugin),
+        # missing, or a resolv.conf with hostile contents: code 7
+        _config_mutation(p + ["resolvConf"], st.sampled_from(
+            ["/dev/zero", "/dev/urandom", "/run/netns/c1", "/var/lib/cni", "/nonexistent/resolv.conf",
+             "relative/resolv.conf"] + [f"{CWD}/{name}" for name in BAD_RESOLV_CONFS]), {CONFIG}),
     )
 
 
@@ -501,6 +506,15 @@ def bridge_config_mutations():
         _config_mutation(["ipMasqBackend"], json_values.filter(
             lambda v: v is not None and v not in ("iptables", "nftables")), {CONFIG}),
         _config_mutation(["dns"], truthy_non_dict, {CONFIG}),
+        _config_mutation(["dns", "nameservers"], st.one_of(
+            truthy_non_list, st.lists(bad_ips.filter(bool), min_size=1, max_size=2)), {CONFIG}),
+        _config_mutation(["dns", "search"], st.one_of(
+            truthy_non_list, st.lists(st.one_of(not_a(str).filter(bool), st.sampled_from(
+                ["a\nnameserver 6.6.6.6", "x\x00", "\u2028"])), min_size=1, max_size=2)), {CONFIG}),
+        # a main plugin named as IPAM (bridge would recurse into itself):
+        # README silent; 7 (not an IPAM plugin) or 102 (the nested bridge
+        # finds the interface the outer one made) both leave nothing
+        _config_mutation(["ipam", "type"], st.sampled_from(["bridge", "portmap"]), {CONFIG, 102}),
         # the IPAM plugin: not a file name, or nowhere in CNI_PATH
         _config_mutation(["ipam", "type"], st.sampled_from(
             ["../bridge", "/bin/sh", ".", "..", "no-such-ipam", "host-local/", "host-local\x00",
@@ -634,6 +648,8 @@ def static_add_cases():
         _config_mutation(["ipam", "dns", "nameservers"], st.one_of(
             not_a(list).filter(bool), st.lists(not_a(str), min_size=1, max_size=2)), {CONFIG}),
         _config_mutation(["ipam", "dns", "domain"], non_string.filter(bool), {CONFIG}),
+        _config_mutation(["ipam", "dns", "nameservers"], st.lists(bad_ips.filter(bool), min_size=1,
+                                                                  max_size=2), {CONFIG}),
         _config_mutation(["ipam", "dns", "search"], st.one_of(
             not_a(list).filter(bool), st.lists(not_a(str), min_size=1, max_size=2)), {CONFIG}),
         _config_mutation(["runtimeConfig", "ips"], st.one_of(
@@ -673,8 +689,10 @@ def prev_result_mutations(prefix=("prevResult",)):
             either),
         _config_mutation(ip0 + ["gateway"], bad_ips.filter(bool), either),
         _config_mutation(ip0 + ["interface"], st.one_of(
-            not_a(int).filter(lambda v: v is not None), huge_ints),
-            either),
+            not_a(int).filter(lambda v: v is not None), huge_ints, st.integers(min_value=3),
+            st.integers(max_value=-1)), either),
+        _config_mutation(p + ["dns", "nameservers"], st.one_of(
+            truthy_non_list, st.lists(bad_ips.filter(bool), min_size=1, max_size=2)), either),
         _config_mutation(p + ["interfaces"], truthy_non_list, either),
         _config_mutation(p + ["interfaces", 2], truthy_non_dict, either),
         _config_mutation(p + ["interfaces", 2, "name"], non_string.filter(bool), either),
@@ -778,6 +796,14 @@ def portmap_add_cases():
     )
 
 
+def _check_codes(mutation):
+    """CHECK answers "that is not the bridge I made" with 101."""
+    path, value, expect, why = mutation
+    if path == ["bridge"] and value in ("lo", "dlaa8d8b43ba1bc"):
+        expect = expect | {101}
+    return path, value, expect, why
+
+
 def check_cases(prev_c1: dict):
     """CHECK of the attached container c1 (bridge with its real cached
     result; portmap with its mapping), each with one thing broken."""
@@ -792,7 +818,7 @@ def check_cases(prev_c1: dict):
         _common_cases(bridge, "bridge", "CHECK", {k: v for k, v in env.items() if k != "CNI_ARGS"},
                       BRIDGE_ARGS, ip_key=False),
         _from_config_mutations(bridge, "bridge", "CHECK", env, st.one_of(
-            bridge_config_mutations().filter(lambda m: m[0] != ["ipam", "type"]),
+            bridge_config_mutations().filter(lambda m: m[0] != ["ipam", "type"]).map(_check_codes),
             prev_result_mutations(), ipam_range_mutations())),
         st.just(Case("bridge", "CHECK", env, encode(no_prev), frozenset({CONFIG}), "no prevResult")),
         _common_cases(portmap, "portmap", "CHECK", env, (), ip_key=False, parses_args=False),

@@ -134,7 +134,19 @@ def _unknown_result_version(case: Case) -> bool:
     return len(parts) == 3 and all(p.isdigit() for p in parts)
 
 
+def _bridge_dns_unchecked(case: Case) -> bool:
+    """BUG-5 (bridge/config.py): the bridge's own "dns" object is only
+    checked to be an object; its contents go into the result unchecked.
+    Minimal: bridge ADD with "dns": {"nameservers": ["10.89.0.300"]} ->
+    exit 0, the container attached, the garbage in the result; CHECK with
+    "dns": {"search": {"x": 1}} -> exit 0.  Expected 7 (as static's and
+    resolvConf's dns are checked)."""
+    return (case.plugin == "bridge" and isinstance(case.raw, dict)
+            and isinstance(case.raw.get("dns"), dict))
+
+
 KNOWN_BUGS: list[tuple[str, object]] = [
+    ("BUG-5 bridge dns contents unchecked", _bridge_dns_unchecked),
     ("BUG-3 falsy garbage valid-attachments read as an empty list", _falsy_attachment_list),
     ("BUG-4 unknown prevResult version accepted", _unknown_result_version),
     ("BUG-1 non-UTF-8 CNI_COMMAND echoed into the error JSON", _non_utf8_command),

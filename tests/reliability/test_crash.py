@@ -52,33 +52,6 @@ def web_caps() -> dict:
             "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}
 
 
-class KnownBug:
-    """A reported bug in code these tests do not own: a run whose leftovers
-    are exactly its signature is repaired and counted, and the test ends
-    as xfail (not strict) instead of hiding every later run."""
-
-    def __init__(self, name: str, reason: str, matches, repair) -> None:
-        self.name, self.reason, self.matches, self.repair = name, reason, matches, repair
-
-
-def _stray_temp_files(problems: list[str], by_gc: bool, cid: str) -> bool:
-    return bool(problems) and all(
-        p.startswith("left: stray file in the store: .dockline-tmp-") for p in problems)
-
-
-def _remove_stray_files(sb, problems: list[str]) -> None:
-    for p in problems:
-        sb.sh(f"rm -f {state.DATA_DIR}/{NETWORK}/{p.rsplit(' ', 1)[1]}")
-
-
-KNOWN_BUGS = [
-    KnownBug("stray-temp-file",
-             "an IPAM writer killed between creating its temporary file and linking or "
-             "renaming it leaves .dockline-tmp-<pid>-<random> in the store for good; reported",
-             _stray_temp_files, _remove_stray_files),
-]
-
-
 def _check(ok: bool, calls: list[Call], what: str) -> None:
     assert ok, f"{what} failed: " + " | ".join(c.describe() for c in calls if c.code)
 
@@ -92,7 +65,6 @@ class Runner:
                       "cleanup by DEL": 0, "cleanup by GC": 0, "ADD failed": 0, "ADD ok": 0}
         if variant == "client":
             self.stats.update({"bridge client gone: unwound": 0, "bridge client gone: left for DEL": 0})
-        self.known: dict[str, int] = {}
         self.durations: list[float] = []
         self.delays: list[float] = []
 
@@ -204,12 +176,6 @@ class Runner:
             base = base_db
         now = self.snapshot()
         problems = state.leftovers(base, now)
-        known = next((b for b in KNOWN_BUGS if b.matches(problems, by_gc, cid)), None)
-        if known:
-            print(f"\nknown bug {known.name} {where}: {problems}")
-            self.known[known.name] = self.known.get(known.name, 0) + 1
-            known.repair(self.sb, problems)
-            problems = state.leftovers(base, self.snapshot())
         if problems:
             from dockline.firewall import Owner
             tag = Owner.tag_for(NETWORK, cid, "eth0")
@@ -257,10 +223,7 @@ def test_sigkill_during_add_then_del_or_gc_leaves_nothing(sandbox, dockline_bin,
     print(f"\ncrash/{variant}: seed {crash_seed}, {runs} runs in {time.monotonic() - started:.1f} s, "
           f"kill moment uniform in [0, D], D from {min(r.delays) * 1000:.0f} to "
           f"{max(r.delays) * 1000:.0f} ms (median {statistics.median(r.delays) * 1000:.0f}): "
-          f"{r.stats}; known bugs hit: {r.known}")
-    if r.known:
-        pytest.xfail("; ".join(f"{b.reason} ({r.known[b.name]} of {runs} runs)"
-                               for b in KNOWN_BUGS if b.name in r.known))
+          f"{r.stats}")
 
 
 def test_add_killed_right_after_writing_the_hosts_file_then_del_leaves_no_link_line(

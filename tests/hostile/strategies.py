@@ -326,6 +326,9 @@ def requested_ip_mutations():
             ),  # outside every range, a gateway, two in one set
         _config_mutation(["args", "cni", "ips"], bad_list_entry, {CONFIG}),
         _config_mutation(["args", "cni"], truthy_non_dict, {CONFIG}),
+        # "args" is reserved for an object of conventions (spec): anything
+        # else is an invalid config, not something to ignore
+        _config_mutation(["args"], truthy_non_dict, {CONFIG}),
         _config_mutation(["runtimeConfig", "ipRanges"], truthy_non_list, {CONFIG}),
         _config_mutation(["runtimeConfig", "ipRanges"], st.lists(
             st.one_of(truthy_non_list, st.lists(st.fixed_dictionaries({"subnet": bad_cidrs}),
@@ -603,7 +606,16 @@ def bridge_add_cases():
                                               and ";" not in n)).map(
         lambda kv: Case("bridge", "ADD", {**env, "CNI_ARGS": f"IgnoreUnknown=1;{kv[0]}={kv[1]}"},
                         encode(base), frozenset({ENV, CONFIG}), f"CNI_ARGS {kv[0]}={kv[1]!r}"))
+    benv = {k.encode(): v.encode() for k, v in env.items()}
+    bytes_paths = st.sampled_from([
+        (b"CNI_NETNS", b"/run/netns/c3\xff", {NO_CONTAINER, ENV, CONFIG}),
+        (b"CNI_NETNS", b"/run/netns/\xed\xa0\x80", {NO_CONTAINER, ENV, CONFIG}),
+        # an invalid CNI_* variable (4), or no IPAM plugin found there (7)
+        (b"CNI_PATH", b"/nonexistent/\xff", {ENV, CONFIG}),
+    ]).map(lambda t: Case("bridge", "ADD", {**benv, t[0]: t[1]}, encode(base), frozenset(t[2]),
+                          f"{t[0]!r}={t[1]!r}"))
     return st.one_of(
+        bytes_paths,
         _common_cases(base, "bridge", "ADD", env, BRIDGE_ARGS, ip_key=True),
         _from_config_mutations(base, "bridge", "ADD", env, st.one_of(
             bridge_config_mutations(), capability_mutations(), ipam_range_mutations(),
@@ -897,4 +909,8 @@ def gc_cases():
                        encode({**t[0][1], "cniVersion": t[2], **({"cni.dev/valid-attachments": valid}
                                                                 if t[1] == "GC" else {})}),
                        frozenset({VERSION}), f"{t[1]} with cniVersion {t[2]}"))
-    return st.one_of(st.builds(gc, st.sampled_from(plugins), key, garbage), old)
+    # STATUS with a broken IPAM config: 7 (50, "cannot serve ADD", fits too)
+    status = st.tuples(st.sampled_from(plugins[:2]), ipam_range_mutations()).map(
+        lambda t: _apply(t[0][1], t[0][0], "STATUS", {**env, "CNI_COMMAND": "STATUS"},
+                         (t[1][0], t[1][1], t[1][2] | {50}, "STATUS " + t[1][3])))
+    return st.one_of(st.builds(gc, st.sampled_from(plugins), key, garbage), old, status)

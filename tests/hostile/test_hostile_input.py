@@ -145,7 +145,17 @@ def _bridge_dns_unchecked(case: Case) -> bool:
             and isinstance(case.raw.get("dns"), dict))
 
 
+def _args_not_an_object(case: Case) -> bool:
+    """BUG-6 (cni/skel.py Request.args_cni): a top-level "args" that is not
+    an object (a list, a string, a number) is silently ignored; the
+    reference plugins fail to decode it.  Minimal: host-local ADD with
+    "args": [[]] -> exit 0, an address allocated.  Expected 7."""
+    return (isinstance(case.raw, dict) and case.raw.get("args") is not None
+            and not isinstance(case.raw.get("args"), dict))
+
+
 KNOWN_BUGS: list[tuple[str, object]] = [
+    ("BUG-6 non-object args ignored", _args_not_an_object),
     ("BUG-5 bridge dns contents unchecked", _bridge_dns_unchecked),
     ("BUG-3 falsy garbage valid-attachments read as an empty list", _falsy_attachment_list),
     ("BUG-4 unknown prevResult version accepted", _unknown_result_version),

@@ -614,8 +614,15 @@ def bridge_add_cases():
         (b"CNI_PATH", b"/nonexistent/\xff", {ENV, CONFIG}),
     ]).map(lambda t: Case("bridge", "ADD", {**benv, t[0]: t[1]}, encode(base), frozenset(t[2]),
                           f"{t[0]!r}={t[1]!r}"))
+    # A result before 0.3.0 needs an address (README: code 1), so a bridge
+    # without IPAM cannot answer 0.1.0/0.2.0
+    no_ipam = {k: v for k, v in base.items() if k not in ("ipam", "runtimeConfig")}
+    old_versions = st.sampled_from(["0.1.0", "0.2.0"]).map(
+        lambda v: Case("bridge", "ADD", env, encode({**no_ipam, "cniVersion": v}),
+                       frozenset({VERSION}), f"bridge without IPAM at cniVersion {v}",
+                       raw={**no_ipam, "cniVersion": v}))
     return st.one_of(
-        bytes_paths,
+        bytes_paths, old_versions,
         _common_cases(base, "bridge", "ADD", env, BRIDGE_ARGS, ip_key=True),
         _from_config_mutations(base, "bridge", "ADD", env, st.one_of(
             bridge_config_mutations(), capability_mutations(), ipam_range_mutations(),
@@ -638,6 +645,11 @@ def host_local_add_cases():
             ipam_range_mutations(), requested_ip_mutations())),
         st.just(Case("host-local", "ADD", env, encode({k: v for k, v in base.items() if k != "ipam"}),
                      frozenset({CONFIG}), "no ipam section")),
+        # two addresses of one family cannot be expressed before 0.3.0 (1)
+        st.sampled_from(["0.1.0", "0.2.0"]).map(lambda v: Case(
+            "host-local", "ADD", env, encode(set_path(set_path(base, ["cniVersion"], v), ["ipam", "ranges"],
+                                                      [[{"subnet": "10.89.0.0/24"}], [{"subnet": "10.90.0.0/24"}]])),
+            frozenset({VERSION}), f"two IPv4 range sets at {v}")),
     )
 
 
@@ -680,6 +692,10 @@ def static_add_cases():
         _common_cases(base, "static", "ADD", env, ("IP", "GATEWAY"), ip_key=True),
         _from_config_mutations(base, "static", "ADD", env, static_mutations),
         gateway_garbage,
+        st.sampled_from(["0.1.0", "0.2.0"]).map(lambda v: Case(
+            "static", "ADD", env, encode(set_path(set_path(base, ["cniVersion"], v), ["ipam", "addresses"],
+                                                  base["ipam"]["addresses"] + [{"address": "10.11.0.5/24"}])),
+            frozenset({VERSION}), f"two IPv4 addresses at {v}")),
     )
 
 

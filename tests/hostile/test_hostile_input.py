@@ -154,7 +154,19 @@ def _args_not_an_object(case: Case) -> bool:
             and not isinstance(case.raw.get("args"), dict))
 
 
+def _bridge_result_unrenderable(case: Case) -> bool:
+    """BUG-7 (bridge + skel): a bridge without IPAM at cniVersion 0.1.0 or
+    0.2.0 makes its veth, then skel cannot render an address-less result
+    in that version (code 1, right) and nothing undoes the veth: the host
+    veth stays on the bridge and eth0 in the container.  Minimal: bridge
+    ADD {"cniVersion": "0.2.0", "name": "dockline", "type": "bridge",
+    "bridge": "dockline0"} -> code 1, veth pair left behind."""
+    return (case.plugin == "bridge" and case.command == "ADD" and isinstance(case.raw, dict)
+            and case.raw.get("cniVersion") in ("0.1.0", "0.2.0") and not case.raw.get("ipam"))
+
+
 KNOWN_BUGS: list[tuple[str, object]] = [
+    ("BUG-7 bridge result unrenderable after the veth was made", _bridge_result_unrenderable),
     ("BUG-6 non-object args ignored", _args_not_an_object),
     ("BUG-5 bridge dns contents unchecked", _bridge_dns_unchecked),
     ("BUG-3 falsy garbage valid-attachments read as an empty list", _falsy_attachment_list),

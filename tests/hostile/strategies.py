@@ -885,7 +885,24 @@ def del_garbage_cases():
             env["CNI_NETNS"] = ns
         return Case(plugin, "DEL", env, encode(conf), frozenset(), f"DEL with {why}, CNI_ARGS={args!r}",
                     raw=conf)
-    return st.builds(build, plugins, garbage, cni_args, netns)
+    # ...but a bad container ID or interface name names no attachment at
+    # all: that is the one thing DEL refuses (4), touching nothing
+    def bad_env(pair, key, value):
+        plugin, base = pair
+        env = env_for("DEL", cid="c1")
+        if value is None:
+            env.pop(key)
+        else:
+            env[key] = value
+        return Case(plugin, "DEL", env, encode(base), frozenset({ENV}), f"DEL with {key}={value!r}",
+                    raw=base)
+    refused = st.one_of(
+        st.builds(bad_env, plugins, st.just("CNI_CONTAINERID"),
+                  st.one_of(st.none(), st.just(""), bad_identifiers.filter(_env_safe))),
+        st.builds(bad_env, plugins, st.just("CNI_IFNAME"),
+                  st.one_of(st.none(), st.just(""), bad_ifnames.filter(_env_safe))),
+    )
+    return st.one_of(st.builds(build, plugins, garbage, cni_args, netns), refused)
 
 
 def gc_cases():

@@ -13,10 +13,11 @@ from dockline.bridge.naming import HOST_VETH_PREFIX, host_veth_name
 from dockline.bridge.undo import UndoStack
 from dockline.cni import delegate
 from dockline.cni.attachments import valid_attachments
-from dockline.cni.errors import (ALREADY_EXISTS, INVALID_CONFIG, IO_FAILURE, KERNEL_REFUSED,
-                                 STATE_MISSING, UNKNOWN_CONTAINER, CniError)
+from dockline.cni.errors import (ALREADY_EXISTS, INCOMPATIBLE_VERSION, INVALID_CONFIG, IO_FAILURE,
+                                 KERNEL_REFUSED, STATE_MISSING, UNKNOWN_CONTAINER, CniError)
 from dockline.cni.result import family
 from dockline.cni.skel import Request
+from dockline.cni.version import at_least
 from dockline.firewall import Owner, masquerade, ra_guard, spoofcheck
 from dockline.names import links
 from dockline.netlink.errors import NetlinkError  # no pyroute2 behind it
@@ -281,9 +282,13 @@ def _subnet(address: str) -> str:
 def cmd_add(req: Request) -> dict:
     # Validate: the whole request is checked before anything is changed.
     conf = BridgeConfig(req)
+    if (not conf.ipam_type or conf.disable_container_interface) and not at_least(req.version, "0.3.0"):
+        raise CniError(INCOMPATIBLE_VERSION, "incompatible CNI versions",
+                       f"a result without addresses cannot be expressed in {req.version}")
     if conf.ipam_type:
         delegate.validate_add(req, conf.ipam_type)
     names = links.prepare(req, _data_dir(req))  # names, links, hostsFile
+    links.check_registry(req, names)  # names taken, link targets missing
     netlink = _netlink()
     undo = UndoStack()
     with netlink.current_netns() as host, _open_container(netlink, req.netns) as ns:

@@ -94,7 +94,7 @@ def test_gc_releases_what_a_killed_add_left(sandbox, dockline_bin, dockline_hook
     # ADD killed (as by SIGKILL) after IPAM, names and hosts lines; the
     # runtime died too (no DEL), then the netns went away
     run = add(sandbox, dockline_hooks_bin, "dead", {"aliases": ["ghost"], "links": ["db:dbapp"]},
-              env={"DOCKLINE_CRASH_AT": "unregister names"})
+              env={"DOCKLINE_CRASH_AT": "remove /etc/netns/dead/hosts"})
     assert run.returncode == 1
     # and one container that is alive but no cache knows (a runtime without
     # libcni's cache): gc must leave it alone

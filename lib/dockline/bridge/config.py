@@ -109,6 +109,9 @@ class BridgeConfig:
         dns = c.get("dns")
         if dns is not None and not isinstance(dns, dict):
             raise CniError(INVALID_CONFIG, "invalid dns", "not a JSON object")
+        if dns:  # it goes into the result: checked and canonical like IPAM's
+            from ..cni.result import parse_dns
+            dns = parse_dns(dns, "dns")
         self.dns: Optional[dict] = dns or None
         ipam = c.get("ipam")
         if ipam is None:

@@ -9,12 +9,15 @@ VALID_ATTACHMENTS_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
 def valid_attachments(config: dict) -> set[tuple[str, str]]:
     """(containerID, ifname) pairs the runtime still uses.  An absent list
     means none is valid, as libcni sends for ``cnitool gc``."""
+    items = None
     for key in VALID_ATTACHMENTS_KEYS:
         if key in config:
-            items = config[key] or []
+            items = config[key]
             break
-    else:
+    if items is None:  # absent or null: none is valid
         items = []
+    # Anything else that is not a list ({}, false, "") is garbage, not
+    # "nothing is valid": read so, it would tear down every live container.
     if not isinstance(items, list):
         raise CniError(INVALID_CONFIG, "invalid valid-attachments", "not a list")
     out = set()

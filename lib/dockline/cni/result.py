@@ -10,7 +10,7 @@ from __future__ import annotations
 from .addr import parse_int, parse_interface, parse_ip, render_interface
 from .errors import DECODE_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG, CniError
 from .gojson import fold_fields
-from .version import at_least
+from .version import SUPPORTED, at_least
 
 _IFACE_KEYS_1_0 = ("name", "mac", "sandbox")
 _IFACE_KEYS_1_1 = ("name", "mac", "mtu", "sandbox", "socketPath", "pciID")
@@ -53,12 +53,11 @@ def parse(obj, version: str) -> dict:
     if own is not None and not isinstance(own, str):
         raise CniError(DECODE_FAILURE, "failed to decode result", f"cniVersion {own!r} is not a string")
     version = own or version
-    try:
-        if not at_least(version, "0.3.0"):
-            return _parse_020(obj)
-    except ValueError:
+    if version not in SUPPORTED:  # "1.2.0" is well formed, but no shape we know
         raise CniError(INCOMPATIBLE_VERSION, "incompatible CNI versions",
-                       f"unknown result version {version!r}") from None
+                       f"unknown result version {version!r}")
+    if not at_least(version, "0.3.0"):
+        return _parse_020(obj)
     interfaces = [_parse_interface(i, n) for n, i in enumerate(_list(obj, "interfaces"))]
     ips = [_parse_ip_config(ip, len(interfaces)) for ip in _list(obj, "ips")]
     routes = [parse_route(r, "result route") for r in _list(obj, "routes")]

@@ -108,8 +108,12 @@ class Request:
     @property
     def args_cni(self) -> dict:
         """The config's ``args.cni`` object (the preferred form of CNI_ARGS)."""
-        args = self.config.get("args") or {}
-        value = args.get("cni") if isinstance(args, dict) else None
+        args = self.config.get("args")
+        if args is None:
+            return {}
+        if not isinstance(args, dict):
+            raise CniError(INVALID_CONFIG, "invalid args", "not a JSON object")
+        value = args.get("cni")
         if value is None:
             return {}
         if not isinstance(value, dict):
@@ -226,7 +230,7 @@ def run(handlers: dict[str, Handler], about: str) -> int:
             _emit(_version_info())
             return 0
         if command not in _REQUIRED_ENV:
-            raise CniError(INVALID_ENVIRONMENT, "unknown CNI_COMMAND", command)
+            raise CniError(INVALID_ENVIRONMENT, "unknown CNI_COMMAND", ascii(command))
         _check_env(command, env)
         stdin = _read_stdin()
         config = _decode_config(stdin)

@@ -208,36 +208,62 @@ def on_add(req: Request, data_dir: str, ips: list[str], undo: UndoStack,
     tag = _tag(req)
     hosts = plan.hosts
     with Registry(req.network, data_dir) as reg:
-        for name in plan.names:
-            owner = reg.explicit_owner(plan.scope, name, skip=key)
-            if owner is not None and _stale(reg.entries[owner]):
-                _drop_own_lines(reg.remove(owner), data_dir)
-                owner = None
-            if owner is not None:
-                where = f" in namespace {plan.scope!r}" if plan.scope else ""
-                raise CniError(ADDRESS_IN_USE, f"the name {name!r} is already taken on network "
-                               f"{req.network!r}{where}", f"by {owner}")
-        for name, _ in plan.links:
-            if reg.owner_of(name, plan.scope) is None:
-                raise CniError(INVALID_CONFIG, f"cannot link to {name!r}",
-                               f"no container named {name!r} on network {req.network!r}"
-                               + (f" in namespace {plan.scope!r}" if plan.scope else ""))
+        _check_conflicts(reg, req, plan, key, data_dir, drop_stale=True)
         entry = {"scope": plan.scope, "names": plan.names, "ips": ips, "hosts": hosts,
                  "tag": tag, "links": [list(link) for link in plan.links], "netns": req.netns}
         if plan.pod:
             entry["pod"] = plan.pod
         reg.put(key, entry)
         reg.save()  # DEL finds the lines below by this entry, even if we die now
+        # (and so does this undo: unregistering drops the entry's lines)
+        undo.push("unregister names", lambda: on_del(req, data_dir))
         if plan.links:
-            undo.push(f"remove link lines from {hosts}",
-                      lambda: hostsfile.rewrite(hosts, tag, [], data_dir=data_dir))
             created = hostsfile.rewrite(hosts, tag, _lines_for(entry, reg),
                                         create_default=not plan.hosts_file, data_dir=data_dir)
             if created:
                 undo.push(f"remove {hosts}", lambda: hostsfile.remove(hosts))
         _refresh_dependants(reg, plan.scope, plan.names + ([plan.pod] if plan.pod else []), key,
                             data_dir)
-    undo.push("unregister names", lambda: on_del(req, data_dir))
+
+
+def _check_conflicts(reg: Registry, req: Request, plan: LinkPlan, key: str, data_dir: str,
+                     drop_stale: bool) -> None:
+    """A name another container asked for (100), a link to a name nobody
+    has (7).  ``drop_stale``: a stale holder's registration is removed
+    (under the lock ADD writes in); otherwise it is only read as free."""
+    for name in plan.names:
+        owner = reg.explicit_owner(plan.scope, name, skip=key)
+        if owner is not None and _stale(reg.entries[owner]):
+            if drop_stale:
+                _drop_own_lines(reg.remove(owner), data_dir)
+            owner = None
+        if owner is not None:
+            where = f" in namespace {plan.scope!r}" if plan.scope else ""
+            raise CniError(ADDRESS_IN_USE, f"the name {name!r} is already taken on network "
+                           f"{req.network!r}{where}", f"by {owner}")
+    for name, _ in plan.links:
+        if reg.owner_of(name, plan.scope) is None:
+            raise CniError(INVALID_CONFIG, f"cannot link to {name!r}",
+                           f"no container named {name!r} on network {req.network!r}"
+                           + (f" in namespace {plan.scope!r}" if plan.scope else ""))
+
+
+def check_registry(req: Request, plan: LinkPlan) -> None:
+    """What ``on_add`` would refuse for the registry's sake, found before
+    ADD creates anything (nothing is written; on_add checks again under
+    the lock it writes in, for what changed in between)."""
+    if not (plan.names or plan.links):
+        return
+    registry = Registry(req.network, plan.data_dir)
+    if not registry.exists():
+        if plan.links:
+            name = plan.links[0][0]
+            raise CniError(INVALID_CONFIG, f"cannot link to {name!r}",
+                           f"no container named {name!r} on network {req.network!r}")
+        return
+    with registry as reg:
+        _check_conflicts(reg, req, plan, attachment_key(req.container_id, req.ifname),
+                         plan.data_dir, drop_stale=False)
 
 
 def _stale(entry: dict) -> bool:

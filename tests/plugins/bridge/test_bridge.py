@@ -274,7 +274,7 @@ def test_macspoofchk_drops_frames_with_another_source_mac(sandbox, dockline_bin)
 
 
 CRASH_POINTS = ["delete veth", "remove the MAC spoof check", "release addresses",
-                "remove masquerade rules", "remove link lines", "unregister names"]
+                "remove masquerade rules", "unregister names", "remove /etc/netns/web/hosts"]
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS)

@@ -67,6 +67,7 @@ class Runner:
             self.stats.update({"bridge client gone: unwound": 0, "bridge client gone: left for DEL": 0})
         self.durations: list[float] = []
         self.delays: list[float] = []
+        self.zygotes: list[int] = []  # found at the start of each run
 
     # --- plumbing -----------------------------------------------------------
 

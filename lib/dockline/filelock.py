@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import os
 
+from . import interrupt
 from .cni.errors import IO_FAILURE, TRY_AGAIN_LATER, CniError
 
 _S_IFMT, _S_IFREG = 0o170000, 0o100000
@@ -50,7 +51,8 @@ class FileLock:
         self.fd = open_regular(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             if self.timeout is None:
-                fcntl.flock(self.fd, fcntl.LOCK_EX)
+                with interrupt.waiting():
+                    fcntl.flock(self.fd, fcntl.LOCK_EX)
             else:
                 self._wait(self.timeout)
         except BaseException:
@@ -74,7 +76,8 @@ class FileLock:
             if time.monotonic() >= deadline:
                 raise CniError(TRY_AGAIN_LATER, "a lock is held by another process",
                                f"{self.path} still locked after {timeout:g} s")
-            time.sleep(pause)
+            with interrupt.waiting():
+                time.sleep(pause)
             pause = min(pause * 2, 0.05)
 
     def __exit__(self, *exc) -> None:

@@ -403,12 +403,15 @@ def _adopt(theirs: Facts, pid: int, env: list[bytes], fds: list[int], rlimits: l
 
 
 def _arm_hangup(conn) -> None:
-    """ClientGone in this (the main) thread as soon as the client's end
-    closes: the kernel sends SIGIO to the socket's owner when the peer of
-    an O_ASYNC socket hangs up, and the handler raises between bytecodes
-    (blocking calls are interrupted and not retried)."""
+    """ClientGone as soon as the client's end closes: the kernel sends SIGIO
+    to the socket's owner when the peer of an O_ASYNC socket hangs up.  The
+    handler raises only where the call is waiting (for a lock); elsewhere
+    (maybe between the kernel making an object and its undo being
+    registered) it leaves ClientGone to the next safe point: see
+    dockline.interrupt."""
     import fcntl
     import select
+    from . import interrupt
     fd = conn.fileno()
     poller = select.poll()
     poller.register(fd, select.POLLRDHUP)  # POLLHUP/POLLERR come anyway
@@ -416,7 +419,8 @@ def _arm_hangup(conn) -> None:
     def on_sigio(signum, frame):
         if poller.poll(0):
             _signal.signal(_signal.SIGIO, _signal.SIG_IGN)  # unwind in peace
-            raise ClientGone()
+            if interrupt.request(ClientGone):
+                raise ClientGone()  # only waiting (for a lock): nothing half made
 
     _signal.signal(_signal.SIGIO, on_sigio)
     fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import sys
 
+from .. import interrupt
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
@@ -35,6 +37,7 @@ class UndoStack:
             import os
             os._exit(137)
         self._steps.append((what, step))
+        interrupt.check()  # a safe point: the step's undo is registered
 
     def unwind(self) -> None:
         """Run every step, newest first; a failing step does not stop the

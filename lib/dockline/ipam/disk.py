@@ -34,6 +34,7 @@ import fcntl
 import os
 import stat
 
+from .. import interrupt
 from ..cni.errors import IO_FAILURE, CniError
 from .store import Reservation, Store
 
@@ -147,7 +148,8 @@ class _Lock:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
                     raise CniError(IO_FAILURE, "host-local: cannot take the store lock",
                                    f"{store.dir}/{LOCK_NAME} is not a regular file")
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                with interrupt.waiting():
+                    fcntl.flock(fd, fcntl.LOCK_EX)
             except BaseException:
                 os.close(fd)
                 raise

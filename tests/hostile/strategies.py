@@ -645,6 +645,10 @@ def host_local_add_cases():
             ipam_range_mutations(), requested_ip_mutations())),
         st.just(Case("host-local", "ADD", env, encode({k: v for k, v in base.items() if k != "ipam"}),
                      frozenset({CONFIG}), "no ipam section")),
+        # 2000 range sets, the last one broken: refused whole, in time
+        st.just(Case("host-local", "ADD", env, encode(set_path(base, ["ipam", "ranges"], [
+            [{"subnet": f"10.{100 + i // 250}.{i % 250}.0/24"}] for i in range(2000)]
+            + [[{"subnet": "10.89.0.0/33"}]])), frozenset({CONFIG}), "2000 range sets, last broken")),
         # two addresses of one family cannot be expressed before 0.3.0 (1)
         st.sampled_from(["0.1.0", "0.2.0"]).map(lambda v: Case(
             "host-local", "ADD", env, encode(set_path(set_path(base, ["cniVersion"], v), ["ipam", "ranges"],
@@ -815,6 +819,11 @@ def portmap_add_cases():
                          ["runtimeConfig", "portMappings", 0, "hostPort"], port)
         pairs.append(Case("portmap", "ADD", env, encode(taken), frozenset({100}),
                           f"host port {port} taken ({backend})", raw=taken))
+    many = set_path(base, ["runtimeConfig", "portMappings"],
+                    [{"hostPort": 20000 + i, "containerPort": 80} for i in range(3000)]
+                    + [{"hostPort": 0, "containerPort": 80}])
+    pairs.append(Case("portmap", "ADD", env, encode(many), frozenset({CONFIG}),
+                      "3000 mappings, the last one broken", raw=many))
     return st.one_of(
         # portmap does not read CNI_ARGS (nor does the reference's)
         _common_cases(base, "portmap", "ADD", env, (), ip_key=False, parses_args=False),
@@ -847,8 +856,24 @@ def check_cases(prev_c1: dict):
                       BRIDGE_ARGS, ip_key=False),
         _from_config_mutations(bridge, "bridge", "CHECK", env, st.one_of(
             bridge_config_mutations().filter(lambda m: m[0] != ["ipam", "type"]).map(_check_codes),
-            prev_result_mutations(), ipam_range_mutations())),
+            prev_result_mutations(),
+            # (CHECK does not read the resolv.conf ADD copied DNS from: a
+            # path that is merely unreadable now is no CHECK error)
+            ipam_range_mutations().filter(
+                lambda m: m[0] != ["ipam", "resolvConf"] or not isinstance(m[1], str)
+                or "\x00" in m[1]))),
         st.just(Case("bridge", "CHECK", env, encode(no_prev), frozenset({CONFIG}), "no prevResult")),
+        # capability args CHECK parses as ADD does: malformed ones are 7
+        _from_config_mutations(bridge, "bridge", "CHECK", env, st.one_of(
+            _config_mutation(["runtimeConfig", "mac"], bad_macs, {CONFIG}),
+            _config_mutation(["runtimeConfig", "aliases"], st.lists(bad_hostnames, min_size=1,
+                                                                    max_size=2), {CONFIG}),
+            _config_mutation(["runtimeConfig", "links"], st.lists(
+                bad_hostnames.filter(lambda n: isinstance(n, str) and ":" not in n),
+                min_size=1, max_size=2), {CONFIG}),
+            _config_mutation(["runtimeConfig", "hostsFile"], st.sampled_from(
+                ["hosts", "../etc/hosts", "/var/lib/cni/networks/dockline/lock", "/run/netns/c1"]),
+                {CONFIG}))),
         _common_cases(portmap, "portmap", "CHECK", env, (), ip_key=False, parses_args=False),
         _from_config_mutations(portmap, "portmap", "CHECK", env, st.one_of(
             portmap_mapping_mutations(), prev_result_mutations())),

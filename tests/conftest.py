@@ -78,3 +78,15 @@ def dockline_hooks_bin() -> Path:
     subprocess.run([str(VENV_PYTHON.parent / "dockline"), "install", "--test-hooks", "--json",
                     str(HOOKS_BIN)], check=True, capture_output=True)
     return HOOKS_BIN
+
+
+@pytest.fixture(scope="session")
+def crash_seed() -> int:
+    """The seed of the reliability tests' random choices (kill moments,
+    churn): DOCKLINE_CRASH_SEED replays a run; otherwise a fresh one,
+    printed (pytest -s shows it, and every failure message names it)."""
+    import random
+    value = os.environ.get("DOCKLINE_CRASH_SEED")
+    seed = int(value) if value else random.SystemRandom().randrange(1 << 32)
+    print(f"\nDOCKLINE_CRASH_SEED={seed}")
+    return seed

@@ -261,7 +261,7 @@ def _attach(conf: BridgeConfig, req: Request, netlink, host: Netns, ns: Netns,
          "sandbox": req.netns}]
     for ip in result["ips"]:
         ip["interface"] = 2
-    if conf.dns:
+    if conf.dns is not None:
         result["dns"] = conf.dns
     return result
 

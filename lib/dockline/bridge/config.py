@@ -109,10 +109,12 @@ class BridgeConfig:
         dns = c.get("dns")
         if dns is not None and not isinstance(dns, dict):
             raise CniError(INVALID_CONFIG, "invalid dns", "not a JSON object")
-        if dns:  # it goes into the result: checked and canonical like IPAM's
+        # A non-empty object replaces IPAM's dns in the result (even when
+        # its fields are empty); it is checked and made canonical like IPAM's.
+        self.dns: Optional[dict] = None
+        if dns:
             from ..cni.result import parse_dns
-            dns = parse_dns(dns, "dns")
-        self.dns: Optional[dict] = dns or None
+            self.dns = parse_dns(dns, "dns")
         ipam = c.get("ipam")
         if ipam is None:
             ipam = {}

@@ -15,9 +15,9 @@ import compileall
 import json
 import os
 import sys
-import tempfile
 import time
 
+from .atomic import write_atomically
 from .output import FAILED, OK, emit_json, error
 
 # (plugin type, directory under plugins/, module)
@@ -59,21 +59,6 @@ def dependency_dir() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(netaddr.__file__)))
 
 
-def _write_atomically(path: str, text: str, mode: int) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=f".{os.path.basename(path)}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, mode)
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 def install(bin_dir: str, zygote: bool = True, compile_bytecode: bool = True,
             test_hooks: bool = False) -> list[str]:
     """Write the launchers; returns their paths."""
@@ -92,8 +77,8 @@ def install(bin_dir: str, zygote: bool = True, compile_bytecode: bool = True,
         if not os.path.isfile(os.path.join(plugins_root, directory, module + ".py")):
             continue
         target = os.path.join(bin_dir, plugin_type)
-        _write_atomically(target, launcher_text(plugin_type, module, python, paths, stamp, zygote,
-                                                test_hooks), 0o755)
+        write_atomically(target, launcher_text(plugin_type, module, python, paths, stamp, zygote,
+                                               test_hooks).encode(), 0o755)
         written.append(target)
     if compile_bytecode:
         # once now, so the first container start does not pay for it

@@ -13,13 +13,13 @@ import base64
 import json
 import os
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 
 from ..cni import result as cni_result
 from ..cni.errors import CniError
 from ..cni.skel import ifname_problem, valid_identifier
 from ..cni.version import LATEST, SUPPORTED, key as version_key
+from .atomic import write_atomically
 
 DEFAULT_NETCONFPATH = "/etc/cni/net.d"
 DEFAULT_CNI_PATH = "/opt/cni/bin"
@@ -336,18 +336,7 @@ def write_cache(net: NetworkList, rt: RuntimeConf, result: dict, cache_dir: str 
     path = cache_path(net.name, rt.container_id, rt.ifname, cache_dir)
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".dockline-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(json.dumps(entry).encode())
-        os.chmod(tmp, 0o600)
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    write_atomically(path, json.dumps(entry).encode(), 0o600)
     return path
 
 

@@ -71,18 +71,38 @@ class Sandbox:
     def sh(self, script: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
         return self.run(["sh", "-c", script], check=check, **kw)
 
-    def _stop_strays(self) -> None:
-        """Stop processes left in the sandbox (e.g. a dockline zygote):
-        they would keep its namespaces alive after the test."""
+    def _netns_inodes(self) -> set[int]:
+        """The sandbox's network namespace and every one named under its
+        private /run/netns (seen through the sleeper's root)."""
+        inodes = set()
         try:
-            mine = os.readlink(f"/proc/{self.pid}/ns/net")
+            inodes.add(os.stat(f"/proc/{self.pid}/ns/net").st_ino)
         except OSError:
+            return inodes
+        named = f"/proc/{self.pid}/root/run/netns"
+        try:
+            names = os.listdir(named)
+        except OSError:
+            names = []
+        for name in names:
+            try:
+                inodes.add(os.stat(os.path.join(named, name)).st_ino)
+            except OSError:
+                continue
+        return inodes
+
+    def _stop_strays(self) -> None:
+        """Stop processes left in the sandbox (e.g. a dockline zygote, a
+        test's server in a container's namespace): they would keep its
+        namespaces alive, and outlive the test, reparented to init."""
+        mine = self._netns_inodes()
+        if not mine:
             return
         for entry in os.listdir("/proc"):
             if not entry.isdigit() or int(entry) == self.pid:
                 continue
             try:
-                if os.readlink(f"/proc/{entry}/ns/net") == mine:
+                if os.stat(f"/proc/{entry}/ns/net").st_ino in mine:
                     os.kill(int(entry), 9)
             except OSError:
                 continue

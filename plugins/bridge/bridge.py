@@ -226,8 +226,7 @@ def _attach(conf: BridgeConfig, req: Request, netlink, host: Netns, ns: Netns,
         raise
     undo.push(f"delete veth {host_name}", lambda: host.delete_link(host_name))
     _setup_host_port(conf, host, host_if, bridge)
-    undo.push("remove the RA guard", lambda: ra_guard.remove(host_name))
-    ra_guard.ensure(host_name)
+    ra_guard.ensure(HOST_VETH_PREFIX)  # constant, for every dockline port: no undo
     if conf.macspoofchk:
         undo.push("remove the MAC spoof check", lambda: spoofcheck.delete(owner))
         spoofcheck.add(owner, host_name, container_if.mac)
@@ -368,8 +367,6 @@ def cmd_del(req: Request) -> None:
                 masquerade.choose_backend(conf.ip_masq_backend), owner))
         if conf.macspoofchk:
             cleanup.run("MAC spoof check", lambda: spoofcheck.delete(owner))
-    host_name = host_veth_name(req.network, req.container_id, req.ifname)
-    cleanup.run("RA guard", lambda: ra_guard.remove(host_name))
     cleanup.run("links: cleanup failed", lambda: links.on_del(req, _data_dir(req)))
     if conf is None:
         return  # best effort on an unreadable config: nothing to report
@@ -431,6 +428,8 @@ def cmd_check(req: Request) -> None:
             dst = ipaddress.ip_network(route["dst"], strict=False)
             if not any(_route_matches(r, dst, route.get("gw")) for r in routes):
                 raise _missing(f"route to {route['dst']} is missing in the container")
+    if not ra_guard.check(HOST_VETH_PREFIX):
+        raise _missing("the RA guard (table bridge dockline_guard) is missing")
     links.on_check(req, _data_dir(req))
 
 
@@ -470,7 +469,6 @@ def cmd_gc(req: Request) -> None:
     valid = valid_attachments(req.config)
     cleanup.run("bridge GC: failed to delete a stale veth",
                 lambda: _gc_veths(req, conf.bridge, valid))
-    cleanup.run("RA guard GC", ra_guard.prune)
     if conf.ip_masq:
         cleanup.run("masquerade GC", lambda: masquerade.gc(
             masquerade.choose_backend(conf.ip_masq_backend), req.network, valid))

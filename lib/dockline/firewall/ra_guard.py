@@ -2,101 +2,110 @@
 container are dropped where they enter the bridge.
 
 Any container with CAP_NET_RAW (the default) can send a router
-advertisement; every other container on the bridge that accepts RAs then
-takes its prefix and default route (Docker's CVE-2020-13401).  bridge
-turns accept_ra off in containers; this is the firewall half, for
-containers that turn it back on and for the host.
+advertisement, even through a packet socket where IPv6 is off; every
+other container on the bridge that accepts RAs then takes its prefix and
+default route (Docker's CVE-2020-13401).  bridge turns accept_ra off in
+containers; this is the firewall half, for containers that turn it back on
+and for the host.
 
 nftables, table ``bridge dockline_guard``, chain ``prerouting`` (filter,
-first): frames entering from a port in the set ``ports`` that carry ICMPv6
-type 134 (router advertisement) or 137 (redirect) are dropped.  Keyed by
-port rather than by bridge because ``meta ibrname`` needs a kernel module
-(CONFIG_NFT_BRIDGE_META) that many kernels lack.  The host's own RAs on the
-bridge (radvd on the bridge device) are not affected: they leave through
-the output hook.  The kernel moves a VLAN tag into packet metadata before
-the bridge sees the frame and the rule matches on ``meta protocol``, so a
-single-tagged RA should be matched too (not tested: the test kernel has
-no 802.1Q); an RA behind IPv6 extension headers is (tested).
+first): frames entering from a port named with dockline's host-veth prefix
+(``iifname "dl*"``) that carry ICMPv6 type 134 (router advertisement) or
+137 (redirect) are dropped.  Keyed by the port's name because ``meta
+ibrname`` needs a kernel module (CONFIG_NFT_BRIDGE_META) many kernels lack;
+by its prefix rather than a set of ports, so the rule is constant: nothing
+per container to add on ADD or remove on DEL and GC.  The host's own RAs
+on the bridge (radvd on the bridge device) are not affected: they leave
+through the output hook.  ``meta protocol`` rather than the frame's ether
+type, so a VLAN tag held in packet metadata does not hide an RA (not
+tested: the test kernel has no 802.1Q); ``meta l4proto`` skips extension
+headers (an RA behind a hop-by-hop header is caught: tested).
 
-``ensure`` is one ``nft -f`` transaction, idempotent by construction (the
-chain is constant and rewritten whole; adding an element twice is no
-error): no read of the ruleset.
+``ensure`` asks the kernel over one netfilter netlink request whether the
+table exists (~0.1 ms) and runs ``nft`` only when it does not (a first
+ADD, or after someone deleted it); the install is one transaction,
+idempotent by construction, so concurrent first ADDs leave one rule.
 """
 from __future__ import annotations
 
 from .. import proc
-from ..cni.errors import CniError
-from . import FirewallError, nft_apply, tokens
+from . import nft_apply, tokens
 
 TABLE = "bridge dockline_guard"
-_ENOENT_TEXT = "No such file or directory"
 
 
-def _base() -> list[str]:
+def _base(prefix: str) -> list[str]:
     t = TABLE
     return [f"add table {t}",
-            f"add set {t} ports {{ type ifname; }}",
             f"add chain {t} prerouting {{ type filter hook prerouting priority -300; policy accept; }}",
             f"flush chain {t} prerouting",
-            # meta protocol, not the implicit ether type: with a VLAN tag
-            # held in packet metadata, the ether type read from the frame
-            # is 0x8100 and the rule would miss.  meta l4proto skips IPv6
-            # extension headers (an RA behind a hop-by-hop header).
-            f"add rule {t} prerouting iifname @ports meta protocol ip6 meta l4proto ipv6-icmp "
+            f'add rule {t} prerouting iifname "{prefix}*" meta protocol ip6 meta l4proto ipv6-icmp '
             "icmpv6 type { nd-router-advert, nd-redirect } drop"]
 
 
-def ensure(port: str) -> None:
-    """Drop RAs and redirects entering the bridge from ``port`` (the
-    container's host-side veth).  Needs nft; without it nothing is done
-    (the reference plugins have no such guard either)."""
-    name = tokens.ifname(port, "bridge port name")
-    if not proc.which("nft"):
-        return
-    nft_apply(_base() + [f'add element {TABLE} ports {{ "{name}" }}'], "installing the RA guard")
-
-
-def remove(port: str) -> None:
-    """Forget ``port`` (its veth is gone or going); absent is fine."""
-    name = tokens.ifname(port, "bridge port name")
-    if not proc.which("nft"):
-        return
+def _table_exists() -> bool | None:
+    """Whether the guard's table exists in this network namespace: one
+    NFT_MSG_GETTABLE over netfilter netlink (no process).  None when the
+    kernel would not say (then the caller installs, which is idempotent)."""
+    import _socket
+    import _struct
+    name = TABLE.split()[1].encode() + b"\0"
+    attr = _struct.pack("HH", 4 + len(name), 1) + name  # NFTA_TABLE_NAME
+    attr += b"\0" * (-len(attr) % 4)
+    body = _struct.pack("BBH", 7, 0, 0) + attr  # nfgenmsg: NFPROTO_BRIDGE
+    # NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETTABLE; NLM_F_REQUEST | NLM_F_ACK
+    header = _struct.pack("IHHII", 16 + len(body), (10 << 8) | 1, 1 | 4, 1, 0)
     try:
-        nft_apply([f'delete element {TABLE} ports {{ "{name}" }}'], "removing the RA guard")
-    except FirewallError as err:
-        if _ENOENT_TEXT not in err.output:
-            raise
+        sock = _socket.socket(16, 3, 12)  # AF_NETLINK, SOCK_RAW, NETLINK_NETFILTER
+    except OSError:
+        return None
+    try:
+        sock.settimeout(2)
+        sock.send(header + body)
+        reply = sock.recv(65536)
+    except OSError:
+        return None
+    finally:
+        sock.close()
+    if len(reply) < 16:
+        return None
+    msg_type = _struct.unpack_from("H", reply, 4)[0]
+    if msg_type != 2:  # not NLMSG_ERROR: the table itself
+        return True
+    error = _struct.unpack_from("i", reply, 16)[0] if len(reply) >= 20 else -1
+    if error == -2:  # ENOENT
+        return False
+    return True if error == 0 else None
 
 
-def _existing_links() -> set[str]:
-    """Interface names of the caller's network namespace (/proc/net/dev is
-    per namespace; sysfs is not)."""
-    with open("/proc/net/dev") as f:
-        return {line.split(":", 1)[0].strip() for line in f.read().splitlines()[2:] if ":" in line}
+def ensure(prefix: str) -> None:
+    """Drop RAs and redirects entering a bridge from any port whose name
+    starts with ``prefix`` (dockline's host veths).  Needs nft; without it
+    nothing is done (the reference plugins have no such guard either)."""
+    name = tokens.ifname(prefix + "x", "bridge port prefix")[:-1]
+    if _table_exists() or not proc.which("nft"):
+        return
+    nft_apply(_base(name), "installing the RA guard")
 
 
-def prune() -> None:
-    """GC: forget the ports whose interface no longer exists (whatever
-    network they belonged to).  The set is read before the interfaces, so
-    a port being added (veth first, then ``ensure``) is never taken for
-    a stale one."""
+def check(prefix: str) -> bool:
+    """Whether the guard's rule is in place (for CHECK: reads the chain, as
+    JSON, and looks for the rule by its structure)."""
     if not proc.which("nft"):
-        return
+        return True
+    listed = proc.run(["nft", "-j", "list", "chain", *TABLE.split(), "prerouting"])
+    if listed.returncode != 0:
+        return False
     from ..cni import jsonio
-    result = proc.run(["nft", "-j", "list", "set", *TABLE.split(), "ports"])
-    if result.returncode != 0:
-        return
-    listed = []
-    for item in jsonio.loads(result.stdout).get("nftables", []):
-        listed += [e for e in (item.get("set") or {}).get("elem") or [] if isinstance(e, str)]
-    existing = _existing_links()
-    names = []
-    for elem in listed:
-        if elem not in existing:
-            try:
-                names.append(tokens.ifname(elem))
-            except CniError:
-                continue  # not a name we could have added
-    if names:
-        quoted = ", ".join(f'"{n}"' for n in names)
-        nft_apply([f"delete element {TABLE} ports {{ {quoted} }}"], "pruning the RA guard")
+    try:
+        items = jsonio.loads(listed.stdout).get("nftables", [])
+    except (ValueError, AttributeError):
+        return False
+    for item in items:
+        exprs = (item.get("rule") or {}).get("expr") or [] if isinstance(item, dict) else []
+        port = any((e.get("match") or {}).get("left") == {"meta": {"key": "iifname"}}
+                   and (e.get("match") or {}).get("right") == prefix + "*"
+                   for e in exprs if isinstance(e, dict))
+        if port and any(isinstance(e, dict) and "drop" in e for e in exprs):
+            return True
+    return False

@@ -268,6 +268,8 @@ def test_the_zygote_keeps_no_fd_of_its_starter(sandbox, dockline_bin):
     assert run.returncode == 0, run
     zpid = wait_for_zygote(sandbox)
     path = expected_socket(sandbox, hl)
+    # (once its preload, which opens files and sockets for a moment, is over)
+    wait_for(lambda: len(zygote_fds(zpid)) == 5, "the zygote to settle")
     fds = zygote_fds(zpid)
     assert fds[:3] == ["/dev/null"] * 3, fds
     assert len(fds) == 5 and fds[3] == path[:-5] + ".lock" and fds[4].startswith("socket:"), fds

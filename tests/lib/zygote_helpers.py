@@ -83,8 +83,29 @@ def expected_socket(sb, binary: Path) -> str:
 
 
 def zygote_fds(pid: int) -> list[str]:
+    """What the zygote's fds are.  It listens before it preloads the
+    plugins (whose imports and netlink warm-up open fds for a moment), so
+    read until two looks agree."""
     base = f"/proc/{pid}/fd"
-    return sorted(os.readlink(f"{base}/{fd}") for fd in os.listdir(base))
+
+    def look() -> list[str]:
+        names = []
+        for fd in os.listdir(base):
+            try:
+                names.append(os.readlink(f"{base}/{fd}"))
+            except FileNotFoundError:
+                continue  # closed while we looked
+        return sorted(names)
+
+    deadline = time.monotonic() + 10
+    last = look()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = look()
+        if now == last:
+            return now
+        last = now
+    return last
 
 
 def child_pids(zpid: int) -> set[int]:

@@ -10,6 +10,7 @@ are timed, alternating between the implementations round by round so both
 see the same machine state. Reported: medians (ms) and dockline/reference.
 Timings are of the whole plugin process, as a runtime sees them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,21 +31,33 @@ def config(impl: str, masq: bool, ipam_only: bool) -> dict:
     ipam = {"type": "host-local", "ranges": [[{"subnet": SUBNETS[impl]}]]}
     if ipam_only:
         return {"cniVersion": "1.0.0", "name": f"bench-{impl}", "ipam": ipam}
-    return {"cniVersion": "1.0.0", "name": f"bench-{impl}", "type": "bridge",
-            "bridge": f"br-{impl[:3]}", "isGateway": True, "ipMasq": masq, "ipam": ipam}
+    return {
+        "cniVersion": "1.0.0",
+        "name": f"bench-{impl}",
+        "type": "bridge",
+        "bridge": f"br-{impl[:3]}",
+        "isGateway": True,
+        "ipMasq": masq,
+        "ipam": ipam,
+    }
 
 
 def portmap_config(impl: str, prev: dict | None, port: int) -> dict:
-    conf = {"cniVersion": "1.0.0", "name": f"bench-{impl}", "type": "portmap", "snat": True,
-            "runtimeConfig": {"portMappings": [{"hostPort": port, "containerPort": 80,
-                                                "protocol": "tcp"}]}}
+    conf = {
+        "cniVersion": "1.0.0",
+        "name": f"bench-{impl}",
+        "type": "portmap",
+        "snat": True,
+        "runtimeConfig": {
+            "portMappings": [{"hostPort": port, "containerPort": 80, "protocol": "tcp"}]
+        },
+    }
     if prev is not None:
         conf["prevResult"] = prev
     return conf
 
 
-def chain(impl: str, command: str, confs: list[dict], cid: str, netns: str,
-          port: int) -> float:
+def chain(impl: str, command: str, confs: list[dict], cid: str, netns: str, port: int) -> float:
     """ADD through bridge then portmap (prevResult chained), DEL in reverse,
     as a runtime runs a conflist; the sum of the plugin processes' times."""
     if command == "ADD":
@@ -61,12 +74,16 @@ def chain(impl: str, command: str, confs: list[dict], cid: str, netns: str,
 RESULTS: dict = {}
 
 
-def call(impl: str, command: str, conf: dict, cid: str, netns: str,
-         want_result: bool = False):
+def call(impl: str, command: str, conf: dict, cid: str, netns: str, want_result: bool = False):
     binary = IMPLS[impl] / ("host-local" if "type" not in conf else conf["type"])
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command,
-           "CNI_CONTAINERID": cid, "CNI_NETNS": netns, "CNI_IFNAME": "eth0",
-           "CNI_PATH": str(IMPLS[impl])}
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": netns,
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": str(IMPLS[impl]),
+    }
     data = json.dumps(conf).encode()
     start = time.perf_counter()
     proc = subprocess.run([str(binary)], input=data, env=env, capture_output=True)
@@ -92,8 +109,11 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=30)
     ap.add_argument("--no-masq", action="store_true")
     ap.add_argument("--ipam-only", action="store_true", help="host-local alone, no bridge")
-    ap.add_argument("--portmap", action="store_true",
-                    help="the chain bridge+portmap, one published port per container")
+    ap.add_argument(
+        "--portmap",
+        action="store_true",
+        help="the chain bridge+portmap, one published port per container",
+    )
     args = ap.parse_args()
     masq = not args.no_masq
     confs = {impl: config(impl, masq, args.ipam_only) for impl in IMPLS}
@@ -128,8 +148,10 @@ def main() -> None:
     what = "host-local" if args.ipam_only else f"bridge+host-local, ipMasq={masq}"
     if args.portmap:
         what = f"bridge+host-local then portmap (1 port each), ipMasq={masq}"
-    print(f"{what}; {args.containers} containers already on each network; "
-          f"{args.rounds} rounds; medians in ms")
+    print(
+        f"{what}; {args.containers} containers already on each network; "
+        f"{args.rounds} rounds; medians in ms"
+    )
     for command in ("ADD", "DEL"):
         ref = statistics.median(times["reference"][command])
         own = statistics.median(times["dockline"][command])

@@ -1,5 +1,6 @@
 """Shared fixtures: a private sandbox per test and a way to call plugins
 exactly as a runtime does (stripped environment, config on stdin)."""
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sandbox import Sandbox  # noqa: E402
+from sandbox import Sandbox
 
 REPO = Path(__file__).resolve().parent.parent
 # Launchers written by install.sh; the test command runs it first.
@@ -30,19 +31,32 @@ class PluginRun:
     def json(self):
         return json.loads(self.stdout) if self.stdout.strip() else None
 
-    def ok(self) -> "PluginRun":
+    def ok(self) -> PluginRun:
         assert self.code == 0, f"plugin failed ({self.code}): {self.stdout} {self.stderr}"
         return self
 
 
-def call_plugin(sandbox: Sandbox, binary: Path | str, command: str, config, *,
-                containerid: str | None = "c1", netns: str | None = "/run/netns/none",
-                ifname: str | None = "eth0", args: str | None = None,
-                path: str | None = None, extra_env: dict | None = None) -> PluginRun:
+def call_plugin(
+    sandbox: Sandbox,
+    binary: Path | str,
+    command: str,
+    config,
+    *,
+    containerid: str | None = "c1",
+    netns: str | None = "/run/netns/none",
+    ifname: str | None = "eth0",
+    args: str | None = None,
+    path: str | None = None,
+    extra_env: dict | None = None,
+) -> PluginRun:
     """Invoke a CNI plugin inside the sandbox with only PATH and CNI_*."""
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command}
-    for key, value in (("CNI_CONTAINERID", containerid), ("CNI_NETNS", netns),
-                       ("CNI_IFNAME", ifname), ("CNI_ARGS", args)):
+    for key, value in (
+        ("CNI_CONTAINERID", containerid),
+        ("CNI_NETNS", netns),
+        ("CNI_IFNAME", ifname),
+        ("CNI_ARGS", args),
+    ):
         if value is not None:
             env[key] = value
     env["CNI_PATH"] = path if path is not None else str(Path(binary).parent)
@@ -75,8 +89,12 @@ def dockline_hooks_bin() -> Path:
     """Executables for the crash tests: every call served in-process, and
     DOCKLINE_CRASH_AT obeyed (the executables runtimes get ignore it)."""
     import subprocess
-    subprocess.run([str(VENV_PYTHON.parent / "dockline"), "install", "--test-hooks", "--json",
-                    str(HOOKS_BIN)], check=True, capture_output=True)
+
+    subprocess.run(
+        [str(VENV_PYTHON.parent / "dockline"), "install", "--test-hooks", "--json", str(HOOKS_BIN)],
+        check=True,
+        capture_output=True,
+    )
     return HOOKS_BIN
 
 
@@ -86,6 +104,7 @@ def crash_seed() -> int:
     churn): DOCKLINE_CRASH_SEED replays a run; otherwise a fresh one,
     printed (pytest -s shows it, and every failure message names it)."""
     import random
+
     value = os.environ.get("DOCKLINE_CRASH_SEED")
     seed = int(value) if value else random.SystemRandom().randrange(1 << 32)
     print(f"\nDOCKLINE_CRASH_SEED={seed}")

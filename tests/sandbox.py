@@ -8,6 +8,7 @@ the zygote makes it), and every command of the test is run inside it with
 ``nsenter``.  Killing the process drops both namespaces and everything in
 them: bridges, veths, firewall rules, the named netns bind mounts.
 """
+
 from __future__ import annotations
 
 import os
@@ -32,9 +33,22 @@ class Sandbox:
 
     def __init__(self) -> None:
         self._proc = subprocess.Popen(
-            ["unshare", "--net", "--mount", "--propagation", "private", "--fork", "--kill-child",
-             "sh", "-c", _BOOT],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                "unshare",
+                "--net",
+                "--mount",
+                "--propagation",
+                "private",
+                "--fork",
+                "--kill-child",
+                "sh",
+                "-c",
+                _BOOT,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         line = self._proc.stdout.readline()
         if line.strip() != "ready":
             err = self._proc.stderr.read()
@@ -55,18 +69,31 @@ class Sandbox:
     def nsenter(self) -> list[str]:
         return ["nsenter", "-t", str(self.pid), "-n", "-m", "--"]
 
-    def run(self, argv: list[str], *, input: str | bytes | None = None,
-            env: dict[str, str] | None = None, check: bool = False,
-            timeout: float = 60, text: bool = True) -> subprocess.CompletedProcess:
+    def run(
+        self,
+        argv: list[str],
+        *,
+        input: str | bytes | None = None,
+        env: dict[str, str] | None = None,
+        check: bool = False,
+        timeout: float = 60,
+        text: bool = True,
+    ) -> subprocess.CompletedProcess:
         """Run argv inside the sandbox.  ``env`` replaces the environment
         entirely, as a runtime does when it calls a plugin."""
         if env is None:
             env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")}
         if isinstance(input, bytes):
             text = False
-        return subprocess.run(self.nsenter() + list(argv), input=input, env=env,
-                              capture_output=True, check=check, timeout=timeout,
-                              text=text)
+        return subprocess.run(
+            self.nsenter() + list(argv),
+            input=input,
+            env=env,
+            capture_output=True,
+            check=check,
+            timeout=timeout,
+            text=text,
+        )
 
     def sh(self, script: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
         return self.run(["sh", "-c", script], check=check, **kw)
@@ -120,7 +147,7 @@ class Sandbox:
             if stream:
                 stream.close()
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -9,6 +9,7 @@ root-only state directories); with ``timeout`` it waits at most that many
 seconds and then fails with code 11, so a holder that never lets go costs
 the caller an error, not its life.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -46,7 +47,7 @@ class FileLock:
         self.timeout = timeout
         self.fd = -1
 
-    def __enter__(self) -> "FileLock":
+    def __enter__(self) -> FileLock:
         os.makedirs(os.path.dirname(self.path), mode=0o755, exist_ok=True)
         self.fd = open_regular(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -65,6 +66,7 @@ class FileLock:
         """Poll LOCK_NB: a blocking flock cannot be given a deadline without
         signals, which a zygote child must not rely on."""
         import time
+
         deadline = time.monotonic() + timeout
         pause = 0.002
         while True:
@@ -74,8 +76,11 @@ class FileLock:
             except BlockingIOError:
                 pass
             if time.monotonic() >= deadline:
-                raise CniError(TRY_AGAIN_LATER, "a lock is held by another process",
-                               f"{self.path} still locked after {timeout:g} s")
+                raise CniError(
+                    TRY_AGAIN_LATER,
+                    "a lock is held by another process",
+                    f"{self.path} still locked after {timeout:g} s",
+                )
             with interrupt.waiting():
                 time.sleep(pause)
             pause = min(pause * 2, 0.05)

@@ -9,13 +9,14 @@ raised at the next safe point — right after an undo step is registered
 (``check``, from UndoStack.push) — or at once when the call is only waiting
 (``waiting()``: blocked on a lock, where nothing is being made).
 """
+
 from __future__ import annotations
 
-_pending: "type[BaseException] | None" = None
+_pending: type[BaseException] | None = None
 _waiting = 0
 
 
-def request(exc_type: "type[BaseException]") -> bool:
+def request(exc_type: type[BaseException]) -> bool:
     """Ask for ``exc_type`` to be raised at the next safe point; True when
     the caller (a signal handler) may raise it right away: the call is
     only waiting."""

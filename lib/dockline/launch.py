@@ -10,6 +10,7 @@ the result straight to the runtime's stdout, so the runtime sees exactly
 what an in-process run would print.  Without a zygote the call is served here, and a zygote is
 started in the background for the next calls.  See dockline.zygote.
 """
+
 from __future__ import annotations
 
 import os
@@ -21,6 +22,7 @@ def serve_here(module_name: str) -> int:
     with the plugin module's handlers (here, or in a zygote's child)."""
     module = __import__(module_name)
     from dockline.cni import skel
+
     return skel.run(module.HANDLERS, module.ABOUT)
 
 
@@ -37,14 +39,17 @@ def launch(module: str, stamp: str, zygote: bool = True, test_hooks: bool = Fals
     command = env.get("CNI_COMMAND", "")
     if command == "VERSION":  # runtimes send it before every call: keep it bare
         from dockline.cni import skel
+
         _exit(skel.run({}, "dockline"))
     if test_hooks:  # the crash tests' executables: always in this process
         from dockline.bridge import undo
+
         undo.enable_crash_hook()
         zygote = False
     if not command or not zygote or env.get("DOCKLINE_NO_ZYGOTE"):
         _exit(serve_here(module))
     from dockline.zygote import SERVE_AND_START, call, start_in_background
+
     code = call(module, stamp)
     if code < 0:  # nothing ran in a zygote: serve it here
         outcome = code

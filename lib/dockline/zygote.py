@@ -28,13 +28,13 @@ Trust model (README, "the zygote's trust model"):
 Only the client half (``call``, ``start_in_background``) is on the path of
 every plugin call, so it imports nothing but what it must.
 """
-from __future__ import annotations
 
-import os
+from __future__ import annotations
 
 import _signal
 import _socket
 import _struct
+import os
 
 AF_UNIX = 1
 SOCK_SEQPACKET = 5
@@ -76,6 +76,7 @@ class ClientGone(BaseException):
 
 # --- facts from the kernel, for both ends ----------------------------------
 
+
 def _read(path: str) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -87,7 +88,7 @@ def _read(path: str) -> bytes:
 class Facts:
     """What decides whether two processes may stand in for each other."""
 
-    __slots__ = ("ns", "cgroup", "status", "label")
+    __slots__ = ("cgroup", "label", "ns", "status")
 
     def __init__(self, pid: str) -> None:
         base = "/proc/" + pid + "/"
@@ -99,14 +100,14 @@ class Facts:
             start = text.find(b"\n" + key + b":")
             if start >= 0:
                 start += len(key) + 2
-                status[key] = text[start:text.find(b"\n", start)].strip()
+                status[key] = text[start : text.find(b"\n", start)].strip()
         self.status = status
         try:
             self.label = _read(base + "attr/current")
         except OSError:
             self.label = b""  # no LSM with a label to read
 
-    def differs(self, mine: "Facts") -> str | None:
+    def differs(self, mine: Facts) -> str | None:
         """Why this process (the peer) may not stand in for ``mine``: the
         same namespaces, cgroup, ids, seccomp and label, and at least my
         capabilities; None when it may."""
@@ -141,9 +142,13 @@ def socket_path(stamp: str, me: Facts | None = None) -> str:
     that is not its equal (e.g. a capability-less one)."""
     me = me or Facts("self")
     import _sha1
+
     status = me.status
-    key = b"\0".join([n.encode() for n in me.ns] + [me.cgroup, me.label]
-                     + [status.get(k, b"") for k in _IDS + _CAPS + _CONFINEMENT])
+    key = b"\0".join(
+        [n.encode() for n in me.ns]
+        + [me.cgroup, me.label]
+        + [status.get(k, b"") for k in _IDS + _CAPS + _CONFINEMENT]
+    )
     digest = _sha1.sha1(key).hexdigest()[:16]
     return f"{RUN_DIR}/zygote-{os.geteuid()}-{me.ns[3][5:-1]}-{digest}-{stamp}.sock"
 
@@ -195,10 +200,15 @@ def _peer_problem(sock, me: Facts) -> tuple[str | None, int, int | None, Facts |
 
 # --- client ----------------------------------------------------------------
 
+
 def _say(path: str, what: str) -> None:
     try:
-        os.write(2, f"dockline: zygote at {path} {what}; serving the call in this process\n"
-                 .encode(errors="replace"))
+        os.write(
+            2,
+            f"dockline: zygote at {path} {what}; serving the call in this process\n".encode(
+                errors="replace"
+            ),
+        )
     except OSError:
         pass
 
@@ -253,6 +263,7 @@ def call(module: str, stamp: str) -> int:
             # half run, so do not run it again; answer as a failed call.
             from .cni import jsonio
             from .cni.errors import INTERNAL, CniError
+
             err = CniError(INTERNAL, "dockline zygote died while serving the call")
             os.write(1, (jsonio.dumps(err.to_dict("1.1.0")) + "\n").encode())
             return 1
@@ -286,14 +297,26 @@ def start_in_background(stamp: str) -> None:
     try:
         devnull = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
         import sys
-        argv = [sys.executable, "-I", "-S", "-c",
-                "import sys; sys.path[:0] = %r; from dockline import zygote; zygote.serve(%r)"
-                % (sys.path, stamp)]
-        os.posix_spawn(sys.executable, argv, {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
-                       file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0),
-                                     (os.POSIX_SPAWN_DUP2, devnull, 1),
-                                     (os.POSIX_SPAWN_DUP2, devnull, 2)],
-                       setsid=True)
+
+        argv = [
+            sys.executable,
+            "-I",
+            "-S",
+            "-c",
+            "import sys; sys.path[:0] = %r; from dockline import zygote; zygote.serve(%r)"
+            % (sys.path, stamp),
+        ]
+        os.posix_spawn(
+            sys.executable,
+            argv,
+            {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+            file_actions=[
+                (os.POSIX_SPAWN_DUP2, devnull, 0),
+                (os.POSIX_SPAWN_DUP2, devnull, 1),
+                (os.POSIX_SPAWN_DUP2, devnull, 2),
+            ],
+            setsid=True,
+        )
         os.close(devnull)
     except OSError:
         pass
@@ -301,9 +324,11 @@ def start_in_background(stamp: str) -> None:
 
 # --- server ----------------------------------------------------------------
 
+
 def _preload() -> None:
     """Import every plugin and the netlink layer, so children start warm."""
     from . import launch  # noqa: F401  (children serve through it)
+
     for name in MODULES:
         try:
             __import__(name.decode())
@@ -312,6 +337,7 @@ def _preload() -> None:
     try:
         _warm_netlink()
         from .netlink import netns
+
         netns.libc_setns()
     except Exception:
         pass  # a cold child is slower, not wrong
@@ -323,18 +349,28 @@ def _warm_netlink() -> None:
     reads (dumps) reach the kernel; the rest is encoded and dropped."""
     from .netlink import current_netns
     from .netlink._pyroute2 import ifaddrmsg, ifinfmsg, rtmsg
+
     with current_netns() as ns:
         ns.list_links()
         ns.list_addresses()
         ns.list_routes()
     peer = {"index": 0, "flags": 0, "change": 0, "attrs": [("IFLA_IFNAME", "warm1")]}
-    for kind, data in (("veth", [("VETH_INFO_PEER", peer)]),
-                       ("bridge", [("IFLA_BR_VLAN_FILTERING", 1)])):
+    for kind, data in (
+        ("veth", [("VETH_INFO_PEER", peer)]),
+        ("bridge", [("IFLA_BR_VLAN_FILTERING", 1)]),
+    ):
         msg = ifinfmsg()
-        msg["attrs"] = [("IFLA_IFNAME", "warm0"), ("IFLA_MTU", 1500), ("IFLA_MASTER", 1),
-                        ("IFLA_ADDRESS", "02:00:00:00:00:01"), ("IFLA_NET_NS_FD", 0),
-                        ("IFLA_LINKINFO", {"attrs": [("IFLA_INFO_KIND", kind),
-                                                     ("IFLA_INFO_DATA", {"attrs": data})]})]
+        msg["attrs"] = [
+            ("IFLA_IFNAME", "warm0"),
+            ("IFLA_MTU", 1500),
+            ("IFLA_MASTER", 1),
+            ("IFLA_ADDRESS", "02:00:00:00:00:01"),
+            ("IFLA_NET_NS_FD", 0),
+            (
+                "IFLA_LINKINFO",
+                {"attrs": [("IFLA_INFO_KIND", kind), ("IFLA_INFO_DATA", {"attrs": data})]},
+            ),
+        ]
         msg.encode()
     for family, local in ((2, "10.0.0.1"), (10, "fd00::1")):
         msg = ifaddrmsg()
@@ -343,8 +379,13 @@ def _warm_netlink() -> None:
         msg.encode()
         route = rtmsg()
         route["family"] = family
-        route["attrs"] = [("RTA_DST", local), ("RTA_GATEWAY", local), ("RTA_OIF", 1),
-                          ("RTA_PRIORITY", 1), ("RTA_METRICS", {"attrs": [("RTAX_MTU", 1400)]})]
+        route["attrs"] = [
+            ("RTA_DST", local),
+            ("RTA_GATEWAY", local),
+            ("RTA_OIF", 1),
+            ("RTA_PRIORITY", 1),
+            ("RTA_METRICS", {"attrs": [("RTAX_MTU", 1400)]}),
+        ]
         route.encode()
 
 
@@ -356,6 +397,7 @@ def _read_request(conn, pidfd: int) -> tuple[bytes, list[bytes], list[int]]:
     """(module, environment entries, fds [stdin, stdout, stderr, cwd]) of a
     well-formed request, sent in time; _Refuse otherwise."""
     import select
+
     poller = select.poll()
     poller.register(conn.fileno(), select.POLLIN)
     poller.register(pidfd, select.POLLIN)  # readable once the client exits
@@ -365,8 +407,9 @@ def _read_request(conn, pidfd: int) -> tuple[bytes, list[bytes], list[int]]:
         raise _Refuse(f"no request within {REQUEST_SECONDS} s")
     if pidfd in events:
         raise _Refuse("client gone")
-    payload, ancdata, flags, _ = conn.recvmsg(_MAX_REQUEST, _socket.CMSG_SPACE(4 * 4),
-                                              MSG_CMSG_CLOEXEC)
+    payload, ancdata, flags, _ = conn.recvmsg(
+        _MAX_REQUEST, _socket.CMSG_SPACE(4 * 4), MSG_CMSG_CLOEXEC
+    )
     fds: list[int] = []
     for level, kind, data in ancdata:
         if level == SOL_SOCKET and kind == SCM_RIGHTS:
@@ -385,6 +428,7 @@ def _adopt(theirs: Facts, pid: int, env: list[bytes], fds: list[int], rlimits: l
     """Become the caller, as far as the call can tell: its umask, resource
     limits, working directory, environment and stdio."""
     import resource
+
     for which, limits in rlimits:
         resource.setrlimit(which, limits)
     os.umask(int(theirs.status.get(b"Umask", b"022"), 8))
@@ -411,7 +455,9 @@ def _arm_hangup(conn) -> None:
     dockline.interrupt."""
     import fcntl
     import select
+
     from . import interrupt
+
     fd = conn.fileno()
     poller = select.poll()
     poller.register(fd, select.POLLRDHUP)  # POLLHUP/POLLERR come anyway
@@ -434,12 +480,14 @@ def _serve_child(conn, me: Facts, rlimit_kinds: list[int]) -> None:
     started = False
     try:
         import gc
+
         gc.disable()  # a short-lived child: collection would only copy pages
         try:
             problem, pid, pidfd, theirs = _peer_problem(conn, me)
             if problem:
                 raise _Refuse(problem)
             import resource
+
             rlimits = [(r, resource.prlimit(pid, r)) for r in rlimit_kinds]
             if not _alive(pidfd):  # the limits read were the client's
                 raise _Refuse("client gone")
@@ -456,7 +504,9 @@ def _serve_child(conn, me: Facts, rlimit_kinds: list[int]) -> None:
             return
         started = True
         import sys
+
         from .launch import serve_here
+
         code = serve_here(module.decode())
         _signal.signal(_signal.SIGIO, _signal.SIG_IGN)
         sys.stdout.flush()
@@ -481,8 +531,9 @@ def _refuse(conn, reason: str) -> None:
     closes them)."""
     try:
         conn.send(REFUSED + reason.encode(errors="replace")[:400])
-        while conn.recvmsg(_MAX_REQUEST, _socket.CMSG_SPACE(4 * 4),
-                           MSG_CMSG_CLOEXEC | _socket.MSG_DONTWAIT)[0]:
+        while conn.recvmsg(
+            _MAX_REQUEST, _socket.CMSG_SPACE(4 * 4), MSG_CMSG_CLOEXEC | _socket.MSG_DONTWAIT
+        )[0]:
             pass
     except OSError:
         pass
@@ -511,12 +562,17 @@ def _bind(stamp: str, me: Facts):
     (stale, or a squatter's) by renaming its freshly bound socket over it,
     so the path always names a listening socket or a dead file."""
     import fcntl
+
     path = socket_path(stamp, me)
     name = path.rsplit("/", 1)[1]
     dirfd = _run_dir()
     try:
-        lock = os.open(name[:-5] + ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                       0o600, dir_fd=dirfd)
+        lock = os.open(
+            name[:-5] + ".lock",
+            os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+            dir_fd=dirfd,
+        )
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -574,11 +630,14 @@ def serve(stamp: str) -> None:
     _signal.signal(_signal.SIGTERM, on_term)
     _preload()
     import resource
+
     rlimit_kinds = sorted({getattr(resource, n) for n in dir(resource) if n.startswith("RLIMIT_")})
     import gc
+
     gc.collect()
     gc.freeze()  # children then leave the preloaded objects' pages shared
     import select
+
     _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
     children: set[int] = set()
     while True:

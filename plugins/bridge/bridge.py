@@ -6,6 +6,7 @@ named after the attachment) -> IPAM -> addresses, routes and sysctls in the
 container -> gateway on the bridge -> masquerade.  Every step registers its
 undo, so a failure anywhere leaves nothing behind.
 """
+
 from __future__ import annotations
 
 from dockline.bridge.config import BridgeConfig
@@ -13,8 +14,16 @@ from dockline.bridge.naming import HOST_VETH_PREFIX, host_veth_name
 from dockline.bridge.undo import UndoStack
 from dockline.cni import delegate
 from dockline.cni.attachments import valid_attachments
-from dockline.cni.errors import (ALREADY_EXISTS, INCOMPATIBLE_VERSION, INVALID_CONFIG, IO_FAILURE,
-                                 KERNEL_REFUSED, STATE_MISSING, UNKNOWN_CONTAINER, CniError)
+from dockline.cni.errors import (
+    ALREADY_EXISTS,
+    INCOMPATIBLE_VERSION,
+    INVALID_CONFIG,
+    IO_FAILURE,
+    KERNEL_REFUSED,
+    STATE_MISSING,
+    UNKNOWN_CONTAINER,
+    CniError,
+)
 from dockline.cni.result import family
 from dockline.cni.skel import Request
 from dockline.cni.version import at_least
@@ -34,6 +43,7 @@ def _netlink():
     """The netlink layer, loaded only by commands that touch links (it
     costs ~20 ms)."""
     import dockline.netlink as netlink
+
     return netlink
 
 
@@ -56,8 +66,11 @@ class _BestEffort:
         except CniError as err:
             self.first = self.first or err
         except OSError as exc:
-            err = (_kernel_error(exc, what) if isinstance(exc, NetlinkError)
-                   else CniError(IO_FAILURE, what, str(exc)))
+            err = (
+                _kernel_error(exc, what)
+                if isinstance(exc, NetlinkError)
+                else CniError(IO_FAILURE, what, str(exc))
+            )
             self.first = self.first or err
 
     def raise_first(self) -> None:
@@ -69,16 +82,19 @@ def _open_container(netlink, path: str) -> Netns:
     try:
         return netlink.open_netns(path)
     except netlink.NetnsError as exc:
-        raise CniError(UNKNOWN_CONTAINER, "cannot open the container's network namespace",
-                       str(exc)) from None
+        raise CniError(
+            UNKNOWN_CONTAINER, "cannot open the container's network namespace", str(exc)
+        ) from None
 
 
 # --- ADD ---------------------------------------------------------------------
+
 
 def _gateways(conf: BridgeConfig, ipam_result: dict) -> None:
     """With isGateway every IP gets a gateway (IPAM's, else the subnet's
     first address); isDefaultGateway adds the default routes."""
     import ipaddress
+
     for ip in ipam_result["ips"]:
         if not ip.get("gateway"):
             net = ipaddress.ip_interface(ip["address"]).network
@@ -95,8 +111,9 @@ def _gateways(conf: BridgeConfig, ipam_result: dict) -> None:
             routes.append({"dst": default, "gw": ip["gateway"]})
 
 
-def _configure_container(conf: BridgeConfig, req: Request, ns: Netns, link: Link,
-                         ipam_result: dict) -> None:
+def _configure_container(
+    conf: BridgeConfig, req: Request, ns: Netns, link: Link, ipam_result: dict
+) -> None:
     ips = ipam_result["ips"]
     # Another container on the bridge may send router advertisements (it
     # has CAP_NET_RAW): never take a default route or address from them
@@ -120,9 +137,16 @@ def _configure_container(conf: BridgeConfig, req: Request, ns: Netns, link: Link
         batch.set_link(link, up=True)
         for route in ipam_result.get("routes") or []:
             gw = route.get("gw") or gateways.get(family(route["dst"]))
-            batch.add_route(route["dst"], gateway=gw, link=link, metric=route.get("priority"),
-                            table=route.get("table"), scope=route.get("scope"),
-                            mtu=route.get("mtu"), advmss=route.get("advmss"))
+            batch.add_route(
+                route["dst"],
+                gateway=gw,
+                link=link,
+                metric=route.get("priority"),
+                table=route.get("table"),
+                scope=route.get("scope"),
+                mtu=route.get("mtu"),
+                advmss=route.get("advmss"),
+            )
     if conf.enable_dad and any(family(i["address"]) == "6" for i in ips):
         _settle_addresses(ns, link)
 
@@ -134,18 +158,25 @@ def _settle_addresses(ns: Netns, link: Link, timeout: float = 5.0) -> None:
     """With enabledad, ADD answers once DAD is over (as the reference
     does): the addresses are usable when the container starts."""
     import time
+
     deadline = time.monotonic() + timeout
     while True:
         addrs = [a for a in ns.list_addresses(link) if a.family == 10]
         failed = [a for a in addrs if a.flags & IFA_F_DADFAILED]
         if failed:
-            raise CniError(ALREADY_EXISTS, "IPv6 duplicate address detection failed",
-                           ", ".join(a.address for a in failed))
+            raise CniError(
+                ALREADY_EXISTS,
+                "IPv6 duplicate address detection failed",
+                ", ".join(a.address for a in failed),
+            )
         if not any(a.flags & IFA_F_TENTATIVE for a in addrs):
             return
         if time.monotonic() > deadline:
-            raise CniError(KERNEL_REFUSED, "IPv6 addresses still tentative after "
-                           f"{timeout:.0f} s of duplicate address detection")
+            raise CniError(
+                KERNEL_REFUSED,
+                "IPv6 addresses still tentative after "
+                f"{timeout:.0f} s of duplicate address detection",
+            )
         time.sleep(0.05)
 
 
@@ -159,8 +190,11 @@ def _sysctl_if_present(ns: Netns, name: str, value: int) -> None:
             raise
 
 
-def _ensure_gateway_addresses(conf: BridgeConfig, host: Netns, bridge: Link, ips: list[dict]) -> None:
+def _ensure_gateway_addresses(
+    conf: BridgeConfig, host: Netns, bridge: Link, ips: list[dict]
+) -> None:
     import ipaddress
+
     for ip in ips:
         net = ipaddress.ip_interface(ip["address"]).network
         gw = ipaddress.ip_interface(f"{ip['gateway']}/{net.prefixlen}")
@@ -176,8 +210,11 @@ def _ensure_gateway_addresses(conf: BridgeConfig, host: Netns, bridge: Link, ips
             elif conf.force_address:
                 host.del_address(bridge, str(have), missing_ok=True)
             else:
-                raise CniError(INVALID_CONFIG, f"{conf.bridge!r} already has an IP address "
-                               f"different from {gw}", f"it has {have}; set forceAddress to replace it")
+                raise CniError(
+                    INVALID_CONFIG,
+                    f"{conf.bridge!r} already has an IP address different from {gw}",
+                    f"it has {have}; set forceAddress to replace it",
+                )
         if not present:
             host.add_address(bridge, str(gw), nodad=True, exist_ok=True)
         if gw.version == 4:
@@ -189,8 +226,9 @@ def _ensure_gateway_addresses(conf: BridgeConfig, host: Netns, bridge: Link, ips
 def _setup_host_port(conf: BridgeConfig, host: Netns, veth: Link, bridge: Link) -> None:
     host.set_link(veth, master=bridge.index, up=True)
     if conf.hairpin or conf.port_isolation:
-        host.set_bridge_port(veth, hairpin=conf.hairpin or None,
-                             isolated=conf.port_isolation or None)
+        host.set_bridge_port(
+            veth, hairpin=conf.hairpin or None, isolated=conf.port_isolation or None
+        )
     if conf.vlan or conf.vlan_trunk:
         with host.batch() as batch:
             if not conf.preserve_default_vlan:
@@ -201,8 +239,15 @@ def _setup_host_port(conf: BridgeConfig, host: Netns, veth: Link, bridge: Link) 
                 batch.bridge_vlan_add(veth, conf.vlan_trunk)
 
 
-def _attach(conf: BridgeConfig, req: Request, netlink, host: Netns, ns: Netns,
-            undo: UndoStack, names: links.LinkPlan) -> dict:
+def _attach(
+    conf: BridgeConfig,
+    req: Request,
+    netlink,
+    host: Netns,
+    ns: Netns,
+    undo: UndoStack,
+    names: links.LinkPlan,
+) -> dict:
     owner = Owner(req.network, req.container_id, req.ifname)
     host_name = host_veth_name(req.network, req.container_id, req.ifname)
     vlan_filtering = True if (conf.vlan or conf.vlan_trunk) else None
@@ -211,18 +256,27 @@ def _attach(conf: BridgeConfig, req: Request, netlink, host: Netns, ns: Netns,
     if conf.promisc:
         host.set_link(bridge, promisc=True)
     if ns.get_link(req.ifname) is not None:
-        raise CniError(ALREADY_EXISTS, f"container interface {req.ifname!r} already exists",
-                       f"in {req.netns}")
+        raise CniError(
+            ALREADY_EXISTS, f"container interface {req.ifname!r} already exists", f"in {req.netns}"
+        )
     try:
         # Created from the host end, already a port of the bridge: a veth
         # left by a killed ADD is always one GC finds there.
-        host_if, container_if = host.add_veth(host_name, peer_ns=ns, peer_name=req.ifname,
-                                              mtu=conf.mtu or None, peer_mac=conf.mac,
-                                              master=bridge.index)
+        host_if, container_if = host.add_veth(
+            host_name,
+            peer_ns=ns,
+            peer_name=req.ifname,
+            mtu=conf.mtu or None,
+            peer_mac=conf.mac,
+            master=bridge.index,
+        )
     except NetlinkError as exc:
         if exc.errno == EEXIST and host.get_link(host_name) is not None:
-            raise CniError(ALREADY_EXISTS, "this attachment already exists",
-                           f"host interface {host_name} is present: DEL it first") from None
+            raise CniError(
+                ALREADY_EXISTS,
+                "this attachment already exists",
+                f"host interface {host_name} is present: DEL it first",
+            ) from None
         raise
     undo.push(f"delete veth {host_name}", lambda: host.delete_link(host_name))
     _setup_host_port(conf, host, host_if, bridge)
@@ -233,8 +287,7 @@ def _attach(conf: BridgeConfig, req: Request, netlink, host: Netns, ns: Netns,
 
     result: dict = {"ips": [], "routes": [], "dns": {}}
     if conf.ipam_type:
-        undo.push("release addresses (IPAM DEL)",
-                  lambda: delegate.run(req, conf.ipam_type, "DEL"))
+        undo.push("release addresses (IPAM DEL)", lambda: delegate.run(req, conf.ipam_type, "DEL"))
         result = delegate.run(req, conf.ipam_type, "ADD") or result
         if not result.get("ips"):
             raise CniError(INVALID_CONFIG, "IPAM plugin returned missing IP config")
@@ -247,17 +300,24 @@ def _attach(conf: BridgeConfig, req: Request, netlink, host: Netns, ns: Netns,
     if conf.ip_masq and result["ips"]:
         backend = masquerade.choose_backend(conf.ip_masq_backend)
         undo.push("remove masquerade rules", lambda: masquerade.delete(backend, owner))
-        masquerade.add(backend, owner, [(ip["address"], _subnet(ip["address"]))
-                                        for ip in result["ips"]])
-    links.on_add(req, _data_dir(req), [ip["address"].split("/")[0] for ip in result["ips"]], undo,
-                 names)
+        masquerade.add(
+            backend, owner, [(ip["address"], _subnet(ip["address"])) for ip in result["ips"]]
+        )
+    links.on_add(
+        req, _data_dir(req), [ip["address"].split("/")[0] for ip in result["ips"]], undo, names
+    )
     bridge = host.get_link(bridge.index) or bridge
     container_if = ns.get_link(container_if.index) or container_if
     result["interfaces"] = [
         {"name": bridge.name, "mac": bridge.mac},
         {"name": host_if.name, "mac": host_if.mac},
-        {"name": container_if.name, "mac": container_if.mac, "mtu": container_if.mtu,
-         "sandbox": req.netns}]
+        {
+            "name": container_if.name,
+            "mac": container_if.mac,
+            "mtu": container_if.mtu,
+            "sandbox": req.netns,
+        },
+    ]
     for ip in result["ips"]:
         ip["interface"] = 2
     if conf.dns is not None:
@@ -270,20 +330,27 @@ def _data_dir(req: Request) -> str:
     default when the config names none; "" when it names an invalid one,
     which ADD has refused already)."""
     from dockline.ipam.config import data_dir_for_cleanup
+
     return data_dir_for_cleanup(req.config) or ""
 
 
 def _subnet(address: str) -> str:
     import ipaddress
+
     return str(ipaddress.ip_interface(address).network)
 
 
 def cmd_add(req: Request) -> dict:
     # Validate: the whole request is checked before anything is changed.
     conf = BridgeConfig(req)
-    if (not conf.ipam_type or conf.disable_container_interface) and not at_least(req.version, "0.3.0"):
-        raise CniError(INCOMPATIBLE_VERSION, "incompatible CNI versions",
-                       f"a result without addresses cannot be expressed in {req.version}")
+    if (not conf.ipam_type or conf.disable_container_interface) and not at_least(
+        req.version, "0.3.0"
+    ):
+        raise CniError(
+            INCOMPATIBLE_VERSION,
+            "incompatible CNI versions",
+            f"a result without addresses cannot be expressed in {req.version}",
+        )
     if conf.ipam_type:
         delegate.validate_add(req, conf.ipam_type)
     names = links.prepare(req, _data_dir(req))  # names, links, hostsFile
@@ -305,6 +372,7 @@ def cmd_add(req: Request) -> dict:
 
 # --- DEL ---------------------------------------------------------------------
 
+
 def _delete_foreign_veth(netlink, host: Netns, req: Request, bridge_name: str) -> None:
     """A container attached by another bridge plugin (e.g. the reference's,
     with a random host name): delete its veth only if it really is a veth
@@ -323,9 +391,14 @@ def _delete_foreign_veth(netlink, host: Netns, req: Request, bridge_name: str) -
             return
         bridge = host.get_link(bridge_name)
         peer = host.get_link(link.link)
-        if (bridge is not None and peer is not None and peer.kind == "veth"
-                and peer.master == bridge.index and peer.link == link.index
-                and peer.link_netnsid is not None):
+        if (
+            bridge is not None
+            and peer is not None
+            and peer.kind == "veth"
+            and peer.master == bridge.index
+            and peer.link == link.index
+            and peer.link_netnsid is not None
+        ):
             host.delete_link(peer.index)
 
 
@@ -347,8 +420,11 @@ def cmd_del(req: Request) -> None:
         # failing DEL forever, leaking everything): find the attachment's
         # state by its names instead, and remove all of it.
         import sys
-        sys.stderr.write(f"dockline bridge: DEL with an unreadable config ({err}): "
-                         "removing everything named after the attachment\n")
+
+        sys.stderr.write(
+            f"dockline bridge: DEL with an unreadable config ({err}): "
+            "removing everything named after the attachment\n"
+        )
         conf = None
     owner = Owner(req.network, req.container_id, req.ifname)
     cleanup = _BestEffort()
@@ -363,8 +439,10 @@ def cmd_del(req: Request) -> None:
         cleanup.run("MAC spoof check", lambda: spoofcheck.delete(owner))
     else:
         if conf.ip_masq:
-            cleanup.run("masquerade", lambda: masquerade.delete(
-                masquerade.choose_backend(conf.ip_masq_backend), owner))
+            cleanup.run(
+                "masquerade",
+                lambda: masquerade.delete(masquerade.choose_backend(conf.ip_masq_backend), owner),
+            )
         if conf.macspoofchk:
             cleanup.run("MAC spoof check", lambda: spoofcheck.delete(owner))
     cleanup.run("links: cleanup failed", lambda: links.on_del(req, _data_dir(req)))
@@ -381,12 +459,14 @@ def _lenient_ipam_type(config: dict) -> str:
 
 # --- CHECK -------------------------------------------------------------------
 
+
 def _missing(what: str, details: str = "") -> CniError:
     return CniError(STATE_MISSING, f"bridge CHECK: {what}", details)
 
 
 def cmd_check(req: Request) -> None:
     import ipaddress
+
     conf = BridgeConfig(req)
     prev = req.prev_result
     if prev is None:
@@ -399,25 +479,44 @@ def cmd_check(req: Request) -> None:
         if bridge is None or bridge.kind != "bridge":
             raise _missing(f"bridge {conf.bridge!r} is missing or not a bridge")
         if conf.promisc != bool(bridge.flags & IFF_PROMISC):
-            raise _missing(f"bridge {conf.bridge!r}: promiscuous mode is "
-                           f"{'off' if conf.promisc else 'on'}, configured {'on' if conf.promisc else 'off'}")
-        bridge_entry = next((i for i in prev.get("interfaces") or []
-                             if i.get("name") == conf.bridge and not i.get("sandbox")), None)
-        if bridge_entry and bridge_entry.get("mac") and bridge_entry["mac"].lower() != (bridge.mac or ""):
-            raise _missing(f"bridge {conf.bridge!r} has MAC {bridge.mac}, expected {bridge_entry['mac']}")
+            raise _missing(
+                f"bridge {conf.bridge!r}: promiscuous mode is "
+                f"{'off' if conf.promisc else 'on'}, configured {'on' if conf.promisc else 'off'}"
+            )
+        bridge_entry = next(
+            (
+                i
+                for i in prev.get("interfaces") or []
+                if i.get("name") == conf.bridge and not i.get("sandbox")
+            ),
+            None,
+        )
+        if (
+            bridge_entry
+            and bridge_entry.get("mac")
+            and bridge_entry["mac"].lower() != (bridge.mac or "")
+        ):
+            raise _missing(
+                f"bridge {conf.bridge!r} has MAC {bridge.mac}, expected {bridge_entry['mac']}"
+            )
         link = ns.get_link(req.ifname)
         if link is None or link.kind != "veth":
             raise _missing(f"container interface {req.ifname!r} is missing or not a veth")
         ifaces = prev.get("interfaces") or []
-        mine = [i for i, iface in enumerate(ifaces)
-                if iface.get("name") == req.ifname and iface.get("sandbox")]
+        mine = [
+            i
+            for i, iface in enumerate(ifaces)
+            if iface.get("name") == req.ifname and iface.get("sandbox")
+        ]
         expected_mac = ifaces[mine[0]].get("mac") if mine else None
         if expected_mac and expected_mac.lower() != (link.mac or ""):
             raise _missing(f"{req.ifname} has MAC {link.mac}, expected {expected_mac}")
         peer = host.get_link(link.link) if link.link else None
         if peer is None or peer.master != bridge.index:
             raise _missing(f"the host end of {req.ifname} is not a port of {conf.bridge!r}")
-        have = {ipaddress.ip_interface(f"{a.address}/{a.prefixlen}") for a in ns.list_addresses(link)}
+        have = {
+            ipaddress.ip_interface(f"{a.address}/{a.prefixlen}") for a in ns.list_addresses(link)
+        }
         for ip in prev.get("ips") or []:
             if mine and ip.get("interface") not in mine:
                 continue
@@ -435,6 +534,7 @@ def cmd_check(req: Request) -> None:
 
 def _route_matches(route, dst, gw) -> bool:
     import ipaddress
+
     have_dst = route.dst
     if have_dst in (None, "", "default"):
         have_dst = "0.0.0.0/0" if dst.version == 4 else "::/0"
@@ -443,11 +543,14 @@ def _route_matches(route, dst, gw) -> bool:
             return False
     except ValueError:
         return False
-    return gw is None or (route.gateway is not None and
-                          ipaddress.ip_address(route.gateway) == ipaddress.ip_address(gw))
+    return gw is None or (
+        route.gateway is not None
+        and ipaddress.ip_address(route.gateway) == ipaddress.ip_address(gw)
+    )
 
 
 # --- GC and STATUS -----------------------------------------------------------
+
 
 def _gc_veths(req: Request, bridge_name: str, valid: set[tuple[str, str]]) -> None:
     keep = {host_veth_name(req.network, cid, ifname) for cid, ifname in valid}
@@ -456,8 +559,12 @@ def _gc_veths(req: Request, bridge_name: str, valid: set[tuple[str, str]]) -> No
         if bridge is None:
             return
         for link in host.list_links():
-            if (link.master == bridge.index and link.kind == "veth"
-                    and link.name.startswith(HOST_VETH_PREFIX) and link.name not in keep):
+            if (
+                link.master == bridge.index
+                and link.kind == "veth"
+                and link.name.startswith(HOST_VETH_PREFIX)
+                and link.name not in keep
+            ):
                 host.delete_link(link.index)
 
 
@@ -467,11 +574,16 @@ def cmd_gc(req: Request) -> None:
     if conf.ipam_type:
         cleanup.run("IPAM GC", lambda: delegate.run(req, conf.ipam_type, "GC"))
     valid = valid_attachments(req.config)
-    cleanup.run("bridge GC: failed to delete a stale veth",
-                lambda: _gc_veths(req, conf.bridge, valid))
+    cleanup.run(
+        "bridge GC: failed to delete a stale veth", lambda: _gc_veths(req, conf.bridge, valid)
+    )
     if conf.ip_masq:
-        cleanup.run("masquerade GC", lambda: masquerade.gc(
-            masquerade.choose_backend(conf.ip_masq_backend), req.network, valid))
+        cleanup.run(
+            "masquerade GC",
+            lambda: masquerade.gc(
+                masquerade.choose_backend(conf.ip_masq_backend), req.network, valid
+            ),
+        )
     if conf.macspoofchk:
         cleanup.run("MAC spoof check GC", lambda: spoofcheck.gc(req.network, valid))
     cleanup.run("links: GC failed", lambda: links.on_gc(req.network, _data_dir(req), valid))
@@ -485,6 +597,5 @@ def cmd_status(req: Request) -> None:
 
 
 # What dockline.launch (the executable) and the zygote serve.
-HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc,
-            "STATUS": cmd_status}
+HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc, "STATUS": cmd_status}
 ABOUT = "dockline bridge"

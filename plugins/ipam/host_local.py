@@ -2,12 +2,14 @@
 
 A drop-in for the reference host-local: same config, same store format.
 """
+
 from __future__ import annotations
 
 from dockline.cni.attachments import valid_attachments
 from dockline.cni.errors import NOT_AVAILABLE, STATE_MISSING, CniError
 from dockline.cni.skel import Request
-from dockline.ipam import config as hostlocal_config, resolvconf
+from dockline.ipam import config as hostlocal_config
+from dockline.ipam import resolvconf
 from dockline.ipam.allocator import Allocator, plan_requests
 from dockline.ipam.disk import DiskStore, UnsafeStore
 
@@ -29,7 +31,8 @@ def validate_add(req: Request):
 def cmd_add(req: Request) -> dict:
     conf, dns = validate_add(req)
     allocs = Allocator(_store(conf), conf.range_sets).allocate(
-        req.container_id, req.ifname, conf.requested)
+        req.container_id, req.ifname, conf.requested
+    )
     return {"ips": [a.to_result_ip() for a in allocs], "routes": conf.routes, "dns": dns}
 
 
@@ -54,9 +57,11 @@ def cmd_check(req: Request) -> None:
     store = _store(conf)
     with store.lock():
         if not any(r.belongs_to(req.container_id, req.ifname) for r in store.reservations()):
-            raise CniError(STATE_MISSING, "host-local: failed to find address",
-                           f"no address is reserved for container {req.container_id} "
-                           f"interface {req.ifname}")
+            raise CniError(
+                STATE_MISSING,
+                "host-local: failed to find address",
+                f"no address is reserved for container {req.container_id} interface {req.ifname}",
+            )
 
 
 def cmd_gc(req: Request) -> None:
@@ -85,14 +90,17 @@ def cmd_status(req: Request) -> None:
     try:
         _store(conf).check_writable()
     except OSError as exc:
-        raise CniError(NOT_AVAILABLE, "host-local: address store not writable",
-                       f"{exc.filename or ''}: {exc.strerror}") from None
+        raise CniError(
+            NOT_AVAILABLE,
+            "host-local: address store not writable",
+            f"{exc.filename or ''}: {exc.strerror}",
+        ) from None
     except CniError as exc:  # a store we refuse to use
-        raise CniError(NOT_AVAILABLE, "host-local: address store not usable",
-                       f"{exc.msg}: {exc.details}") from None
+        raise CniError(
+            NOT_AVAILABLE, "host-local: address store not usable", f"{exc.msg}: {exc.details}"
+        ) from None
 
 
 # What dockline.launch (the executable) and the zygote serve.
-HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc,
-            "STATUS": cmd_status}
+HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc, "STATUS": cmd_status}
 ABOUT = "dockline host-local"

@@ -1,4 +1,5 @@
 """static: fixed addresses from the config, nothing to allocate or free."""
+
 from __future__ import annotations
 
 from dockline.cni.errors import INVALID_CONFIG, STATE_MISSING, CniError
@@ -36,8 +37,10 @@ def cmd_check(req: Request) -> None:
             raise CniError(STATE_MISSING, f"static CHECK: address {addr} is not in the result")
         want = ip.get("gateway")
         if want and have[addr] != want:
-            raise CniError(STATE_MISSING, f"static CHECK: address {addr} has gateway "
-                           f"{have[addr] or 'none'}, expected {want}")
+            raise CniError(
+                STATE_MISSING,
+                f"static CHECK: address {addr} has gateway {have[addr] or 'none'}, expected {want}",
+            )
 
 
 def cmd_status(req: Request) -> None:
@@ -45,6 +48,5 @@ def cmd_status(req: Request) -> None:
 
 
 # What dockline.launch (the executable) and the zygote serve.
-HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": None,
-            "STATUS": cmd_status}
+HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": None, "STATUS": cmd_status}
 ABOUT = "dockline static"

@@ -6,6 +6,7 @@ network and container ID, so it works even when the runtime does not
 resend the mappings, UDP conntrack entries are flushed on DEL too, and DEL
 succeeds on a config it cannot read (cleaning every backend).
 """
+
 from __future__ import annotations
 
 from dockline.cni.attachments import valid_attachments
@@ -34,8 +35,11 @@ def _lenient(req: Request, command: str) -> tuple[str, ...]:
         return (hostports.choose_backend(conf),)
     except Exception as err:  # any garbage: clean wherever rules may be
         import sys
-        sys.stderr.write(f"dockline portmap: {command} with a config it cannot read ({err}); "
-                         "cleaning up on every backend\n")
+
+        sys.stderr.write(
+            f"dockline portmap: {command} with a config it cannot read ({err}); "
+            "cleaning up on every backend\n"
+        )
         return hostports.BOTH
 
 
@@ -62,6 +66,5 @@ def cmd_status(req: Request) -> None:
 
 
 # What dockline.launch (the executable) and the zygote serve.
-HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc,
-            "STATUS": cmd_status}
+HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc, "STATUS": cmd_status}
 ABOUT = "dockline portmap"

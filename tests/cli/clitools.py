@@ -1,9 +1,9 @@
 """Running `dockline` (the console script pip installed into .venv) inside
 a test's sandbox, and a spy plugin that records what a runtime sends."""
+
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from conftest import REPO
 
@@ -13,7 +13,7 @@ BASE_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
 # Records each call's command, environment and config as one JSON line;
 # answers ADD with its prevResult (or a minimal result), like a
 # pass-through meta plugin.
-SPY = r'''#!/usr/bin/python3 -I
+SPY = r"""#!/usr/bin/python3 -I
 import json, os, sys
 conf = json.loads(sys.stdin.read())
 with open(os.environ["SPY_LOG"], "a") as log:
@@ -26,7 +26,7 @@ if os.environ.get("SPY_FAIL") == os.environ["CNI_COMMAND"]:
     sys.exit(1)
 if os.environ["CNI_COMMAND"] == "ADD":
     print(json.dumps(conf.get("prevResult") or {"cniVersion": conf["cniVersion"], "ips": []}))
-'''
+"""
 
 
 def dockline(sb, *args, env=None, cni_path=None):
@@ -46,13 +46,16 @@ def repo_conf(name: str) -> dict:
     return json.loads((REPO / "conf" / name).read_text())
 
 
-SPY_DIR = "/var/lib/cni/spybin"   # inside the sandbox's tmpfs
+SPY_DIR = "/var/lib/cni/spybin"  # inside the sandbox's tmpfs
 SPY_LOG = "/var/lib/cni/spy.log"
 
 
 def make_spy(sb) -> str:
-    sb.run(["sh", "-c", f"mkdir -p {SPY_DIR} && cat > {SPY_DIR}/spy && chmod 0755 {SPY_DIR}/spy"],
-           input=SPY, check=True)
+    sb.run(
+        ["sh", "-c", f"mkdir -p {SPY_DIR} && cat > {SPY_DIR}/spy && chmod 0755 {SPY_DIR}/spy"],
+        input=SPY,
+        check=True,
+    )
     return SPY_DIR
 
 

@@ -1,6 +1,7 @@
 """`dockline install`: launchers written the way install.sh writes them,
 that a runtime can call (VERSION, and an ADD in a sandbox), and that
 dockline's delegation recognises as its own."""
+
 import json
 import os
 import subprocess
@@ -9,12 +10,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-
-from conftest import REPO, call_plugin
 from clitools import DOCKLINE
+from conftest import REPO, call_plugin
 
 sys.path.insert(0, str(REPO / "lib"))
-from dockline.cni import delegate  # noqa: E402
+from dockline.cni import delegate
 
 
 @pytest.fixture
@@ -24,8 +24,12 @@ def bin_dir():
 
 
 def install(bin_dir, *flags):
-    run = subprocess.run([str(DOCKLINE), "install", str(bin_dir), *flags], capture_output=True,
-                         text=True, env={"PATH": "/usr/bin:/bin"})
+    run = subprocess.run(
+        [str(DOCKLINE), "install", str(bin_dir), *flags],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin"},
+    )
     assert run.returncode == 0, run.stderr
     return run
 
@@ -34,7 +38,9 @@ def test_install_writes_working_launchers(bin_dir, sandbox):
     run = install(bin_dir)
     names = sorted(os.listdir(bin_dir))
     assert names == ["bridge", "host-local", "portmap", "static"]  # no temporary files left
-    assert run.stdout.split() == [str(bin_dir / n) for n in ("host-local", "static", "bridge", "portmap")]
+    assert run.stdout.split() == [
+        str(bin_dir / n) for n in ("host-local", "static", "bridge", "portmap")
+    ]
     for name in names:
         path = bin_dir / name
         assert path.stat().st_mode & 0o777 == 0o755
@@ -46,12 +52,21 @@ def test_install_writes_working_launchers(bin_dir, sandbox):
         # dockline's delegation runs these in-process: it must recognise them
         paths, module = delegate._own_launcher(str(path))
         assert str(REPO / "lib") in paths and module == name.replace("-", "_")
-        version = subprocess.run([str(path)], env={"CNI_COMMAND": "VERSION"}, capture_output=True,
-                                 text=True, input="{}")
-        assert version.returncode == 0 and "1.1.0" in json.loads(version.stdout)["supportedVersions"]
+        version = subprocess.run(
+            [str(path)], env={"CNI_COMMAND": "VERSION"}, capture_output=True, text=True, input="{}"
+        )
+        assert (
+            version.returncode == 0 and "1.1.0" in json.loads(version.stdout)["supportedVersions"]
+        )
     # an ADD and a DEL through them, bridge delegating to host-local
-    conf = {"cniVersion": "1.1.0", "name": "inst", "type": "bridge", "bridge": "inst0", "isGateway": True,
-            "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.66.0.0/24"}]]}}
+    conf = {
+        "cniVersion": "1.1.0",
+        "name": "inst",
+        "type": "bridge",
+        "bridge": "inst0",
+        "isGateway": True,
+        "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.66.0.0/24"}]]},
+    }
     sandbox.sh("ip netns add c1")
     add = call_plugin(sandbox, bin_dir / "bridge", "ADD", conf, netns="/run/netns/c1").ok()
     assert add.json["ips"][0]["address"] == "10.66.0.2/24"
@@ -63,8 +78,11 @@ def test_install_writes_working_launchers(bin_dir, sandbox):
 def test_install_without_zygote_and_again_over_itself(bin_dir):
     install(bin_dir)
     doc = json.loads(install(bin_dir, "--no-zygote", "--json").stdout)
-    assert doc == {"binDir": str(bin_dir), "zygote": False,
-                   "plugins": [str(bin_dir / n) for n in ("host-local", "static", "bridge", "portmap")]}
+    assert doc == {
+        "binDir": str(bin_dir),
+        "zygote": False,
+        "plugins": [str(bin_dir / n) for n in ("host-local", "static", "bridge", "portmap")],
+    }
     assert sorted(os.listdir(bin_dir)) == ["bridge", "host-local", "portmap", "static"]
     assert "zygote=False" in (bin_dir / "bridge").read_text()
 

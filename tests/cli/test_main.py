@@ -1,9 +1,9 @@
 """`dockline --help` and every command's: an example each, and the
 documented exit codes."""
+
 import subprocess
 
 import pytest
-
 from clitools import DOCKLINE
 
 COMMANDS = ["cnitool", "networks", "inspect", "gc", "validate", "install"]

@@ -1,16 +1,15 @@
 """`dockline networks`, `inspect` and `gc` on real state in a sandbox:
 containers added through `dockline cnitool`, one ADD killed half-way."""
+
 import json
 import sys
 
 import pytest
-
+from clitools import dockline, put_conf, repo_conf
 from conftest import REPO
 
-from clitools import dockline, put_conf, repo_conf
-
 sys.path.insert(0, str(REPO / "lib"))
-from dockline.firewall import Owner  # noqa: E402
+from dockline.firewall import Owner
 
 CAPS_WEB = {"links": ["db:dbapp"], "portMappings": [{"hostPort": 8080, "containerPort": 80}]}
 
@@ -19,8 +18,17 @@ def add(sb, bin_dir, name, caps=None, env=None):
     sb.sh(f"ip netns add {name}")
     full = {"CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAME={name}", "CAP_ARGS": json.dumps(caps or {})}
     full.update(env or {})
-    return dockline(sb, "cnitool", "add", "dockline", f"/run/netns/{name}", "--id", name,
-                    env=full, cni_path=bin_dir)
+    return dockline(
+        sb,
+        "cnitool",
+        "add",
+        "dockline",
+        f"/run/netns/{name}",
+        "--id",
+        name,
+        env=full,
+        cni_path=bin_dir,
+    )
 
 
 def setup(sb, bin_dir, backend=None):
@@ -38,10 +46,27 @@ def test_networks_lists_chain_subnets_and_address_use(sandbox, dockline_bin):
     run = dockline(sandbox, "networks")
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
-    assert lines[0].split() == ["NETWORK", "PLUGINS", "BRIDGE", "SUBNET", "USED", "FREE",
-                                "ATTACHMENTS", "FILE"]
-    assert lines[1].split()[:9] == ["dockline", "bridge", ">", "portmap", "dockline0",
-                                    "10.89.0.0/24", "2", "251", "2"]
+    assert lines[0].split() == [
+        "NETWORK",
+        "PLUGINS",
+        "BRIDGE",
+        "SUBNET",
+        "USED",
+        "FREE",
+        "ATTACHMENTS",
+        "FILE",
+    ]
+    assert lines[1].split()[:9] == [
+        "dockline",
+        "bridge",
+        ">",
+        "portmap",
+        "dockline0",
+        "10.89.0.0/24",
+        "2",
+        "251",
+        "2",
+    ]
     # aligned: every column starts where its header does
     assert lines[1].index("10.89.0.0/24") == lines[0].index("SUBNET")
     assert lines[2].index("fd89::/64") == lines[0].index("SUBNET")
@@ -49,8 +74,13 @@ def test_networks_lists_chain_subnets_and_address_use(sandbox, dockline_bin):
     doc = json.loads(dockline(sandbox, "networks", "--json").stdout)
     [net, broken] = doc["networks"]
     assert net["name"] == "dockline" and net["plugins"] == ["bridge", "portmap"]
-    assert net["ranges"][0] == {"subnet": "10.89.0.0/24", "range": "10.89.0.1-10.89.0.254",
-                                "size": 253, "used": 2, "free": 251}
+    assert net["ranges"][0] == {
+        "subnet": "10.89.0.0/24",
+        "range": "10.89.0.1-10.89.0.254",
+        "size": 253,
+        "used": 2,
+        "free": 251,
+    }
     assert net["ranges"][1]["used"] == 2
     assert broken["name"] is None and "parsing" in broken["error"]
 
@@ -65,17 +95,23 @@ def test_inspect_shows_every_attachment(sandbox, dockline_bin, backend):
     assert set(atts) == {"db", "web"}
     web = atts["web"]
     assert web["addresses"] == ["10.89.0.3", "fd89::3"] and web["ifname"] == "eth0"
-    assert web["hostVethPresent"] and web["hostVeth"].startswith("dl") and len(web["hostVeth"]) == 15
+    assert (
+        web["hostVethPresent"] and web["hostVeth"].startswith("dl") and len(web["hostVeth"]) == 15
+    )
     assert web["hostVeth"] in sandbox.sh("ip -br link show master dockline0").stdout
     assert "web" in web["names"] or web["pod"] == "web"  # the registry format may evolve
     assert web["links"] == ["db:dbapp"] and web["hostsFile"] == "/etc/netns/web/hosts"
     assert web["ports"] == ["8080/tcp->80"]
     tag = Owner.tag_for("dockline", "web", "eth0")
     if backend == "iptables":
-        assert {f"iptables nat chain DL-{tag}", f"iptables nat chain DLP-{tag}"} <= set(web["firewall"])
+        assert {f"iptables nat chain DL-{tag}", f"iptables nat chain DLP-{tag}"} <= set(
+            web["firewall"]
+        )
     else:
         assert f"nft inet dockline_portmap chain c-{tag}" in web["firewall"]
-        assert any(obj.startswith("nft inet dockline_masq postrouting rule") for obj in web["firewall"])
+        assert any(
+            obj.startswith("nft inet dockline_masq postrouting rule") for obj in web["firewall"]
+        )
     assert web["cached"] and web["netnsAlive"] and not web["stale"]
     assert atts["db"]["ports"] == [] and atts["db"]["firewall"]
     assert not any("DLP-" in o or "dockline_portmap" in o for o in atts["db"]["firewall"])
@@ -93,8 +129,13 @@ def test_gc_releases_what_a_killed_add_left(sandbox, dockline_bin, dockline_hook
     setup(sandbox, dockline_bin)
     # ADD killed (as by SIGKILL) after IPAM, names and hosts lines; the
     # runtime died too (no DEL), then the netns went away
-    run = add(sandbox, dockline_hooks_bin, "dead", {"aliases": ["ghost"], "links": ["db:dbapp"]},
-              env={"DOCKLINE_CRASH_AT": "remove /etc/netns/dead/hosts"})
+    run = add(
+        sandbox,
+        dockline_hooks_bin,
+        "dead",
+        {"aliases": ["ghost"], "links": ["db:dbapp"]},
+        env={"DOCKLINE_CRASH_AT": "remove /etc/netns/dead/hosts"},
+    )
     assert run.returncode == 1
     # and one container that is alive but no cache knows (a runtime without
     # libcni's cache): gc must leave it alone
@@ -108,7 +149,9 @@ def test_gc_releases_what_a_killed_add_left(sandbox, dockline_bin, dockline_hook
     run = dockline(sandbox, "gc", "dockline")
     assert run.returncode == 0, run.stderr
     assert "1 stale" in run.stdout and "dead" in run.stdout and "--yes" in run.stdout
-    assert sandbox.sh("ls /var/lib/cni/networks/dockline").stdout.split() == store_before  # only shown
+    assert (
+        sandbox.sh("ls /var/lib/cni/networks/dockline").stdout.split() == store_before
+    )  # only shown
     doc = json.loads(dockline(sandbox, "gc", "dockline", "--json").stdout)
     assert [a["containerID"] for a in doc["stale"]] == ["dead"] and not doc["collected"]
     assert "ghost" in doc["stale"][0]["names"]  # the registry format may evolve
@@ -120,16 +163,31 @@ def test_gc_releases_what_a_killed_add_left(sandbox, dockline_bin, dockline_hook
     assert "released" in run.stdout
     store = sandbox.sh("ls /var/lib/cni/networks/dockline").stdout.split()
     assert "10.89.0.4" not in store and {"10.89.0.2", "10.89.0.3", "10.89.0.5"} <= set(store)
-    assert "ghost" not in sandbox.sh("cat /var/lib/cni/networks/dockline/.dockline-names.json").stdout
-    assert "dockline-link" not in sandbox.sh("cat /etc/netns/dead/hosts").stdout  # hosts line released
+    assert (
+        "ghost" not in sandbox.sh("cat /var/lib/cni/networks/dockline/.dockline-names.json").stdout
+    )
+    assert (
+        "dockline-link" not in sandbox.sh("cat /etc/netns/dead/hosts").stdout
+    )  # hosts line released
     rules = sandbox.sh("iptables-save -t nat; ip6tables-save -t nat").stdout
     assert Owner.tag_for("dockline", "dead", "eth0") not in rules
     inspect = json.loads(dockline(sandbox, "inspect", "dockline", "--json").stdout)
     assert sorted(a["containerID"] for a in inspect["attachments"]) == ["db", "live", "web"]
     assert all(not a["stale"] for a in inspect["attachments"])
     # the living are untouched: web still checks out
-    assert dockline(sandbox, "cnitool", "check", "dockline", "/run/netns/web", "--id", "web",
-                    cni_path=dockline_bin).returncode == 0
+    assert (
+        dockline(
+            sandbox,
+            "cnitool",
+            "check",
+            "dockline",
+            "/run/netns/web",
+            "--id",
+            "web",
+            cni_path=dockline_bin,
+        ).returncode
+        == 0
+    )
     assert "nothing stale" in dockline(sandbox, "gc", "dockline").stdout
 
 
@@ -139,8 +197,10 @@ def test_gc_finds_orphan_veths_and_rules(sandbox, dockline_bin):
     gc --yes removes them only when told --orphans."""
     setup(sandbox, dockline_bin)
     assert add(sandbox, dockline_bin, "lost", env={"CNI_ARGS": ""}).returncode == 0
-    sandbox.sh("rm /var/lib/cni/results/dockline-lost-eth0 /var/lib/cni/networks/dockline/10.89.0.4 "
-               "/var/lib/cni/networks/dockline/fd89::4")
+    sandbox.sh(
+        "rm /var/lib/cni/results/dockline-lost-eth0 /var/lib/cni/networks/dockline/10.89.0.4 "
+        "/var/lib/cni/networks/dockline/fd89::4"
+    )
     # alive (its veth is there): not stale
     doc = json.loads(dockline(sandbox, "gc", "dockline", "--json").stdout)
     assert doc["stale"] == [] and doc["orphanVeths"] and doc["orphanFirewall"]

@@ -2,17 +2,17 @@
 plugins' own parsers, with the plugin index and key of each problem, and
 nothing touched (it runs in this process, outside any sandbox, on files
 in a temporary directory)."""
+
 import json
 import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "lib"))
-from dockline.cli.main import main  # noqa: E402
+from dockline.cli.main import main
 
 
 @pytest.fixture
@@ -20,6 +20,7 @@ def tmp_path():
     """A temporary directory removed after the test (pytest's own are kept)."""
     with tempfile.TemporaryDirectory(prefix="dockline-cli-") as d:
         yield Path(d)
+
 
 CONF30 = json.loads((REPO / "conf" / "30-dockline-portmap.conflist").read_text())
 
@@ -47,20 +48,34 @@ def edited(path: list, value):
     return conf
 
 
-@pytest.mark.parametrize("conf, where, needle", [
-    (edited(["plugins", 1, "backend"], "pf"), "plugins[1] (portmap)", "invalid backend"),
-    (edited(["plugins", 0, "mtu"], 20), "plugins[0] (bridge)", "invalid mtu"),
-    (edited(["plugins", 0, "ipam", "ranges"], [[{"subnet": "10.89.0.0/33"}]]),
-     "plugins[0] (bridge).ipam", "subnet"),
-    (edited(["plugins", 0, "ipam", "dataDir"], "relative/dir"), "plugins[0] (bridge).ipam", "dataDir"),
-    (edited(["plugins", 0, "capabilities"], {"ips": "yes"}), "plugins[0] (bridge).capabilities", "true/false"),
-    (edited(["cniVersion"], "7.0.0"), "cniVersion", "7.0.0"),
-    (edited(["name"], "bad name"), "name", "must match"),
-    (edited(["plugins"], []), "structure", "no plugins"),
-    (edited(["plugins", 1], {"snat": True}), "structure", "missing 'type'"),
-    ('{"name": "x", "plugins": [', "json", ""),
-    ('{"name": "x", "mtu": NaN, "plugins": []}', "json", ""),
-])
+@pytest.mark.parametrize(
+    "conf, where, needle",
+    [
+        (edited(["plugins", 1, "backend"], "pf"), "plugins[1] (portmap)", "invalid backend"),
+        (edited(["plugins", 0, "mtu"], 20), "plugins[0] (bridge)", "invalid mtu"),
+        (
+            edited(["plugins", 0, "ipam", "ranges"], [[{"subnet": "10.89.0.0/33"}]]),
+            "plugins[0] (bridge).ipam",
+            "subnet",
+        ),
+        (
+            edited(["plugins", 0, "ipam", "dataDir"], "relative/dir"),
+            "plugins[0] (bridge).ipam",
+            "dataDir",
+        ),
+        (
+            edited(["plugins", 0, "capabilities"], {"ips": "yes"}),
+            "plugins[0] (bridge).capabilities",
+            "true/false",
+        ),
+        (edited(["cniVersion"], "7.0.0"), "cniVersion", "7.0.0"),
+        (edited(["name"], "bad name"), "name", "must match"),
+        (edited(["plugins"], []), "structure", "no plugins"),
+        (edited(["plugins", 1], {"snat": True}), "structure", "missing 'type'"),
+        ('{"name": "x", "plugins": [', "json", ""),
+        ('{"name": "x", "mtu": NaN, "plugins": []}', "json", ""),
+    ],
+)
 def test_problems_say_what_and_where(tmp_path, capsys, conf, where, needle):
     code, out, _ = validate(tmp_path, capsys, conf)
     assert code == 1
@@ -68,15 +83,18 @@ def test_problems_say_what_and_where(tmp_path, capsys, conf, where, needle):
     code, out, _ = validate(tmp_path, capsys, conf, "--json")
     doc = json.loads(out)
     assert code == 1 and not doc["valid"]
-    assert any(p["where"] == where and needle in p["problem"] for p in doc["problems"]), doc["problems"]
+    assert any(p["where"] == where and needle in p["problem"] for p in doc["problems"]), doc[
+        "problems"
+    ]
 
 
 def test_single_plugin_conf_and_cni_path(tmp_path, capsys):
     single = dict(CONF30["plugins"][0], cniVersion="1.0.0", name="single")
     code, out, _ = validate(tmp_path, capsys, single, name="10-single.conf")
     assert code == 0 and "plugins bridge" in out
-    code, out, _ = validate(tmp_path, capsys, single, "--json", "--cni-path", str(tmp_path),
-                            name="10-single.conf")
+    code, out, _ = validate(
+        tmp_path, capsys, single, "--json", "--cni-path", str(tmp_path), name="10-single.conf"
+    )
     assert code == 1 and "no executable 'bridge'" in json.loads(out)["problems"][0]["problem"]
 
 

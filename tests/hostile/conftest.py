@@ -7,6 +7,7 @@ tests/hostile is a package so that this conftest does not take the
 module name ``conftest`` from tests/conftest.py (which other test files
 import helpers from).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -18,7 +19,6 @@ import subprocess
 import time
 
 import pytest
-
 from conftest import DOCKLINE_BIN, REPO, call_plugin  # tests/conftest.py
 from sandbox import Sandbox
 
@@ -39,8 +39,7 @@ STATE_DIRS = ("/var/lib/cni", "/etc/netns")
 
 
 def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "slow: long property-based runs (thousands of plugin calls)")
+    config.addinivalue_line("markers", "slow: long property-based runs (thousands of plugin calls)")
 
 
 # resolv.conf files a hostile resolvConf may name (made in CWD by the
@@ -54,11 +53,16 @@ BAD_RESOLV_CONFS = {
 }
 
 BRIDGE = {
-    "type": "bridge", "bridge": "dockline0", "isGateway": True, "ipMasq": True,
+    "type": "bridge",
+    "bridge": "dockline0",
+    "isGateway": True,
+    "ipMasq": True,
     "hairpinMode": True,
-    "ipam": {"type": "host-local",
-             "ranges": [[{"subnet": "10.89.0.0/24"}], [{"subnet": "fd89::/64"}]],
-             "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}]},
+    "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": "10.89.0.0/24"}], [{"subnet": "fd89::/64"}]],
+        "routes": [{"dst": "0.0.0.0/0"}, {"dst": "::/0"}],
+    },
 }
 
 
@@ -98,23 +102,33 @@ def build_baseline(sb: Sandbox) -> Baseline:
     # c1 "db": named db, port 8080 published with iptables.
     # c2 "web": linked to db as dbapp, port 8081 published with nftables.
     for cid, pod, caps, port, backend in (
-            ("c1", "db", {"aliases": ["db"]}, 8080, "iptables"),
-            ("c2", "web", {"links": ["db:dbapp"]}, 8081, "nftables")):
-        env = dict(containerid=cid, netns=f"/run/netns/{cid}",
-                   args=f"IgnoreUnknown=1;K8S_POD_NAME={pod}")
-        res = _ok(_call(sb, "bridge", "ADD",
-                              plugin_conf(BRIDGE, runtimeConfig=caps), **env), f"{cid} bridge")
-        pm = {"type": "portmap", "snat": True, "backend": backend,
-              "runtimeConfig": {"portMappings": [{"hostPort": port, "containerPort": 80,
-                                                  "protocol": "tcp"}]},
-              "prevResult": res}
-        results[cid] = _ok(_call(sb, "portmap", "ADD", plugin_conf(pm), **env),
-                           f"{cid} portmap")
+        ("c1", "db", {"aliases": ["db"]}, 8080, "iptables"),
+        ("c2", "web", {"links": ["db:dbapp"]}, 8081, "nftables"),
+    ):
+        env = dict(
+            containerid=cid, netns=f"/run/netns/{cid}", args=f"IgnoreUnknown=1;K8S_POD_NAME={pod}"
+        )
+        res = _ok(
+            _call(sb, "bridge", "ADD", plugin_conf(BRIDGE, runtimeConfig=caps), **env),
+            f"{cid} bridge",
+        )
+        pm = {
+            "type": "portmap",
+            "snat": True,
+            "backend": backend,
+            "runtimeConfig": {
+                "portMappings": [{"hostPort": port, "containerPort": 80, "protocol": "tcp"}]
+            },
+            "prevResult": res,
+        }
+        results[cid] = _ok(_call(sb, "portmap", "ADD", plugin_conf(pm), **env), f"{cid} portmap")
     # Let IPv6 DAD of the new links finish: "tentative" must not flip
     # between two snapshots.
-    sb.sh("for i in $(seq 50); do ip -6 addr show tentative | grep -q inet6 || break; sleep 0.1; done;"
-          "for n in c1 c2; do for i in $(seq 50); do ip -n $n -6 addr show tentative | grep -q inet6"
-          " || break; sleep 0.1; done; done")
+    sb.sh(
+        "for i in $(seq 50); do ip -6 addr show tentative | grep -q inet6 || break; sleep 0.1; done;"
+        "for n in c1 c2; do for i in $(seq 50); do ip -n $n -6 addr show tentative | grep -q inet6"
+        " || break; sleep 0.1; done; done"
+    )
     return Baseline(results)
 
 
@@ -127,13 +141,23 @@ _IP_PARTS = ("link", "addr", "route")
 _SNAP_CMDS = [("ip", f"printf '{_IP_BATCH}' | ip -j -d -b -")]
 for _ns in NAMESPACES:
     _SNAP_CMDS.append((f"{_ns}.ip", f"printf '{_IP_BATCH}' | ip -n {_ns} -j -d -b -"))
-_SNAP_CMDS += [("nft", "nft -j list ruleset"), ("iptables", "iptables-save"),
-               ("ip6tables", "ip6tables-save")]
+_SNAP_CMDS += [
+    ("nft", "nft -j list ruleset"),
+    ("iptables", "iptables-save"),
+    ("ip6tables", "ip6tables-save"),
+]
 _SEP = "@@dockline-snapshot@@"
 SNAP_SCRIPT = "; ".join(f"echo '{_SEP} {name}'; {cmd} 2>&1" for name, cmd in _SNAP_CMDS)
 
-_VOLATILE_KEYS = {"valid_life_time", "preferred_life_time", "tentative", "handle",
-                  "stats", "stats64", "expires"}
+_VOLATILE_KEYS = {
+    "valid_life_time",
+    "preferred_life_time",
+    "tentative",
+    "handle",
+    "stats",
+    "stats64",
+    "expires",
+}
 _COUNTERS = re.compile(r"\[\d+:\d+\]")
 
 
@@ -175,8 +199,10 @@ def _sections(name: str, text: str) -> dict[str, str]:
             return {name: text}
         if len(values) != len(_IP_PARTS):
             return {name: text}
-        return {prefix + part: json.dumps(_scrub(v), indent=1, sort_keys=True)
-                for part, v in zip(_IP_PARTS, values)}
+        return {
+            prefix + part: json.dumps(_scrub(v), indent=1, sort_keys=True)
+            for part, v in zip(_IP_PARTS, values)
+        }
     return {name: _normalise(name, text)}
 
 
@@ -187,8 +213,9 @@ def _normalise(name: str, text: str) -> str:
         except ValueError:
             return text
     if name.endswith("tables"):
-        return "\n".join(_COUNTERS.sub("[0:0]", line) for line in text.splitlines()
-                         if not line.startswith("#"))
+        return "\n".join(
+            _COUNTERS.sub("[0:0]", line) for line in text.splitlines() if not line.startswith("#")
+        )
     return text
 
 
@@ -198,7 +225,7 @@ def _files(sb: Sandbox) -> dict[str, str]:
     out = {}
     for top in STATE_DIRS:
         for dirpath, dirnames, filenames in os.walk(root + top):
-            rel = dirpath[len(root):]
+            rel = dirpath[len(root) :]
             st = os.lstat(dirpath)
             out[rel + "/"] = f"dir {st.st_mode:o}"
             for name in filenames:
@@ -236,15 +263,17 @@ def diff(before: dict[str, str], after: dict[str, str], limit: int = 4000) -> st
         if a is None or b is None:
             lines.append(f"{key}: {'appeared' if a is None else 'vanished'}: {(b or a)[:300]}")
             continue
-        lines += [f"--- {key}"] + list(difflib.unified_diff(a.splitlines(), b.splitlines(),
-                                                             lineterm="", n=1))[2:]
+        lines += [f"--- {key}"] + list(
+            difflib.unified_diff(a.splitlines(), b.splitlines(), lineterm="", n=1)
+        )[2:]
     return "\n".join(lines)[:limit]
 
 
 # --- calling a plugin --------------------------------------------------------
 
+
 class Outcome:
-    __slots__ = ("code", "stdout", "stderr", "seconds")
+    __slots__ = ("code", "seconds", "stderr", "stdout")
 
     def __init__(self, code: int, stdout: bytes, stderr: bytes, seconds: float) -> None:
         self.code, self.stdout, self.stderr, self.seconds = code, stdout, stderr, seconds
@@ -256,12 +285,14 @@ def invoke(sb: Sandbox, plugin: str, env: dict, stdin: bytes) -> Outcome:
     argv = sb.nsenter() + ["env", "-C", CWD, str(DOCKLINE_BIN / plugin)]
     if NO_ZYGOTE:
         env = dict(env)
-        env[b"DOCKLINE_NO_ZYGOTE" if any(isinstance(k, bytes) for k in env)
-            else "DOCKLINE_NO_ZYGOTE"] = "1" if not any(isinstance(k, bytes) for k in env) else b"1"
+        env[
+            b"DOCKLINE_NO_ZYGOTE"
+            if any(isinstance(k, bytes) for k in env)
+            else "DOCKLINE_NO_ZYGOTE"
+        ] = "1" if not any(isinstance(k, bytes) for k in env) else b"1"
     start = time.monotonic()
     try:
-        proc = subprocess.run(argv, input=stdin, env=env, capture_output=True,
-                              timeout=CALL_TIMEOUT)
+        proc = subprocess.run(argv, input=stdin, env=env, capture_output=True, timeout=CALL_TIMEOUT)
     except subprocess.TimeoutExpired:
         pytest.fail(f"{plugin} hung for more than {CALL_TIMEOUT} s")
     return Outcome(proc.returncode, proc.stdout, proc.stderr, time.monotonic() - start)
@@ -299,10 +330,12 @@ def harness():
     with Sandbox() as sb:
         h = Harness(sb)
         yield h
-        print(f"\n{h.calls} plugin calls, {h.plugin_seconds:.1f} s in plugins, "
-              f"{h.snapshot_seconds:.1f} s in snapshots")
+        print(
+            f"\n{h.calls} plugin calls, {h.plugin_seconds:.1f} s in plugins, "
+            f"{h.snapshot_seconds:.1f} s in snapshots"
+        )
         if h.failures:
             print(f"{len(h.failures)} failing cases:\n" + "\n\n".join(h.failures))
 
 
-__all__ = ["Harness", "NETWORK", "BRIDGE", "PATH", "plugin_conf", "REPO"]
+__all__ = ["BRIDGE", "NETWORK", "PATH", "REPO", "Harness", "plugin_conf"]

@@ -13,6 +13,7 @@ HOSTILE_EXAMPLES=N scales every property to N examples for a quick look;
 HOSTILE_SURVEY=1 records every failing case instead of stopping at the
 first (a list printed at the end of each property, for bug hunting).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,8 +29,15 @@ pytestmark = pytest.mark.slow
 SURVEY = bool(os.environ.get("HOSTILE_SURVEY"))
 
 # Total across the properties: 2,450 generated calls.
-EXAMPLES = {"bridge_add": 600, "host_local_add": 350, "static_add": 250, "portmap_add": 400,
-            "check": 350, "gc": 200, "del": 300}
+EXAMPLES = {
+    "bridge_add": 600,
+    "host_local_add": 350,
+    "static_add": 250,
+    "portmap_add": 400,
+    "check": 350,
+    "gc": 200,
+    "del": 300,
+}
 
 
 def _examples(name: str) -> int:
@@ -45,11 +53,19 @@ def _run(prop, harness, name: str) -> None:
 
 def _settings(name: str):
     n = _examples(name)
-    return settings(max_examples=n, deadline=None, derandomize=True, database=None,
-                    print_blob=False,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much,
-                                           HealthCheck.data_too_large,
-                                           HealthCheck.function_scoped_fixture])
+    return settings(
+        max_examples=n,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        print_blob=False,
+        suppress_health_check=[
+            HealthCheck.too_slow,
+            HealthCheck.filter_too_much,
+            HealthCheck.data_too_large,
+            HealthCheck.function_scoped_fixture,
+        ],
+    )
 
 
 # Known bugs, excluded so the properties stay green until they are fixed:
@@ -105,8 +121,10 @@ def assert_refused(h, case: Case) -> None:
         if obj["code"] == 999:
             problems.append(f"internal error 999: {obj.get('details')!r}")
         elif obj["code"] not in case.expect:
-            problems.append(f"code {obj['code']} ({obj['msg']!r}, {obj.get('details')!r}), "
-                            f"expected one of {sorted(case.expect)}")
+            problems.append(
+                f"code {obj['code']} ({obj['msg']!r}, {obj.get('details')!r}), "
+                f"expected one of {sorted(case.expect)}"
+            )
     if "Traceback" in err:
         problems.append("traceback on stderr:\n" + err[-1500:])
     if changed:
@@ -144,6 +162,7 @@ def test_bridge_add_refuses_hostile_input(harness):
     @given(case=S.bridge_add_cases())
     def prop(case):
         assert_refused(harness, case)
+
     _run(prop, harness, "bridge_add")
 
 
@@ -152,6 +171,7 @@ def test_host_local_add_refuses_hostile_input(harness):
     @given(case=S.host_local_add_cases())
     def prop(case):
         assert_refused(harness, case)
+
     _run(prop, harness, "host_local_add")
 
 
@@ -160,6 +180,7 @@ def test_static_add_refuses_hostile_input(harness):
     @given(case=S.static_add_cases())
     def prop(case):
         assert_refused(harness, case)
+
     _run(prop, harness, "static_add")
 
 
@@ -168,6 +189,7 @@ def test_portmap_add_refuses_hostile_input(harness):
     @given(case=S.portmap_add_cases())
     def prop(case):
         assert_refused(harness, case)
+
     _run(prop, harness, "portmap_add")
 
 
@@ -178,6 +200,7 @@ def test_check_refuses_hostile_input(harness):
     @given(case=S.check_cases(prev))
     def prop(case):
         assert_refused(harness, case)
+
     _run(prop, harness, "check")
 
 
@@ -186,6 +209,7 @@ def test_gc_refuses_garbage_attachment_lists(harness):
     @given(case=S.gc_cases())
     def prop(case):
         assert_refused(harness, case)
+
     _run(prop, harness, "gc")
 
 
@@ -197,4 +221,5 @@ def test_del_of_missing_attachment_succeeds_on_garbage(harness):
             assert_refused(harness, case)
         else:
             assert_del_ok(harness, case)
+
     _run(prop, harness, "del")

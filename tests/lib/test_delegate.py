@@ -1,10 +1,10 @@
 """Delegation to an IPAM plugin: dockline's own runs in-process, any other
 (here the reference host-local) as a separate process; both give the same
 result and the same errors."""
+
 import os
 
 import pytest
-
 from conftest import REFERENCE_BIN
 from dockline.cni import delegate, jsonio
 from dockline.cni.errors import CniError
@@ -12,11 +12,25 @@ from dockline.cni.skel import Request
 
 
 def make_request(tmp_path, cni_path, command="ADD", cid="c1", **ipam):
-    config = {"cniVersion": "1.0.0", "name": "net1",
-              "ipam": dict({"type": "host-local", "dataDir": str(tmp_path),
-                            "ranges": [[{"subnet": "10.7.0.0/24"}]]}, **ipam)}
-    env = {"CNI_COMMAND": command, "CNI_CONTAINERID": cid, "CNI_NETNS": "/run/netns/x",
-           "CNI_IFNAME": "eth0", "CNI_PATH": str(cni_path)}
+    config = {
+        "cniVersion": "1.0.0",
+        "name": "net1",
+        "ipam": dict(
+            {
+                "type": "host-local",
+                "dataDir": str(tmp_path),
+                "ranges": [[{"subnet": "10.7.0.0/24"}]],
+            },
+            **ipam,
+        ),
+    }
+    env = {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": "/run/netns/x",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": str(cni_path),
+    }
     stdin = jsonio.dumps(config).encode()
     return Request(command, env, stdin, config, "1.0.0")
 
@@ -37,8 +51,17 @@ def test_own_launcher_is_recognised(dockline_bin, reference_only):
 def test_add_del_through_delegate(tmp_path, dockline_bin, reference_only, monkeypatch, which):
     cni_path = dockline_bin if which == "dockline" else reference_only
     req = make_request(tmp_path, cni_path)
-    monkeypatch.setattr(os, "environ", dict(os.environ, CNI_CONTAINERID="c1", CNI_IFNAME="eth0",
-                                            CNI_NETNS="/run/netns/x", CNI_PATH=str(cni_path)))
+    monkeypatch.setattr(
+        os,
+        "environ",
+        dict(
+            os.environ,
+            CNI_CONTAINERID="c1",
+            CNI_IFNAME="eth0",
+            CNI_NETNS="/run/netns/x",
+            CNI_PATH=str(cni_path),
+        ),
+    )
     result = delegate.run(req, "host-local", "ADD")
     assert result["ips"] == [{"address": "10.7.0.2/24", "gateway": "10.7.0.1"}]
     assert (tmp_path / "net1" / "10.7.0.2").read_bytes() == b"c1\r\neth0"
@@ -47,11 +70,22 @@ def test_add_del_through_delegate(tmp_path, dockline_bin, reference_only, monkey
 
 
 @pytest.mark.parametrize("which", ["dockline", "reference"])
-def test_delegate_errors_become_cni_errors(tmp_path, dockline_bin, reference_only, monkeypatch, which):
+def test_delegate_errors_become_cni_errors(
+    tmp_path, dockline_bin, reference_only, monkeypatch, which
+):
     cni_path = dockline_bin if which == "dockline" else reference_only
     req = make_request(tmp_path, cni_path, ranges=[[{"subnet": "10.7.0.0/31"}]])
-    monkeypatch.setattr(os, "environ", dict(os.environ, CNI_CONTAINERID="c1", CNI_IFNAME="eth0",
-                                            CNI_NETNS="/run/netns/x", CNI_PATH=str(cni_path)))
+    monkeypatch.setattr(
+        os,
+        "environ",
+        dict(
+            os.environ,
+            CNI_CONTAINERID="c1",
+            CNI_IFNAME="eth0",
+            CNI_NETNS="/run/netns/x",
+            CNI_PATH=str(cni_path),
+        ),
+    )
     with pytest.raises(CniError) as err:
         delegate.run(req, "host-local", "ADD")
     assert "too small" in str(err.value)

@@ -1,10 +1,10 @@
 """The disk store and allocator on a private temporary directory: crash
 leftovers, rollback, round-robin order."""
+
 import ipaddress
 import os
 
 import pytest
-
 from dockline.cni.errors import CniError
 from dockline.ipam.allocator import Allocator, candidates
 from dockline.ipam.disk import DiskStore
@@ -21,13 +21,19 @@ def store(tmp_path):
 
 
 def files(store):
-    return {name: open(os.path.join(store.dir, name), "rb").read()
-            for name in sorted(os.listdir(store.dir))}
+    return {
+        name: open(os.path.join(store.dir, name), "rb").read()
+        for name in sorted(os.listdir(store.dir))
+    }
 
 
 def test_reservation_file_format(store):
     Allocator(store, [rangeset({"subnet": "10.0.0.0/29"})]).allocate("cid", "eth0", [])
-    assert files(store) == {"10.0.0.2": b"cid\r\neth0", "last_reserved_ip.0": b"10.0.0.2", "lock": b""}
+    assert files(store) == {
+        "10.0.0.2": b"cid\r\neth0",
+        "last_reserved_ip.0": b"10.0.0.2",
+        "lock": b"",
+    }
 
 
 def test_empty_file_left_by_a_crashed_writer_is_reclaimed(store):
@@ -57,8 +63,7 @@ def test_failed_add_restores_everything(store):
 
 
 def test_round_robin_wraps_over_ranges_and_skips_gateways():
-    rs = rangeset({"subnet": "10.0.0.0/29", "rangeStart": "10.0.0.5"},
-                  {"subnet": "10.0.1.0/30"})
+    rs = rangeset({"subnet": "10.0.0.0/29", "rangeStart": "10.0.0.5"}, {"subnet": "10.0.1.0/30"})
     order = [str(ip) for ip, _ in candidates(rs, ipaddress.ip_address("10.0.0.6"))]
     assert order == ["10.0.1.2", "10.0.0.5", "10.0.0.6"]
     order = [str(ip) for ip, _ in candidates(rs, None)]
@@ -95,7 +100,10 @@ def test_fifo_and_symlink_reservations_are_not_read(store, tmp_path):
     got = Allocator(store, [rangeset({"subnet": "10.0.0.0/29"})]).allocate("cid", "eth0", [])
     assert str(got[0].ip) == "10.0.0.4"
     assert Allocator(store, []).release("cid", "eth0") == ["10.0.0.4"]
-    assert os.path.islink(os.path.join(store.dir, "10.0.0.3")) and target.read_bytes() == b"cid\r\neth0"
+    assert (
+        os.path.islink(os.path.join(store.dir, "10.0.0.3"))
+        and target.read_bytes() == b"cid\r\neth0"
+    )
 
 
 def test_failed_request_leaves_no_directory(tmp_path):
@@ -110,6 +118,7 @@ def test_failed_request_leaves_no_directory(tmp_path):
 
 def test_untrusted_symlink_on_the_path_is_refused(tmp_path):
     from dockline.ipam.disk import UnsafeStore
+
     pub = tmp_path / "pub"
     pub.mkdir()
     pub.chmod(0o1777)

@@ -5,12 +5,12 @@ script with the plugins' interpreter flags (``-I -S`` plus an explicit
 sys.path) inside it, then looks at the result with ip(8) / bridge(8) and
 real traffic.
 """
+
 import json
 import subprocess
 import textwrap
 
 import pytest
-
 from conftest import REPO, VENV_PYTHON
 
 LIB = REPO / "lib"
@@ -19,7 +19,9 @@ PATHS = f"""\
 import errno, json, sys
 sys.path[:0] = [{str(LIB)!r}, {str(SITE)!r}]
 """
-PRELUDE = PATHS + """\
+PRELUDE = (
+    PATHS
+    + """\
 from dockline.netlink import *
 def out(value):
     print(json.dumps(value))
@@ -32,6 +34,7 @@ def fails(fn, *args, **kw):
         return [e.errno, e.message, type(e).__name__]
     raise AssertionError("no NetlinkError")
 """
+)
 
 
 def py(sandbox, body: str, check: bool = True):
@@ -53,6 +56,7 @@ def link_json(sandbox, name: str, netns: str | None = None) -> dict:
 
 # -- import ------------------------------------------------------------------
 
+
 def test_import_skips_pyroute2_package_init_and_keeps_pyroute2_usable():
     script = PATHS + textwrap.dedent("""\
         import dockline.netlink
@@ -67,21 +71,26 @@ def test_import_skips_pyroute2_package_init_and_keeps_pyroute2_usable():
         print(json.dumps([light, heavy, IPRoute.__name__, pyroute2.netlink.nlmsg.__name__,
                           pyroute2.config.AF_BRIDGE]))
         """)
-    proc = subprocess.run([str(VENV_PYTHON), "-I", "-S", "-c", script],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [str(VENV_PYTHON), "-I", "-S", "-c", script], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == [False, [], "IPRoute", "nlmsg", 7]
 
 
 # -- bridges -----------------------------------------------------------------
 
+
 def test_ensure_bridge_creates_up_bridge_and_is_idempotent(sandbox):
-    first, second = py(sandbox, """
+    first, second = py(
+        sandbox,
+        """
         with current_netns() as host:
             a = host.ensure_bridge("br0", mtu=1400)
             b = host.ensure_bridge("br0", mtu=9000)   # existing: mtu left alone
             out([link(a), link(b)])
-        """)
+        """,
+    )
     assert first["kind"] == "bridge" and first["flags"] & 1 and first["mtu"] == 1400
     assert first["index"] == second["index"] and first["mac"] == second["mac"]
     shown = link_json(sandbox, "br0")
@@ -101,12 +110,14 @@ def test_ensure_bridge_concurrent_creators_agree(sandbox):
             out(link(host.ensure_bridge("cni0")))
         """)
     procs = 6
-    run = sandbox.sh(f"""
+    run = sandbox.sh(
+        f"""
         start=$(( $(date +%s) + 1 ))
         for i in $(seq {procs}); do "$PY" -I -S -c "$SCRIPT" $start & done
         wait
-        """, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PY": str(VENV_PYTHON),
-                  "SCRIPT": script})
+        """,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PY": str(VENV_PYTHON), "SCRIPT": script},
+    )
     results = [json.loads(line) for line in run.stdout.splitlines()]
     assert len(results) == procs, run.stderr
     assert len({(r["index"], r["mac"]) for r in results}) == 1
@@ -117,10 +128,13 @@ def test_ensure_bridge_concurrent_creators_agree(sandbox):
 def test_bridge_mac_is_pinned_created_or_adopted(sandbox):
     # br1 exists already (down, kernel-random MAC): ensure_bridge adopts it.
     sandbox.sh("ip link add br1 type bridge")
-    macs = py(sandbox, """
+    macs = py(
+        sandbox,
+        """
         with current_netns() as host:
             out([host.ensure_bridge(name).mac for name in ("br0", "br1")])
-        """)
+        """,
+    )
     # Ports with the lowest possible unicast MAC: an unpinned bridge would take it.
     sandbox.sh("""
         ip link add p0 address 00:00:00:00:00:01 type veth peer name q0
@@ -133,19 +147,25 @@ def test_bridge_mac_is_pinned_created_or_adopted(sandbox):
 
 def test_ensure_bridge_refuses_non_bridge_of_that_name(sandbox):
     sandbox.sh("ip link add br0 type veth peer name br0p")
-    err = py(sandbox, """
+    err = py(
+        sandbox,
+        """
         with current_netns() as host:
             out(fails(host.ensure_bridge, "br0"))
-        """)
+        """,
+    )
     assert err[0] == 17 and "not a bridge" in err[1] and "veth" in err[1]
     assert link_json(sandbox, "br0")["linkinfo"]["info_kind"] == "veth"
 
 
 # -- veth pairs and links ------------------------------------------------------
 
+
 def test_veth_pair_into_container_netns(sandbox):
     sandbox.sh("ip netns add c1")
-    res = py(sandbox, """
+    res = py(
+        sandbox,
+        """
         with current_netns() as host, open_netns("/run/netns/c1") as ns:
             eth0, veth = ns.add_veth("eth0", peer_ns=host, mtu=1400, mac="02:00:00:00:00:aa",
                                      peer_up=True)
@@ -154,7 +174,8 @@ def test_veth_pair_into_container_netns(sandbox):
             out({"eth0": link(eth0), "veth": link(veth), "peer": host.veth_peer_index(veth),
                  "peer2": ns.veth_peer_index("eth0"), "again": again, "named": named,
                  "links": [l.name for l in ns.list_links()]})
-        """)
+        """,
+    )
     eth0, veth = res["eth0"], res["veth"]
     assert eth0["name"] == "eth0" and eth0["kind"] == "veth" and eth0["mtu"] == 1400
     assert eth0["mac"] == "02:00:00:00:00:aa"
@@ -175,7 +196,9 @@ def test_veth_pair_into_container_netns(sandbox):
 
 
 def test_link_settings_master_and_delete(sandbox):
-    res = py(sandbox, """
+    res = py(
+        sandbox,
+        """
         with current_netns() as host:
             br = host.ensure_bridge("br0")
             a, b = host.add_veth("va", peer_name="vb")
@@ -192,7 +215,8 @@ def test_link_settings_master_and_delete(sandbox):
             strict = fails(host.delete_link, "va", missing_ok=False)
             out({"br": br.index, "before": before, "down": down, "nomaster": nomaster,
                  "strict": strict, "va": host.get_link("va"), "vb2": host.get_link("vb2")})
-        """)
+        """,
+    )
     before = res["before"]
     assert before["mtu"] == 1300 and before["mac"] == "02:00:00:00:00:01"
     assert before["master"] == res["br"] and before["flags"] & 0x100 and before["flags"] & 1
@@ -201,25 +225,33 @@ def test_link_settings_master_and_delete(sandbox):
 
 
 def test_bridge_port_flags(sandbox):
-    py(sandbox, """
+    py(
+        sandbox,
+        """
         with current_netns() as host:
             br = host.ensure_bridge("br0")
             a, b = host.add_veth("va", peer_name="vb")
             host.set_master(a, br)
             host.set_bridge_port(a, hairpin=True, isolated=True, learning=False)
-        """)
+        """,
+    )
     port = ip_json(sandbox, "bridge -d -j link show dev va")[0]
     assert port["hairpin"] is True and port["isolated"] is True and port["learning"] is False
-    py(sandbox, """
+    py(
+        sandbox,
+        """
         with current_netns() as host:
             host.set_bridge_port("va", hairpin=False, learning=True)
-        """)
+        """,
+    )
     port = ip_json(sandbox, "bridge -d -j link show dev va")[0]
     assert port["hairpin"] is False and port["isolated"] is True and port["learning"] is True
 
 
 def test_bridge_vlans(sandbox):
-    res = py(sandbox, """
+    res = py(
+        sandbox,
+        """
         with current_netns() as host:
             try:
                 br = host.ensure_bridge("br0", vlan_filtering=True)
@@ -235,7 +267,8 @@ def test_bridge_vlans(sandbox):
             host.bridge_vlan_del(a, 1)
             host.bridge_vlan_add(br, 10, bridge_self=True)
             out(host.bridge_vlans(a))
-        """)
+        """,
+    )
     if res == "unsupported":
         pytest.skip("kernel without CONFIG_BRIDGE_VLAN_FILTERING (EOPNOTSUPP, as for ip link)")
     assert sorted(res) == [[10, 6], [20, 0], [30, 0]]
@@ -247,8 +280,11 @@ def test_bridge_vlans(sandbox):
 
 # -- addresses and routes ----------------------------------------------------------
 
+
 def test_addresses_v4_v6(sandbox):
-    res = py(sandbox, """
+    res = py(
+        sandbox,
+        """
         with current_netns() as host:
             a, _ = host.add_veth("va", peer_name="vb")
             host.add_address(a, "10.1.2.3/24")
@@ -264,7 +300,8 @@ def test_addresses_v4_v6(sandbox):
             host.del_address(a, "10.9.9.9/32", missing_ok=True)
             after = sorted(x.cidr for x in host.list_addresses(a))
             out({"v4": v4, "v6": v6, "dup": dup, "bad": bad, "gone": gone, "after": after})
-        """)
+        """,
+    )
     assert sorted(res["v4"]) == [["10.1.2.3/24", "10.1.2.255"], ["10.9.9.9/32", None]]
     assert ["fd00::3/64", 2] in res["v6"]
     assert res["dup"][0] == 17 and "10.1.2.3/24" in res["dup"][1]
@@ -274,13 +311,16 @@ def test_addresses_v4_v6(sandbox):
     addrs = ip_json(sandbox, "ip -j addr show dev va")[0]["addr_info"]
     v4 = [a for a in addrs if a["family"] == "inet"]
     assert [(a["local"], a["prefixlen"], a.get("broadcast")) for a in v4] == [
-        ("10.1.2.3", 24, "10.1.2.255")]
+        ("10.1.2.3", 24, "10.1.2.255")
+    ]
     v6 = [a for a in addrs if a["local"] == "fd00::3"][0]
     assert v6.get("nodad") is True and not v6.get("tentative")
 
 
 def test_routes(sandbox):
-    res = py(sandbox, """
+    res = py(
+        sandbox,
+        """
         with current_netns() as host:
             a, _ = host.add_veth("va", peer_name="vb", up=True, peer_up=True)
             host.add_address(a, "10.1.2.3/24")
@@ -305,14 +345,15 @@ def test_routes(sandbox):
             left = sorted(r.dst for r in host.list_routes(a, family=2))
             out({"main": main, "t100": t100, "v6": v6, "dup": dup, "unreach": unreach,
                  "badprefix": badprefix, "missing": missing, "left": left})
-        """)
+        """,
+    )
     main = res["main"]
     assert main["0.0.0.0/0"]["gateway"] == "10.1.2.2"
     r = main["10.50.0.0/16"]
     assert (r["gateway"], r["metric"], r["mtu"], r["advmss"]) == ("10.1.2.1", 100, 1300, 1200)
     assert main["10.60.0.0/24"]["scope"] == 253 and main["10.60.0.0/24"]["gateway"] is None
     assert res["t100"] == ["10.70.0.0/24"] and "fd01::/64" in res["v6"]
-    assert res["dup"][0] == 17 and res["unreach"][0] == 101       # ENETUNREACH
+    assert res["dup"][0] == 17 and res["unreach"][0] == 101  # ENETUNREACH
     assert res["badprefix"][0] == 22 and "prefix" in res["badprefix"][1].lower()
     assert res["missing"][0] == 3
     assert res["left"] == ["0.0.0.0/0", "10.1.2.0/24", "10.50.0.0/16"]
@@ -323,7 +364,9 @@ def test_routes(sandbox):
 
 
 def test_batch_runs_in_order_and_reports_first_failure(sandbox):
-    res = py(sandbox, """
+    res = py(
+        sandbox,
+        """
         with current_netns() as host:
             a, _ = host.add_veth("va", peer_name="vb", peer_up=True)
             try:
@@ -344,17 +387,21 @@ def test_batch_runs_in_order_and_reports_first_failure(sandbox):
             out({"err": err, "routes": [r.dst for r in host.list_routes(a)],
                  "up": host.get_link(a).up,
                  "addrs": sorted(x.cidr for x in host.list_addresses(a, family=2))})
-        """)
+        """,
+    )
     assert res["err"][0] == 101 and "192.168.77.1" in res["err"][1]
     assert res["up"] and "0.0.0.0/0" in res["routes"]
-    assert res["addrs"] == ["10.1.2.3/24"]           # the abandoned batch sent nothing
+    assert res["addrs"] == ["10.1.2.3/24"]  # the abandoned batch sent nothing
 
 
 # -- namespaces and sysctls ----------------------------------------------------------
 
+
 def test_netns_paths_that_are_not_usable(sandbox):
     sandbox.sh("ip netns add c1; touch /run/netns/stale")
-    res = py(sandbox, """
+    res = py(
+        sandbox,
+        """
         out({p: fails(open_netns, p) for p in (
             "/run/netns/missing", "/run/netns/stale", "/proc/self/ns/uts",
             "/proc/self/ns/net", "/proc/999999999/ns/net", "")}
@@ -362,8 +409,13 @@ def test_netns_paths_that_are_not_usable(sandbox):
                "check_missing": fails(check_netns, "/run/netns/missing"),
                "check_ok": check_netns("/run/netns/c1"),
                "allow_current": open_netns("/proc/self/ns/net", allow_current=True).path})
-        """)
-    assert res["/run/netns/missing"] == [2, "netns '/run/netns/missing' does not exist", "NetnsError"]
+        """,
+    )
+    assert res["/run/netns/missing"] == [
+        2,
+        "netns '/run/netns/missing' does not exist",
+        "NetnsError",
+    ]
     assert res["/run/netns/stale"][0] == 22 and "not a namespace" in res["/run/netns/stale"][1]
     assert "not a network namespace" in res["/proc/self/ns/uts"][1]
     assert "current network namespace" in res["/proc/self/ns/net"][1]
@@ -374,7 +426,9 @@ def test_netns_paths_that_are_not_usable(sandbox):
 
 def test_sysctls_in_current_and_target_netns(sandbox):
     sandbox.sh("ip netns add c1")
-    res = py(sandbox, """
+    res = py(
+        sandbox,
+        """
         with current_netns() as host, open_netns("/run/netns/c1") as ns:
             ns.add_veth("eth0.5", peer_ns=host)
             ns.sysctl_set("net.ipv4.ip_forward", 1)
@@ -387,7 +441,8 @@ def test_sysctls_in_current_and_target_netns(sandbox):
                  "iface": ns.sysctl_get("net/ipv4/conf/eth0.5/arp_notify"),
                  "missing": fails(ns.sysctl_get, "net.ipv4.conf.nope.arp_notify"),
                  "escape": fails(sysctl_get, "../../etc/passwd")})
-        """)
+        """,
+    )
     assert res["ns"] == "1" and res["inside"] == "1" and res["host"] == "0"
     assert res["iface"] == "1" and res["missing"][0] == 2 and res["escape"][0] == 22
     read = "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv4/conf/all/arp_ignore"
@@ -397,9 +452,12 @@ def test_sysctls_in_current_and_target_netns(sandbox):
 
 # -- the whole thing, with traffic ----------------------------------------------------
 
+
 def test_two_containers_talk_through_the_bridge(sandbox):
     sandbox.sh("ip netns add c1; ip netns add c2")
-    py(sandbox, """
+    py(
+        sandbox,
+        """
         with current_netns() as host:
             br = host.ensure_bridge("cni0", mtu=1500)
             host.add_address(br, "10.22.0.1/24")
@@ -415,7 +473,8 @@ def test_two_containers_talk_through_the_bridge(sandbox):
                         b.link_up("lo")
                         b.add_route("default", gateway="10.22.0.1", link=eth0)
                     ns.sysctl_set("net.ipv4.conf.eth0.arp_notify", 1)
-        """)
+        """,
+    )
     server = textwrap.dedent("""
         import socket
         s = socket.socket()
@@ -436,14 +495,21 @@ def test_two_containers_talk_through_the_bridge(sandbox):
         c.sendall(b"hello from ")
         print(c.recv(64).decode())
         """)
-    run = sandbox.sh("""
+    run = sandbox.sh(
+        """
         ip netns exec c2 "$PY" -I -S -c "$SERVER" &
         ip netns exec c1 "$PY" -I -S -c "$CLIENT" 10.22.0.3
         wait
         "$PY" -I -S -c "$SERVER" &
         ip netns exec c2 "$PY" -I -S -c "$CLIENT" 10.22.0.1
         wait
-        """, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PY": str(VENV_PYTHON),
-                  "SERVER": server, "CLIENT": client})
+        """,
+        env={
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+            "PY": str(VENV_PYTHON),
+            "SERVER": server,
+            "CLIENT": client,
+        },
+    )
     # container to container, and container to the host side of the bridge
     assert run.stdout.split("\n")[:2] == ["HELLO FROM 10.22.0.2", "HELLO FROM 10.22.0.3"]

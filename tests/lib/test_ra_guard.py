@@ -4,6 +4,7 @@ open) reaches another container on the bridge until the guard is on for
 the sender's port (by dockline's host-veth prefix), and never after;
 ordinary IPv6 between them still flows; a guard deleted by hand is seen
 by CHECK and put back by the next ADD."""
+
 import time
 
 from conftest import REPO, VENV_PYTHON
@@ -46,12 +47,14 @@ while time.monotonic() < end:
 def _topology(sb):
     # Two "containers" on one bridge, host-side ports named as dockline
     # names them; no DAD so addresses are usable at once.
-    sb.sh("ip link add br0 type bridge; ip link set br0 up;"
-          "for n in a b; do ip netns add $n; ip link add dl$n$n$n type veth peer name eth0 netns $n;"
-          " ip link set dl$n$n$n master br0 up; ip -n $n link set lo up;"
-          " ip netns exec $n sysctl -qw net.ipv6.conf.eth0.accept_dad=0;"
-          " ip -n $n link set eth0 up; done;"
-          "ip -n a addr add fd00::a/64 dev eth0 nodad; ip -n b addr add fd00::b/64 dev eth0 nodad")
+    sb.sh(
+        "ip link add br0 type bridge; ip link set br0 up;"
+        "for n in a b; do ip netns add $n; ip link add dl$n$n$n type veth peer name eth0 netns $n;"
+        " ip link set dl$n$n$n master br0 up; ip -n $n link set lo up;"
+        " ip netns exec $n sysctl -qw net.ipv6.conf.eth0.accept_dad=0;"
+        " ip -n $n link set eth0 up; done;"
+        "ip -n a addr add fd00::a/64 dev eth0 nodad; ip -n b addr add fd00::b/64 dev eth0 nodad"
+    )
     for _ in range(50):  # the link-local addresses the RAs are sent from
         if "fe80" in sb.sh("ip -n a -6 addr show dev eth0 scope link").stdout:
             break
@@ -60,7 +63,9 @@ def _topology(sb):
 
 def _ra_reaches_b(sb, *how: str) -> bool:
     sb.sh("rm -f /run/netns/ra.out")
-    sb.run(["sh", "-c", f"ip netns exec b {VENV_PYTHON} -c '{LISTEN_RA}' 2 > /run/netns/ra.out 2>&1 &"])
+    sb.run(
+        ["sh", "-c", f"ip netns exec b {VENV_PYTHON} -c '{LISTEN_RA}' 2 > /run/netns/ra.out 2>&1 &"]
+    )
     for _ in range(50):
         if "ready" in sb.sh("cat /run/netns/ra.out 2>/dev/null", check=False).stdout:
             break
@@ -72,10 +77,14 @@ def _ra_reaches_b(sb, *how: str) -> bool:
     return "RA from" in out
 
 
-ECHO = ("import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.bind(('fd00::b', 7)); "
-        "d, a = s.recvfrom(100); s.sendto(d, a)")
-ASK = ("import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.settimeout(3); "
-       "s.sendto(b'hello', ('fd00::b', 7)); print(s.recvfrom(100)[0].decode())")
+ECHO = (
+    "import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.bind(('fd00::b', 7)); "
+    "d, a = s.recvfrom(100); s.sendto(d, a)"
+)
+ASK = (
+    "import socket; s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.settimeout(3); "
+    "s.sendto(b'hello', ('fd00::b', 7)); print(s.recvfrom(100)[0].decode())"
+)
 
 
 def _udp6_works(sb) -> bool:
@@ -94,8 +103,11 @@ def test_router_advert_from_a_container_is_dropped(sandbox):
     _topology(sandbox)
     assert _ra_reaches_b(sandbox)  # the attack works without the guard
     assert _ra_reaches_b(sandbox, "hopopts")
-    _guard(sandbox, "assert ra_guard._table_exists() is False; ra_guard.ensure('dl'); ra_guard.ensure('dl');"
-                    "assert ra_guard._table_exists() is True; assert ra_guard.check('dl')")
+    _guard(
+        sandbox,
+        "assert ra_guard._table_exists() is False; ra_guard.ensure('dl'); ra_guard.ensure('dl');"
+        "assert ra_guard._table_exists() is True; assert ra_guard.check('dl')",
+    )
     rules = sandbox.sh("nft list table bridge dockline_guard").stdout
     assert rules.count("nd-router-advert") == 1  # ensure twice: still one rule
     assert not _ra_reaches_b(sandbox)
@@ -105,16 +117,21 @@ def test_router_advert_from_a_container_is_dropped(sandbox):
     # the table deleted by hand: CHECK notices, the next ensure puts it back
     sandbox.sh("nft delete table bridge dockline_guard")
     assert _ra_reaches_b(sandbox)
-    _guard(sandbox, "assert not ra_guard.check('dl'); ra_guard.ensure('dl'); assert ra_guard.check('dl')")
+    _guard(
+        sandbox,
+        "assert not ra_guard.check('dl'); ra_guard.ensure('dl'); assert ra_guard.check('dl')",
+    )
     assert not _ra_reaches_b(sandbox)
 
 
 def test_port_prefixes_are_tokens(sandbox):
-    code = (f"import sys; sys.path.insert(0, {str(LIB)!r}); from dockline.firewall import ra_guard\n"
-            "from dockline.cni.errors import CniError\n"
-            "for bad in ['x\" }\\nflush ruleset', 'a;b', 'dl*', 'x' * 15]:\n"
-            "    try:\n        ra_guard.ensure(bad)\n    except CniError as e:\n"
-            "        assert e.code == 7, e\n    else:\n        raise SystemExit(repr(bad))\n")
+    code = (
+        f"import sys; sys.path.insert(0, {str(LIB)!r}); from dockline.firewall import ra_guard\n"
+        "from dockline.cni.errors import CniError\n"
+        "for bad in ['x\" }\\nflush ruleset', 'a;b', 'dl*', 'x' * 15]:\n"
+        "    try:\n        ra_guard.ensure(bad)\n    except CniError as e:\n"
+        "        assert e.code == 7, e\n    else:\n        raise SystemExit(repr(bad))\n"
+    )
     before = sandbox.sh("nft list ruleset").stdout
     run = sandbox.run([str(VENV_PYTHON), "-I", "-c", code])
     assert run.returncode == 0, run.stdout + run.stderr

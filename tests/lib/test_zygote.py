@@ -1,16 +1,28 @@
 """The warm zygote behind the executables: same answers as serving the
 call in-process, and no trust in a socket it did not make."""
+
 import json
 import os
 import signal
 import time
 
 from conftest import call_plugin
-from zygote_helpers import (SQUATTER, VENV_PYTHON, child_pids, expected_socket, in_sandbox,
-                            wait_for, wait_for_zygote, zygotes)
+from zygote_helpers import (
+    SQUATTER,
+    VENV_PYTHON,
+    child_pids,
+    expected_socket,
+    in_sandbox,
+    wait_for,
+    wait_for_zygote,
+    zygotes,
+)
 
-CONF = {"cniVersion": "1.0.0", "name": "net1",
-        "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.3.0.0/24"}]]}}
+CONF = {
+    "cniVersion": "1.0.0",
+    "name": "net1",
+    "ipam": {"type": "host-local", "ranges": [[{"subnet": "10.3.0.0/24"}]]},
+}
 
 
 def test_answers_match_in_process_answers(sandbox, dockline_bin):
@@ -18,9 +30,15 @@ def test_answers_match_in_process_answers(sandbox, dockline_bin):
     call_plugin(sandbox, hl, "ADD", CONF, containerid="first").ok()
     zpid = wait_for_zygote(sandbox)
     time.sleep(0.5)
-    cases = [("ADD", CONF, "a"), ("ADD", dict(CONF, ipam={"type": "host-local"}), "b"),
-             ("ADD", "{bad json", "c"), ("CHECK", CONF, "a"), ("CHECK", CONF, "nobody"),
-             ("DEL", CONF, "a")]
+    cases = [
+        ("ADD", CONF, "a"),
+        ("ADD", dict(CONF, ipam={"type": "host-local"}), "b"),
+        ("ADD", "{bad json", "c"),
+        ("CHECK", CONF, "a"),
+        ("CHECK", CONF, "nobody"),
+        ("DEL", CONF, "a"),
+    ]
+
     def on(network, conf):  # the same calls on two networks: same state
         return dict(conf, name=network) if isinstance(conf, dict) else conf
 
@@ -28,24 +46,45 @@ def test_answers_match_in_process_answers(sandbox, dockline_bin):
         before = child_pids(zpid)
         warm = call_plugin(sandbox, hl, command, on("warm", conf), containerid=cid)
         assert child_pids(zpid) - before, "not served by the zygote"
-        cold = call_plugin(sandbox, hl, command, on("cold", conf), containerid=cid,
-                           extra_env={"DOCKLINE_NO_ZYGOTE": "1"})
-        assert (warm.code, warm.stdout, warm.stderr) == (cold.code, cold.stdout, cold.stderr), command
+        cold = call_plugin(
+            sandbox,
+            hl,
+            command,
+            on("cold", conf),
+            containerid=cid,
+            extra_env={"DOCKLINE_NO_ZYGOTE": "1"},
+        )
+        assert (warm.code, warm.stdout, warm.stderr) == (cold.code, cold.stdout, cold.stderr), (
+            command
+        )
 
 
-def _launch(sb, hl, network: str, cid: str, shell: str = "", env: dict | None = None,
-            cold: bool = False):
+def _launch(
+    sb, hl, network: str, cid: str, shell: str = "", env: dict | None = None, cold: bool = False
+):
     """An ADD run as `sh -c "<shell>; exec <launcher>"` with a byte
     environment: (code, stdout, stderr), the network's name made neutral."""
-    base = {b"PATH": b"/usr/sbin:/usr/bin:/sbin:/bin", b"CNI_COMMAND": b"ADD",
-            b"CNI_CONTAINERID": cid.encode(), b"CNI_NETNS": b"/x", b"CNI_IFNAME": b"eth0",
-            b"CNI_PATH": str(hl.parent).encode(), **(env or {})}
+    base = {
+        b"PATH": b"/usr/sbin:/usr/bin:/sbin:/bin",
+        b"CNI_COMMAND": b"ADD",
+        b"CNI_CONTAINERID": cid.encode(),
+        b"CNI_NETNS": b"/x",
+        b"CNI_IFNAME": b"eth0",
+        b"CNI_PATH": str(hl.parent).encode(),
+        **(env or {}),
+    }
     if cold:
         base[b"DOCKLINE_NO_ZYGOTE"] = b"1"
-    proc = sb.run(["sh", "-c", f"{shell}\nexec {hl}"], env=base,
-                  input=json.dumps(dict(CONF, name=network)).encode())
-    return (proc.returncode, proc.stdout.replace(network.encode(), b"NET"),
-            proc.stderr.replace(network.encode(), b"NET"))
+    proc = sb.run(
+        ["sh", "-c", f"{shell}\nexec {hl}"],
+        env=base,
+        input=json.dumps(dict(CONF, name=network)).encode(),
+    )
+    return (
+        proc.returncode,
+        proc.stdout.replace(network.encode(), b"NET"),
+        proc.stderr.replace(network.encode(), b"NET"),
+    )
 
 
 def test_odd_callers_get_in_process_answers(sandbox, dockline_bin):
@@ -72,8 +111,10 @@ def test_odd_callers_get_in_process_answers(sandbox, dockline_bin):
         assert warm == cold, name
         assert b"Traceback" not in warm[2], name
     assert cases and warm[0] == 0
-    modes = sandbox.sh("umask; stat -c %a /var/lib/cni/networks/w0 /var/lib/cni/networks/w4 "
-                       "/var/lib/cni/networks/c4").stdout.split()
+    modes = sandbox.sh(
+        "umask; stat -c %a /var/lib/cni/networks/w0 /var/lib/cni/networks/w4 "
+        "/var/lib/cni/networks/c4"
+    ).stdout.split()
     assert modes == ["0022", "755", "750", "750"]  # the caller's umask, not the zygote's 077
     fsize = _launch(sandbox, hl, "w9", "x", "ulimit -f 0")
     assert fsize[0] != 0 and b"File too large" in fsize[2]
@@ -95,9 +136,11 @@ def test_an_impostor_on_the_socket_path_is_not_trusted(sandbox, dockline_bin):
     call itself."""
     hl = dockline_bin / "host-local"
     path = expected_socket(sandbox, hl)
-    sandbox.sh(f"unshare --mount {VENV_PYTHON} {SQUATTER} {path} /var/lib/cni/impostor.log"
-               " > /var/lib/cni/impostor.out 2>&1 &"
-               "for i in $(seq 100); do grep -q READY /var/lib/cni/impostor.out && break; sleep 0.02; done")
+    sandbox.sh(
+        f"unshare --mount {VENV_PYTHON} {SQUATTER} {path} /var/lib/cni/impostor.log"
+        " > /var/lib/cni/impostor.out 2>&1 &"
+        "for i in $(seq 100); do grep -q READY /var/lib/cni/impostor.out && break; sleep 0.02; done"
+    )
     run = call_plugin(sandbox, hl, "ADD", CONF, containerid="victim").ok()
     assert run.json["ips"][0]["address"] == "10.3.0.2/24"
     assert "not trusted (pid" in run.stderr and "in another mnt namespace" in run.stderr
@@ -113,8 +156,16 @@ def test_an_impostor_on_the_socket_path_is_not_trusted(sandbox, dockline_bin):
 def test_executables_installed_without_zygote_never_start_one(sandbox, dockline_bin):
     text = (dockline_bin / "host-local").read_text().replace("zygote=True", "zygote=False")
     assert "zygote=False" in text
-    sandbox.run(["sh", "-c", "mkdir -p /var/lib/cni/bin && cat > /var/lib/cni/bin/host-local && "
-                 "chmod +x /var/lib/cni/bin/host-local"], input=text, check=True)
+    sandbox.run(
+        [
+            "sh",
+            "-c",
+            "mkdir -p /var/lib/cni/bin && cat > /var/lib/cni/bin/host-local && "
+            "chmod +x /var/lib/cni/bin/host-local",
+        ],
+        input=text,
+        check=True,
+    )
     for cid in ("a", "b"):
         call_plugin(sandbox, "/var/lib/cni/bin/host-local", "ADD", CONF, containerid=cid).ok()
     time.sleep(0.5)

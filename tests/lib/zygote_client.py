@@ -9,6 +9,7 @@ sends it and exits without waiting (its stdio stays open in the request:
 give it files, not pipes); ``silent`` connects, prints
 ``CONNECTED`` and sends nothing until killed.
 """
+
 import argparse
 import os
 import socket
@@ -54,8 +55,9 @@ def main() -> int:
         payload = b"\0".join([MAGIC, a.module.encode()] + env)
     cwd = os.open(".", os.O_PATH | os.O_DIRECTORY)
     try:
-        sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                  struct.pack("4i", 0, 1, 2, cwd))])
+        sock.sendmsg(
+            [payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, struct.pack("4i", 0, 1, 2, cwd))]
+        )
     except (BrokenPipeError, ConnectionResetError):
         pass  # refused before we spoke: the reason is waiting
     if a.mode == "send-and-exit":

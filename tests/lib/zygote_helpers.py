@@ -1,4 +1,5 @@
 """Finding a sandbox's zygote and its socket from the test process."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,10 @@ def zygotes(sb, children: bool = False) -> list[int]:
         if not entry.isdigit():
             continue
         try:
-            if (b"zygote.serve" in Path(f"/proc/{entry}/cmdline").read_bytes()
-                    and os.readlink(f"/proc/{entry}/ns/net") == mine):
+            if (
+                b"zygote.serve" in Path(f"/proc/{entry}/cmdline").read_bytes()
+                and os.readlink(f"/proc/{entry}/ns/net") == mine
+            ):
                 stat = Path(f"/proc/{entry}/stat").read_text()
                 found[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
         except OSError:
@@ -56,6 +59,7 @@ def wait_for_zygote(sb, present: bool = True) -> int | None:
     def listening():
         pids = zygotes(sb)
         return pids[0] if len(pids) == 1 and listening_on_its_path(sb) else None
+
     return wait_for(listening, "the zygote to listen")
 
 
@@ -77,8 +81,10 @@ def stamp_of(binary: Path) -> str:
 
 def expected_socket(sb, binary: Path) -> str:
     """The socket path a launcher run in the sandbox would use."""
-    code = ("import sys; sys.path.insert(0, %r); from dockline.zygote import socket_path; "
-            "print(socket_path(%r))" % (str(REPO / "lib"), stamp_of(binary)))
+    code = (
+        "import sys; sys.path.insert(0, %r); from dockline.zygote import socket_path; "
+        "print(socket_path(%r))" % (str(REPO / "lib"), stamp_of(binary))
+    )
     return sb.run([str(VENV_PYTHON), "-I", "-c", code], check=True).stdout.strip()
 
 

@@ -7,6 +7,7 @@ bytes each connection sent to LOG.  --hold-lock also flocks the sibling
 .lock file first, as a zygote does; --stale binds and exits at once,
 leaving a socket file nobody listens on.
 """
+
 import fcntl
 import os
 import socket

@@ -3,6 +3,7 @@ runtime does (each executable with a stripped environment, the config on
 stdin, ADD in order with prevResult, DEL in reverse), finding the processes
 of a call, and reading everything an attachment can leave behind in one
 go (store, registry, veths, firewall, hosts files)."""
+
 from __future__ import annotations
 
 import json
@@ -44,11 +45,17 @@ def plugin_conf(net: dict, plugin: dict, cap_args: dict, prev=None) -> dict:
     return conf
 
 
-def plugin_env(command: str, cid: str, netns: str, bindir: Path, ifname: str = "eth0",
-               args: str = "") -> dict:
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command,
-           "CNI_CONTAINERID": cid, "CNI_NETNS": netns, "CNI_IFNAME": ifname,
-           "CNI_PATH": str(bindir)}
+def plugin_env(
+    command: str, cid: str, netns: str, bindir: Path, ifname: str = "eth0", args: str = ""
+) -> dict:
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": netns,
+        "CNI_IFNAME": ifname,
+        "CNI_PATH": str(bindir),
+    }
     if args:
         env["CNI_ARGS"] = args
     return env
@@ -60,8 +67,13 @@ class Call:
 
     def __init__(self, sb: Sandbox, exe: Path, env: dict, conf: dict) -> None:
         self.exe = exe
-        self.proc = subprocess.Popen(sb.nsenter() + [str(exe)], env=env, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            sb.nsenter() + [str(exe)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         self.proc.stdin.write(json.dumps(conf).encode())
         self.proc.stdin.close()
         self.proc.stdin = None  # so communicate() does not touch it
@@ -72,7 +84,7 @@ class Call:
     def pid(self) -> int:
         return self.proc.pid
 
-    def finish(self, timeout: float = 60) -> "Call":
+    def finish(self, timeout: float = 60) -> Call:
         """Wait for the exit and for stdout/stderr to close: like Go's
         exec.Cmd.Wait, this also waits for any process still holding them
         (a zygote's child serving the call)."""
@@ -81,8 +93,10 @@ class Call:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.communicate(timeout=5)
-            raise AssertionError(f"{self.exe.name}: its output was not closed within {timeout} s "
-                                 "(a process serving the call hangs)") from None
+            raise AssertionError(
+                f"{self.exe.name}: its output was not closed within {timeout} s "
+                "(a process serving the call hangs)"
+            ) from None
         self.code = self.proc.returncode
         self.out, self.err = out.decode(errors="replace"), err.decode(errors="replace")
         return self
@@ -101,8 +115,17 @@ def run_call(sb: Sandbox, exe: Path, env: dict, conf: dict) -> Call:
     return Call(sb, exe, env, conf).finish()
 
 
-def chain(sb: Sandbox, bindir: Path, net: dict, command: str, cid: str, netns: str,
-          cap_args: dict, args: str = "", prev=None) -> tuple[bool, list[Call], object]:
+def chain(
+    sb: Sandbox,
+    bindir: Path,
+    net: dict,
+    command: str,
+    cid: str,
+    netns: str,
+    cap_args: dict,
+    args: str = "",
+    prev=None,
+) -> tuple[bool, list[Call], object]:
     """ADD/CHECK in order (each ADD gets the previous result), DEL in
     reverse; stops at the first failure for ADD/CHECK, runs every plugin
     for DEL.  Returns (all ok, calls, last ADD result)."""
@@ -110,8 +133,9 @@ def chain(sb: Sandbox, bindir: Path, net: dict, command: str, cid: str, netns: s
     calls, ok, result = [], True, prev
     for plugin in plugins:
         conf = plugin_conf(net, plugin, cap_args, result if command == "ADD" else prev)
-        call = run_call(sb, bindir / plugin["type"], plugin_env(command, cid, netns, bindir, args=args),
-                        conf)
+        call = run_call(
+            sb, bindir / plugin["type"], plugin_env(command, cid, netns, bindir, args=args), conf
+        )
         calls.append(call)
         if call.code != 0:
             ok = False
@@ -136,6 +160,7 @@ def gc(sb: Sandbox, bindir: Path, net: dict, valid: list[tuple[str, str]]) -> li
 
 
 # --- processes ---------------------------------------------------------------
+
 
 def _netns_of(pid: int | str) -> str | None:
     try:
@@ -234,8 +259,9 @@ def wait_quiet(sb: Sandbox, timeout: float = 15) -> None:
             return
         if time.monotonic() > deadline:
             listing = "; ".join(f"{p}: {_printable(c)}" for p, c in others.items())
-            raise AssertionError(f"processes of a killed call still run after {timeout} s: "
-                                 + listing)
+            raise AssertionError(
+                f"processes of a killed call still run after {timeout} s: " + listing
+            )
         time.sleep(0.005)
 
 
@@ -272,17 +298,23 @@ class State:
     def __init__(self, sb: Sandbox, network: str, bridge: str) -> None:
         script = _SNAPSHOT.replace("NET", network)
         out = sb.sh(script).stdout
-        (links, store, registry, nft, ipt4, ipt6, hosts, inside, files,
-         localnet) = out.split(_SEP.strip("\n"))
+        (links, store, registry, nft, ipt4, ipt6, hosts, inside, files, localnet) = out.split(
+            _SEP.strip("\n")
+        )
         self.links = {l["ifname"]: l for l in json.loads(links)}
         bridge_link = self.links.get(bridge)
         # host veths: dl* ports of the bridge, and any dl* veth not on it
-        self.veths = sorted(n for n, l in self.links.items()
-                            if n.startswith("dl") and n != bridge
-                            and (l.get("linkinfo") or {}).get("info_kind") == "veth")
-        self.bridge_ports = sorted(n for n, l in self.links.items()
-                                   if bridge_link and l.get("master") == bridge)
-        self.reservations: dict[str, str] = {}   # ip -> "cid ifname"
+        self.veths = sorted(
+            n
+            for n, l in self.links.items()
+            if n.startswith("dl")
+            and n != bridge
+            and (l.get("linkinfo") or {}).get("info_kind") == "veth"
+        )
+        self.bridge_ports = sorted(
+            n for n, l in self.links.items() if bridge_link and l.get("master") == bridge
+        )
+        self.reservations: dict[str, str] = {}  # ip -> "cid ifname"
         self.last_reserved: dict[str, str] = {}
         self.stray_files: list[str] = []
         for line in store.strip("\n").splitlines():
@@ -301,14 +333,17 @@ class State:
         self.ipt = [l for l in (ipt4 + "\n" + ipt6).splitlines() if l.startswith(("-A", ":"))]
         self.hosts_lines = [l for l in hosts.strip("\n").splitlines() if l]
         # "<netns> <ifname>" of every interface but lo in a named netns
-        self.container_links = sorted(" ".join(l.split()[:2]).rstrip(":")
-                                      for l in inside.splitlines() if l.strip())
+        self.container_links = sorted(
+            " ".join(l.split()[:2]).rstrip(":") for l in inside.splitlines() if l.strip()
+        )
         self.state_files = sorted(l for l in files.splitlines() if l.strip())
         # "<ifname>=<0|1>" for every host interface but the host veths
         # (those are compared as veths)
-        self.route_localnet = sorted(l.split("/")[-2] + "=" + l.rsplit(":", 1)[1]
-                                     for l in localnet.splitlines()
-                                     if l.strip() and not _host_veth(l.split("/")[-2]))
+        self.route_localnet = sorted(
+            l.split("/")[-2] + "=" + l.rsplit(":", 1)[1]
+            for l in localnet.splitlines()
+            if l.strip() and not _host_veth(l.split("/")[-2])
+        )
 
     # per-attachment objects, normalised so they can be compared with a
     # baseline (handles and counters differ from one snapshot to the next)
@@ -340,10 +375,13 @@ class State:
         that names one of ``needles`` (a tag, container ID, address)."""
         needles = [n for n in needles if n]
         found = []
-        haystacks = ([("nft", o) for o in self.nft_objects()] + [("ipt", o) for o in self.ipt]
-                     + [("store", f"{ip} {who}") for ip, who in self.reservations.items()]
-                     + [("registry", f"{k} {json.dumps(v)}") for k, v in self.registry.items()]
-                     + [("hosts", l) for l in self.hosts_lines])
+        haystacks = (
+            [("nft", o) for o in self.nft_objects()]
+            + [("ipt", o) for o in self.ipt]
+            + [("store", f"{ip} {who}") for ip, who in self.reservations.items()]
+            + [("registry", f"{k} {json.dumps(v)}") for k, v in self.registry.items()]
+            + [("hosts", l) for l in self.hosts_lines]
+        )
         for where, text in haystacks:
             for n in needles:
                 if _contains_token(text, n):
@@ -353,7 +391,9 @@ class State:
 
 
 def _host_veth(name: str) -> bool:
-    return len(name) == 15 and name.startswith("dl") and all(c in "0123456789abcdef" for c in name[2:])
+    return (
+        len(name) == 15 and name.startswith("dl") and all(c in "0123456789abcdef" for c in name[2:])
+    )
 
 
 def _contains_token(text: str, needle: str) -> bool:
@@ -375,6 +415,7 @@ def _contains_token(text: str, needle: str) -> bool:
 def diff(before: list[str], after: list[str]) -> tuple[list[str], list[str]]:
     """(gone, new) between two sorted object lists, as multisets."""
     from collections import Counter
+
     b, a = Counter(before), Counter(after)
     return sorted((b - a).elements()), sorted((a - b).elements())
 
@@ -383,18 +424,24 @@ def leftovers(base: State, now: State) -> list[str]:
     """What ``now`` holds that ``base`` did not ("left"), and what it lost
     ("lost": another attachment's state removed by mistake)."""
     import ipaddress
+
     problems = []
-    pairs = (("host veth", base.veths, now.veths),
-             ("bridge port", base.bridge_ports, now.bridge_ports),
-             ("interface in a container", base.container_links, now.container_links),
-             ("reservation", sorted(f"{k} held by {v}" for k, v in base.reservations.items()),
-              sorted(f"{k} held by {v}" for k, v in now.reservations.items())),
-             ("registry entry", sorted(base.registry), sorted(now.registry)),
-             ("hosts-file line", sorted(base.hosts_lines), sorted(now.hosts_lines)),
-             ("plugin state file", base.state_files, now.state_files),
-             ("route_localnet", base.route_localnet, now.route_localnet),
-             ("iptables", base.ipt_objects(), now.ipt_objects()),
-             ("nftables", base.nft_objects(), now.nft_objects()))
+    pairs = (
+        ("host veth", base.veths, now.veths),
+        ("bridge port", base.bridge_ports, now.bridge_ports),
+        ("interface in a container", base.container_links, now.container_links),
+        (
+            "reservation",
+            sorted(f"{k} held by {v}" for k, v in base.reservations.items()),
+            sorted(f"{k} held by {v}" for k, v in now.reservations.items()),
+        ),
+        ("registry entry", sorted(base.registry), sorted(now.registry)),
+        ("hosts-file line", sorted(base.hosts_lines), sorted(now.hosts_lines)),
+        ("plugin state file", base.state_files, now.state_files),
+        ("route_localnet", base.route_localnet, now.route_localnet),
+        ("iptables", base.ipt_objects(), now.ipt_objects()),
+        ("nftables", base.nft_objects(), now.nft_objects()),
+    )
     for what, before, after in pairs:
         lost, new = diff(before, after)
         if what == "host veth":

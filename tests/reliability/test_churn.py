@@ -12,6 +12,7 @@ still live, the store, the host veths, the masquerade and port rules, the
 name registry and every hosts file match the live set exactly; after
 deleting the rest, nothing is left.
 """
+
 from __future__ import annotations
 
 import os
@@ -22,7 +23,6 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 import state
 
 SECONDS = float(os.environ.get("DOCKLINE_CHURN_SECONDS", "60"))
@@ -39,15 +39,20 @@ EXHAUSTED = 11
 def network() -> dict:
     net = state.load_conflist(bridge=BRIDGE)
     net["name"] = NETWORK
-    net["plugins"][0]["ipam"] = {"type": "host-local", "ranges": [[RANGE]],
-                                 "routes": [{"dst": "0.0.0.0/0"}]}
+    net["plugins"][0]["ipam"] = {
+        "type": "host-local",
+        "ranges": [[RANGE]],
+        "routes": [{"dst": "0.0.0.0/0"}],
+    }
     return net
 
 
 def caps(worker: int, cid: str) -> dict:
-    return {"aliases": [cid], "links": ["db:dbapp"],
-            "portMappings": [{"hostPort": BASE_PORT + worker, "containerPort": 80,
-                              "protocol": "tcp"}]}
+    return {
+        "aliases": [cid],
+        "links": ["db:dbapp"],
+        "portMappings": [{"hostPort": BASE_PORT + worker, "containerPort": 80, "protocol": "tcp"}],
+    }
 
 
 class Live:
@@ -102,8 +107,9 @@ class Churn:
 
     def op(self, command: str, cid: str, worker: int, prev=None):
         netns = f"/run/netns/w{worker:02d}"
-        ok, calls, result = state.chain(self.sb, self.bindir, self.net, command, cid, netns,
-                                        caps(worker, cid), prev=prev)
+        ok, calls, result = state.chain(
+            self.sb, self.bindir, self.net, command, cid, netns, caps(worker, cid), prev=prev
+        )
         return ok, calls, result
 
     def worker(self, worker: int, deadline: float) -> None:
@@ -123,7 +129,9 @@ class Churn:
                     ok, dels, _ = self.op("DEL", cid, worker)
                     self.count("DEL", len(dels))
                     if not ok:
-                        self.fail(f"DEL after code 11 of {cid}: " + " | ".join(c.describe() for c in dels))
+                        self.fail(
+                            f"DEL after code 11 of {cid}: " + " | ".join(c.describe() for c in dels)
+                        )
                     time.sleep(rng.uniform(0.01, 0.1))
                     continue
                 self.fail(f"ADD {cid}: " + " | ".join(c.describe() for c in calls))
@@ -150,6 +158,7 @@ class Churn:
 def _expect_matches(st: state.State, live: Live, db: dict) -> list[str]:
     """Differences between the kernel and disk state and the live set."""
     from dockline.firewall import Owner
+
     problems = []
     results = dict(live.results)
     expected_ips = {cid: r["ips"][0]["address"].split("/")[0] for cid, (_, r) in results.items()}
@@ -161,35 +170,54 @@ def _expect_matches(st: state.State, live: Live, db: dict) -> list[str]:
             missing = sorted(set(want) - set(have)) if isinstance(want, (set, dict)) else want
             problems.append(f"{what}: left {extra}, missing {missing}")
 
-    compare("reservations", {**{ip: f"{cid} eth0" for cid, ip in expected_ips.items()},
-                             db_ip: "db eth0"}, st.reservations)
-    want_veths = {r["interfaces"][1]["name"] for _, r in results.values()} | {db["interfaces"][1]["name"]}
+    compare(
+        "reservations",
+        {**{ip: f"{cid} eth0" for cid, ip in expected_ips.items()}, db_ip: "db eth0"},
+        st.reservations,
+    )
+    want_veths = {r["interfaces"][1]["name"] for _, r in results.values()} | {
+        db["interfaces"][1]["name"]
+    }
     compare("host veths", want_veths, set(st.veths))
     compare("bridge ports", want_veths, set(st.bridge_ports))
     compare("registry", {f"{cid}:eth0" for cid in expected_ips} | {"db:eth0"}, set(st.registry))
     for cid, ip in expected_ips.items():
         if st.registry.get(f"{cid}:eth0", {}).get("ips") != [ip]:
-            problems.append(f"registry entry of {cid}: {st.registry.get(f'{cid}:eth0')}, address {ip}")
+            problems.append(
+                f"registry entry of {cid}: {st.registry.get(f'{cid}:eth0')}, address {ip}"
+            )
     # masquerade: one chain per attachment, entered for its address
     masq = {}
     for line in st.ipt:
         m = re.match(r"-A POSTROUTING -s ([0-9.]+)(?:/32)? .*-j (DL-\w+)$", line)
         if m:
             masq[m.group(2)] = m.group(1)
-    compare("masquerade rules", {"DL-" + Owner.tag_for(NETWORK, cid, "eth0"): ip
-                                 for cid, ip in {**expected_ips, "db": db_ip}.items()}, masq)
+    compare(
+        "masquerade rules",
+        {
+            "DL-" + Owner.tag_for(NETWORK, cid, "eth0"): ip
+            for cid, ip in {**expected_ips, "db": db_ip}.items()
+        },
+        masq,
+    )
     chains = {l.split()[0][1:] for l in st.ipt if l.startswith(":DL")}
-    compare("DL-/DLP- chains",
-            {"DL-" + Owner.tag_for(NETWORK, c, "eth0") for c in list(expected_ips) + ["db"]}
-            | {"DLP-" + Owner.tag_for(NETWORK, c, "eth0") for c in expected_ips}, chains)
+    compare(
+        "DL-/DLP- chains",
+        {"DL-" + Owner.tag_for(NETWORK, c, "eth0") for c in list(expected_ips) + ["db"]}
+        | {"DLP-" + Owner.tag_for(NETWORK, c, "eth0") for c in expected_ips},
+        chains,
+    )
     # published ports: host port of the worker -> the container's address
     dnat = {}
     for line in st.ipt:
         m = re.match(r"-A DLP-(\w+) .*--dport (\d+) .*-j DNAT --to-destination (\S+):80$", line)
         if m:
             dnat[int(m.group(2))] = m.group(3)
-    compare("published ports", {BASE_PORT + w: expected_ips[cid] for cid, (w, _) in results.items()},
-            dnat)
+    compare(
+        "published ports",
+        {BASE_PORT + w: expected_ips[cid] for cid, (w, _) in results.items()},
+        dnat,
+    )
     # hosts files: the live container of a worker has its two link lines
     # (one per db address), everyone else none
     by_worker = {w: cid for cid, (w, _) in results.items()}
@@ -204,10 +232,16 @@ def _expect_matches(st: state.State, live: Live, db: dict) -> list[str]:
     compare("hosts-file lines", want_lines, have_lines)
     # route_localnet on the bridge is held by each live container with a
     # published port (one holder file each) and off once none is left
-    holders = {f.rsplit("/", 1)[1] for f in st.state_files
-               if f.startswith(f"{state.PLUGIN_STATE}/localnet/{BRIDGE}/")}
-    compare("route_localnet holders", {Owner.tag_for(NETWORK, cid, "eth0") for cid in expected_ips},
-            holders)
+    holders = {
+        f.rsplit("/", 1)[1]
+        for f in st.state_files
+        if f.startswith(f"{state.PLUGIN_STATE}/localnet/{BRIDGE}/")
+    }
+    compare(
+        "route_localnet holders",
+        {Owner.tag_for(NETWORK, cid, "eth0") for cid in expected_ips},
+        holders,
+    )
     want_switch = f"{BRIDGE}={1 if expected_ips else 0}"
     if want_switch not in st.route_localnet:
         problems.append(f"route_localnet: want {want_switch}, have {st.route_localnet}")
@@ -218,8 +252,9 @@ def _expect_matches(st: state.State, live: Live, db: dict) -> list[str]:
 def test_churn_64_workers_full_chain(sandbox, dockline_bin, crash_seed):
     churn = Churn(sandbox, dockline_bin, crash_seed)
     sandbox.sh("ip netns add db; " + "; ".join(f"ip netns add w{w:02d}" for w in range(WORKERS)))
-    ok, calls, db = state.chain(sandbox, dockline_bin, churn.net, "ADD", "db", "/run/netns/db",
-                                {"aliases": ["db"]})
+    ok, calls, db = state.chain(
+        sandbox, dockline_bin, churn.net, "ADD", "db", "/run/netns/db", {"aliases": ["db"]}
+    )
     assert ok, [c.describe() for c in calls]
     state.wait_for_zygote(sandbox)
     start = time.monotonic()
@@ -232,9 +267,11 @@ def test_churn_64_workers_full_chain(sandbox, dockline_bin, crash_seed):
     elapsed = time.monotonic() - start
     c = churn.counts
     ops = c["ADD"] + c["ADD code 11"] + c["CHECK"] + c["DEL"]
-    print(f"\nchurn: {WORKERS} workers, {elapsed:.1f} s, {ops} ops ({ops / elapsed:.1f} ops/s, "
-          f"{c['plugin calls'] / elapsed:.1f} plugin calls/s): {c}; "
-          f"{len(churn.live.results)} left live")
+    print(
+        f"\nchurn: {WORKERS} workers, {elapsed:.1f} s, {ops} ops ({ops / elapsed:.1f} ops/s, "
+        f"{c['plugin calls'] / elapsed:.1f} plugin calls/s): {c}; "
+        f"{len(churn.live.results)} left live"
+    )
     assert not churn.failures, "\n".join(churn.failures[:5])
     assert not churn.live.violations, churn.live.violations[:10]
     assert c["ADD"] > 0 and c["ADD code 11"] > 0, c  # both outcomes were exercised

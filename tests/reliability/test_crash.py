@@ -26,6 +26,7 @@ Two deterministic cases at the end stop ADD at a chosen step instead
 (DOCKLINE_CRASH_AT, obeyed only by the test-hook executables): leaks the
 random kills found, kept as regression tests.
 """
+
 from __future__ import annotations
 
 import os
@@ -35,7 +36,6 @@ import statistics
 import time
 
 import pytest
-
 import state
 from state import Call, State
 
@@ -48,8 +48,11 @@ DB_CAPS = {"aliases": ["db"]}
 
 
 def web_caps() -> dict:
-    return {"aliases": ["web"], "links": ["db:dbapp"],
-            "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}]}
+    return {
+        "aliases": ["web"],
+        "links": ["db:dbapp"],
+        "portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"}],
+    }
 
 
 def _check(ok: bool, calls: list[Call], what: str) -> None:
@@ -61,10 +64,19 @@ class Runner:
         self.sb, self.bindir, self.variant, self.seed = sb, bindir, variant, seed
         self.net = state.load_conflist()
         self.rng = random.Random(f"{seed}/{variant}")
-        self.stats = {"killed in bridge": 0, "killed in portmap": 0, "missed (ADD done)": 0,
-                      "cleanup by DEL": 0, "cleanup by GC": 0, "ADD failed": 0, "ADD ok": 0}
+        self.stats = {
+            "killed in bridge": 0,
+            "killed in portmap": 0,
+            "missed (ADD done)": 0,
+            "cleanup by DEL": 0,
+            "cleanup by GC": 0,
+            "ADD failed": 0,
+            "ADD ok": 0,
+        }
         if variant == "client":
-            self.stats.update({"bridge client gone: unwound": 0, "bridge client gone: left for DEL": 0})
+            self.stats.update(
+                {"bridge client gone: unwound": 0, "bridge client gone: left for DEL": 0}
+            )
         self.durations: list[float] = []
         self.delays: list[float] = []
         self.zygotes: list[int] = []  # found at the start of each run
@@ -73,14 +85,16 @@ class Runner:
 
     def add(self, cid: str, caps: dict):
         self.sb.sh(f"ip netns add {cid}")
-        ok, calls, result = state.chain(self.sb, self.bindir, self.net, "ADD", cid,
-                                        f"/run/netns/{cid}", caps)
+        ok, calls, result = state.chain(
+            self.sb, self.bindir, self.net, "ADD", cid, f"/run/netns/{cid}", caps
+        )
         _check(ok, calls, f"ADD {cid}")
         return result
 
     def delete(self, cid: str, caps: dict) -> None:
-        ok, calls, _ = state.chain(self.sb, self.bindir, self.net, "DEL", cid,
-                                   f"/run/netns/{cid}", caps)
+        ok, calls, _ = state.chain(
+            self.sb, self.bindir, self.net, "DEL", cid, f"/run/netns/{cid}", caps
+        )
         _check(ok, calls, f"DEL {cid}")
 
     def snapshot(self) -> State:
@@ -133,8 +147,12 @@ class Runner:
         calls, killed, prev = [], None, None
         for plugin in self.net["plugins"]:
             conf = state.plugin_conf(self.net, plugin, web_caps(), prev)
-            call = Call(self.sb, self.bindir / plugin["type"],
-                        state.plugin_env("ADD", cid, f"/run/netns/{cid}", self.bindir), conf)
+            call = Call(
+                self.sb,
+                self.bindir / plugin["type"],
+                state.plugin_env("ADD", cid, f"/run/netns/{cid}", self.bindir),
+                conf,
+            )
             calls.append(call)
             if killed is None and self._kill_at(call, moment):
                 killed = plugin["type"]
@@ -149,21 +167,26 @@ class Runner:
         delay = self.rng.uniform(0, self.duration)
         self.delays.append(self.duration)
         by_gc = self.rng.random() < GC_SHARE
-        where = (f"[seed {self.seed}, variant {self.variant}, run {index}, delay {delay * 1000:.1f} ms "
-                 f"= {delay / self.duration:.3f} D]")
+        where = (
+            f"[seed {self.seed}, variant {self.variant}, run {index}, delay {delay * 1000:.1f} ms "
+            f"= {delay / self.duration:.3f} D]"
+        )
         state.wait_for_zygote(self.sb)
         self.zygotes = state.zygotes(self.sb)
         calls, killed = self.crashed_add(cid, delay)
         self.stats[f"killed in {killed}" if killed else "missed (ADD done)"] += 1
-        self.stats["ADD ok" if all(c.code == 0 for c in calls) and len(calls) == 2
-                   else "ADD failed"] += 1
+        self.stats[
+            "ADD ok" if all(c.code == 0 for c in calls) and len(calls) == 2 else "ADD failed"
+        ] += 1
         # the killed call's processes, and anything they started, end
         # (or the test fails naming them)
         state.wait_quiet(self.sb)
         if killed == "bridge" and self.variant == "client":
             # the zygote's child noticed its client go: did it unwind?
             clean = not state.leftovers(base_db, self.snapshot())
-            self.stats["bridge client gone: unwound" if clean else "bridge client gone: left for DEL"] += 1
+            self.stats[
+                "bridge client gone: unwound" if clean else "bridge client gone: left for DEL"
+            ] += 1
         if by_gc:
             self.stats["cleanup by GC"] += 1
             gc_calls = state.gc(self.sb, self.bindir, self.net, [])
@@ -171,19 +194,25 @@ class Runner:
             base = base_empty
         else:
             self.stats["cleanup by DEL"] += 1
-            ok, del_calls, _ = state.chain(self.sb, self.bindir, self.net, "DEL", cid,
-                                           f"/run/netns/{cid}", web_caps())
+            ok, del_calls, _ = state.chain(
+                self.sb, self.bindir, self.net, "DEL", cid, f"/run/netns/{cid}", web_caps()
+            )
             _check(ok, del_calls, f"DEL after the kill {where}")
             base = base_db
         now = self.snapshot()
         problems = state.leftovers(base, now)
         if problems:
             from dockline.firewall import Owner
+
             tag = Owner.tag_for(NETWORK, cid, "eth0")
             hint = now.mentions([tag[8:], cid])
-            pytest.fail(f"after the kill ({killed or 'none'}) and {'GC' if by_gc else 'DEL'} "
-                        f"{where}, ADD said: {[c.describe() for c in calls]}\n"
-                        + "\n".join(problems) + "\nnaming the attachment:\n" + "\n".join(hint))
+            pytest.fail(
+                f"after the kill ({killed or 'none'}) and {'GC' if by_gc else 'DEL'} "
+                f"{where}, ADD said: {[c.describe() for c in calls]}\n"
+                + "\n".join(problems)
+                + "\nnaming the attachment:\n"
+                + "\n".join(hint)
+            )
         if by_gc:  # GC took db too: bring it back (with a new address)
             self.sb.sh("ip netns del db; rm -rf /etc/netns/db")
             self.add("db", DB_CAPS)
@@ -191,12 +220,15 @@ class Runner:
         # the store, registry and firewall still work: the same attachment
         # is made and removed again
         start = time.monotonic()
-        ok, calls, _ = state.chain(self.sb, self.bindir, self.net, "ADD", cid,
-                                   f"/run/netns/{cid}", web_caps())
+        ok, calls, _ = state.chain(
+            self.sb, self.bindir, self.net, "ADD", cid, f"/run/netns/{cid}", web_caps()
+        )
         _check(ok, calls, f"ADD again after the cleanup {where}")
         self.timed(time.monotonic() - start)
         self.delete(cid, web_caps())
-        self.sb.sh(f"ip netns del {cid}; rm -rf /etc/netns/{cid}; ip netns add {self.cid(index + 1)}")
+        self.sb.sh(
+            f"ip netns del {cid}; rm -rf /etc/netns/{cid}; ip netns add {self.cid(index + 1)}"
+        )
         return base_db
 
     def cid(self, index: int) -> str:
@@ -205,7 +237,9 @@ class Runner:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_sigkill_during_add_then_del_or_gc_leaves_nothing(sandbox, dockline_bin, crash_seed, variant):
+def test_sigkill_during_add_then_del_or_gc_leaves_nothing(
+    sandbox, dockline_bin, crash_seed, variant
+):
     runs = max(1, round(TOTAL_RUNS * VARIANTS[variant]))
     r = Runner(sandbox, dockline_bin, variant, crash_seed)
     r.add("db", DB_CAPS)
@@ -221,14 +255,17 @@ def test_sigkill_during_add_then_del_or_gc_leaves_nothing(sandbox, dockline_bin,
         base_db = r.run(i, base_db, base_empty)
     r.delete("db", DB_CAPS)
     assert state.leftovers(base_empty, r.snapshot()) == []
-    print(f"\ncrash/{variant}: seed {crash_seed}, {runs} runs in {time.monotonic() - started:.1f} s, "
-          f"kill moment uniform in [0, D], D from {min(r.delays) * 1000:.0f} to "
-          f"{max(r.delays) * 1000:.0f} ms (median {statistics.median(r.delays) * 1000:.0f}): "
-          f"{r.stats}")
+    print(
+        f"\ncrash/{variant}: seed {crash_seed}, {runs} runs in {time.monotonic() - started:.1f} s, "
+        f"kill moment uniform in [0, D], D from {min(r.delays) * 1000:.0f} to "
+        f"{max(r.delays) * 1000:.0f} ms (median {statistics.median(r.delays) * 1000:.0f}): "
+        f"{r.stats}"
+    )
 
 
 def test_add_killed_right_after_writing_the_hosts_file_then_del_leaves_no_link_line(
-        sandbox, dockline_bin, dockline_hooks_bin):
+    sandbox, dockline_bin, dockline_hooks_bin
+):
     """The deterministic case of a window the random kills hit rarely:
     DOCKLINE_CRASH_AT stops ADD (as SIGKILL would) right after the link
     lines are in the hosts file (the undo of creating it is registered
@@ -241,8 +278,12 @@ def test_add_killed_right_after_writing_the_hosts_file_then_del_leaves_no_link_l
     env = state.plugin_env("ADD", "web", "/run/netns/web", dockline_hooks_bin)
     env["DOCKLINE_CRASH_AT"] = "remove /etc/netns/web/hosts"
     caps = {"aliases": ["web"], "links": ["db:dbapp"]}
-    call = state.run_call(sandbox, dockline_hooks_bin / "bridge", env,
-                          state.plugin_conf(r.net, r.net["plugins"][0], caps))
+    call = state.run_call(
+        sandbox,
+        dockline_hooks_bin / "bridge",
+        env,
+        state.plugin_conf(r.net, r.net["plugins"][0], caps),
+    )
     assert call.code == 137, call.describe()
     state.wait_quiet(sandbox)
     assert "dbapp" in sandbox.sh("cat /etc/netns/web/hosts").stdout  # the window was hit
@@ -251,7 +292,8 @@ def test_add_killed_right_after_writing_the_hosts_file_then_del_leaves_no_link_l
 
 
 def test_add_killed_right_after_the_veth_is_made_then_gc_leaves_no_veth(
-        sandbox, dockline_bin, dockline_hooks_bin):
+    sandbox, dockline_bin, dockline_hooks_bin
+):
     """The deterministic case of a GC leak the random kills found: ADD
     stops right after the veth pair exists (its undo is registered next).
     GC with no valid attachment must delete it: it once missed a host end
@@ -264,8 +306,12 @@ def test_add_killed_right_after_the_veth_is_made_then_gc_leaves_no_veth(
     sandbox.sh("ip netns add web")
     env = state.plugin_env("ADD", "web", "/run/netns/web", dockline_hooks_bin)
     env["DOCKLINE_CRASH_AT"] = "delete veth"
-    call = state.run_call(sandbox, dockline_hooks_bin / "bridge", env,
-                          state.plugin_conf(r.net, r.net["plugins"][0], {}))
+    call = state.run_call(
+        sandbox,
+        dockline_hooks_bin / "bridge",
+        env,
+        state.plugin_conf(r.net, r.net["plugins"][0], {}),
+    )
     assert call.code == 137, call.describe()
     state.wait_quiet(sandbox)
     assert len(r.snapshot().veths) == 1  # the ADD died with its veth made

@@ -2,6 +2,7 @@
 
 Same keys, defaults and constraints as the reference bridge plugin.
 """
+
 from __future__ import annotations
 
 from ..cni.errors import INVALID_CONFIG, CniError
@@ -9,7 +10,6 @@ from ..names.links import CNI_ARGS_KEYS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Optional
 
     from ..cni.skel import Request
 
@@ -26,7 +26,9 @@ def _bool(config: dict, key: str) -> bool:
 def _int(config: dict, key: str, lo: int, hi: int) -> int:
     value = config.get(key, 0)
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise CniError(INVALID_CONFIG, f"invalid {key}", f"{value!r} is not a number in [{lo}, {hi}]")
+        raise CniError(
+            INVALID_CONFIG, f"invalid {key}", f"{value!r} is not a number in [{lo}, {hi}]"
+        )
     return value
 
 
@@ -54,7 +56,9 @@ def _vlan_trunk(value) -> list[int]:
         elif "minID" in entry or "maxID" in entry:
             lo, hi = _int(entry, "minID", 1, 4094), _int(entry, "maxID", 1, 4094)
             if lo > hi:
-                raise CniError(INVALID_CONFIG, "invalid vlanTrunk entry", f"minID {lo} > maxID {hi}")
+                raise CniError(
+                    INVALID_CONFIG, "invalid vlanTrunk entry", f"minID {lo} > maxID {hi}"
+                )
             ids.extend(range(lo, hi + 1))
         else:
             raise CniError(INVALID_CONFIG, "invalid vlanTrunk entry", "needs id or minID/maxID")
@@ -62,10 +66,27 @@ def _vlan_trunk(value) -> list[int]:
 
 
 class BridgeConfig:
-    __slots__ = ("bridge", "is_gateway", "is_default_gateway", "force_address", "ip_masq",
-                 "ip_masq_backend", "mtu", "hairpin", "promisc", "vlan", "vlan_trunk",
-                 "preserve_default_vlan", "macspoofchk", "enable_dad",
-                 "disable_container_interface", "port_isolation", "dns", "ipam_type", "mac")
+    __slots__ = (
+        "bridge",
+        "disable_container_interface",
+        "dns",
+        "enable_dad",
+        "force_address",
+        "hairpin",
+        "ip_masq",
+        "ip_masq_backend",
+        "ipam_type",
+        "is_default_gateway",
+        "is_gateway",
+        "mac",
+        "macspoofchk",
+        "mtu",
+        "port_isolation",
+        "preserve_default_vlan",
+        "promisc",
+        "vlan",
+        "vlan_trunk",
+    )
 
     def __init__(self, req: Request, for_cleanup: bool = False) -> None:
         """``for_cleanup``: DEL and GC must succeed on whatever ADD was given,
@@ -77,6 +98,7 @@ class BridgeConfig:
             problem = "is not a string"
         else:
             from ..cni.skel import ifname_problem
+
             problem = ifname_problem(bridge)
         if problem:
             raise CniError(INVALID_CONFIG, "invalid bridge name", f"{bridge!r} {problem}")
@@ -87,20 +109,27 @@ class BridgeConfig:
         self.ip_masq = _bool(c, "ipMasq")
         backend = c.get("ipMasqBackend")
         if backend is not None and backend not in ("iptables", "nftables"):
-            raise CniError(INVALID_CONFIG, "invalid ipMasqBackend",
-                           f"{backend!r}: expected \"iptables\" or \"nftables\"")
-        self.ip_masq_backend: Optional[str] = backend
+            raise CniError(
+                INVALID_CONFIG,
+                "invalid ipMasqBackend",
+                f'{backend!r}: expected "iptables" or "nftables"',
+            )
+        self.ip_masq_backend: str | None = backend
         self.mtu = _int(c, "mtu", 0, 65535)
         if self.mtu and self.mtu < 68:
             raise CniError(INVALID_CONFIG, "invalid mtu", f"{self.mtu} is below 68")
         self.hairpin = _bool(c, "hairpinMode")
         self.promisc = _bool(c, "promiscMode")
         if self.hairpin and self.promisc and not for_cleanup:
-            raise CniError(INVALID_CONFIG, "cannot set hairpin mode and promiscuous mode at the same time")
+            raise CniError(
+                INVALID_CONFIG, "cannot set hairpin mode and promiscuous mode at the same time"
+            )
         self.vlan = _int(c, "vlan", 0, 4094)
         self.vlan_trunk = _vlan_trunk(c.get("vlanTrunk"))
         if self.vlan and self.vlan in self.vlan_trunk:
-            raise CniError(INVALID_CONFIG, "invalid vlanTrunk", f"vlan {self.vlan} is also in vlanTrunk")
+            raise CniError(
+                INVALID_CONFIG, "invalid vlanTrunk", f"vlan {self.vlan} is also in vlanTrunk"
+            )
         self.preserve_default_vlan = _bool(c, "preserveDefaultVlan")
         self.macspoofchk = _bool(c, "macspoofchk")
         self.enable_dad = _bool(c, "enabledad")
@@ -111,9 +140,10 @@ class BridgeConfig:
             raise CniError(INVALID_CONFIG, "invalid dns", "not a JSON object")
         # A non-empty object replaces IPAM's dns in the result (even when
         # its fields are empty); it is checked and made canonical like IPAM's.
-        self.dns: Optional[dict] = None
+        self.dns: dict | None = None
         if dns:
             from ..cni.result import parse_dns
+
             self.dns = parse_dns(dns, "dns")
         ipam = c.get("ipam")
         if ipam is None:
@@ -128,7 +158,7 @@ class BridgeConfig:
         self.mac = None if for_cleanup else self._container_mac(req)
 
     @staticmethod
-    def _container_mac(req: Request) -> Optional[str]:
+    def _container_mac(req: Request) -> str | None:
         """runtimeConfig.mac, else args.cni.mac, else CNI_ARGS MAC=."""
         mac = req.runtime_config.get("mac")
         if mac:

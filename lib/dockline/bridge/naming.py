@@ -1,5 +1,6 @@
 """Names derived from the attachment, so DEL and GC find what ADD made
 without any state file and without entering the container's namespace."""
+
 from __future__ import annotations
 
 from ..firewall import short_hash

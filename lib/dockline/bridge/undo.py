@@ -1,4 +1,5 @@
 """Undo steps registered as ADD creates things, run in reverse on failure."""
+
 from __future__ import annotations
 
 import sys
@@ -7,7 +8,7 @@ from .. import interrupt
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable
+    from collections.abc import Callable
 
 
 _crash_hook = False
@@ -30,11 +31,13 @@ class UndoStack:
         self._crash_at = ""
         if _crash_hook:
             import os
+
             self._crash_at = os.environ.get("DOCKLINE_CRASH_AT", "")
 
     def push(self, what: str, step: Callable[[], object]) -> None:
         if self._crash_at and what.startswith(self._crash_at):
             import os
+
             os._exit(137)
         self._steps.append((what, step))
         interrupt.check()  # a safe point: the step's undo is registered

@@ -1,5 +1,6 @@
 """Files written whole: a temporary file beside the target, renamed over
 it, so a reader (a runtime, another cnitool) never sees half a file."""
+
 from __future__ import annotations
 
 import os

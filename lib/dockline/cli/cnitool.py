@@ -14,6 +14,7 @@ uses the config cached by ADD, so an attachment can always be deleted.
 GC sends the attachments the cache knows as ``cni.dev/valid-attachments``
 (Go's cnitool sends none, which deletes everything on the network).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -43,10 +44,14 @@ printed on stdout, a readable account on stderr), 2 a usage error
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("cnitool", help="run a network's plugin chain, as Go's cnitool does",
-                       description="Run a network's plugin chain on a network namespace, "
-                                   "as containernetworking/cni's cnitool does.",
-                       epilog=EPILOG, formatter_class=_raw())
+    p = sub.add_parser(
+        "cnitool",
+        help="run a network's plugin chain, as Go's cnitool does",
+        description="Run a network's plugin chain on a network namespace, "
+        "as containernetworking/cni's cnitool does.",
+        epilog=EPILOG,
+        formatter_class=_raw(),
+    )
     p.add_argument("command", choices=COMMANDS)
     p.add_argument("network", help="the network's name (its config's \"name\")")
     p.add_argument("netns", nargs="?", help="network namespace path (not needed by gc and status)")
@@ -59,6 +64,7 @@ def add_parser(sub) -> None:
 
 def _raw():
     import argparse
+
     return argparse.RawDescriptionHelpFormatter
 
 
@@ -73,8 +79,9 @@ def _print_plugin_error(exc: libcni.PluginError, version: str) -> None:
     try:
         json.loads(raw)
     except ValueError:
-        raw = json.dumps({"cniVersion": version, "code": exc.code, "msg": exc.msg,
-                          "details": exc.details})
+        raw = json.dumps(
+            {"cniVersion": version, "code": exc.code, "msg": exc.msg, "details": exc.details}
+        )
     sys.stdout.write(raw.rstrip() + "\n")
     error(exc.describe())
 
@@ -103,8 +110,9 @@ def run(a) -> int:
     netns = os.path.abspath(a.netns) if a.netns else ""
     cid = a.id or (container_id_for(netns) if netns else "")
     confdir = os.environ.get("NETCONFPATH", libcni.DEFAULT_NETCONFPATH)
-    rt = libcni.RuntimeConf(container_id=cid, netns=netns, ifname=ifname,
-                            args=cni_args, cap_args=cap_args)
+    rt = libcni.RuntimeConf(
+        container_id=cid, netns=netns, ifname=ifname, args=cni_args, cap_args=cap_args
+    )
     try:
         # Names reach file paths (the cache) and plugins: check them first.
         if command in ("add", "check", "del"):
@@ -127,7 +135,9 @@ def run(a) -> int:
             if not rt.cap_args and isinstance(cached.get("capabilityArgs"), dict):
                 rt.cap_args = cached["capabilityArgs"]
             if not rt.args and isinstance(cached.get("cniArgs"), list):
-                rt.args = [list(p) for p in cached["cniArgs"] if isinstance(p, list) and len(p) == 2]
+                rt.args = [
+                    list(p) for p in cached["cniArgs"] if isinstance(p, list) and len(p) == 2
+                ]
         if command == "add":
             result = libcni.add(net, rt)
             sys.stdout.write(json.dumps(result, indent=4) + "\n")
@@ -145,8 +155,10 @@ def run(a) -> int:
         _print_plugin_error(exc, net.cni_version)
         if command == "add" and exc.index > 0:
             # libcni leaves a failed ADD to the runtime's DEL, and so do we
-            error(f"the plugins before #{exc.index} were not undone: "
-                  f"dockline cnitool del {net.name} {netns} --id {cid} --ifname {ifname}")
+            error(
+                f"the plugins before #{exc.index} were not undone: "
+                f"dockline cnitool del {net.name} {netns} --id {cid} --ifname {ifname}"
+            )
         return FAILED
     except libcni.ConfigError as exc:
         error(str(exc))

@@ -13,9 +13,11 @@ bridge that no store, registry or cache knows cannot be named in that
 list (its name is a hash), yet its container is alive and the bridge's
 GC would delete it: then ``--orphans`` must be given as well.
 """
+
 from __future__ import annotations
 
-from . import libcni, state as net_state
+from . import libcni
+from . import state as net_state
 from .inspect import load
 from .output import FAILED, OK, emit_json, error, table
 
@@ -33,22 +35,33 @@ something, or the network does not exist; 2 a usage error
 
 def add_parser(sub) -> None:
     import argparse
-    p = sub.add_parser("gc", help="find (and with --yes release) what dead containers left",
-                       description="Find attachments of a network whose container is gone and "
-                                   "that no cache knows; with --yes, run the chain's GC.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = sub.add_parser(
+        "gc",
+        help="find (and with --yes release) what dead containers left",
+        description="Find attachments of a network whose container is gone and "
+        "that no cache knows; with --yes, run the chain's GC.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("network")
     p.add_argument("--yes", action="store_true", help="run GC (otherwise only show)")
-    p.add_argument("--orphans", action="store_true",
-                   help="with --yes: also delete veths on the bridge that no store, registry or "
-                        "cache knows (their containers are alive)")
+    p.add_argument(
+        "--orphans",
+        action="store_true",
+        help="with --yes: also delete veths on the bridge that no store, registry or "
+        "cache knows (their containers are alive)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
 
 def findings(st: net_state.NetworkState) -> dict:
-    return {"stale": [a.to_json() for a in st.attachments if a.stale],
-            "orphanVeths": st.orphan_veths, "orphanFirewall": st.orphan_firewall}
+    return {
+        "stale": [a.to_json() for a in st.attachments if a.stale],
+        "orphanVeths": st.orphan_veths,
+        "orphanFirewall": st.orphan_firewall,
+    }
 
 
 def _count(found: dict) -> int:
@@ -56,9 +69,17 @@ def _count(found: dict) -> int:
 
 
 def _show(found: dict) -> None:
-    rows = [[a["containerID"], a["ifname"], ",".join(a["addresses"]) or "-",
-             ",".join(a["names"]) or "-", str(len(a["firewall"])), ",".join(a["sources"])]
-            for a in found["stale"]]
+    rows = [
+        [
+            a["containerID"],
+            a["ifname"],
+            ",".join(a["addresses"]) or "-",
+            ",".join(a["names"]) or "-",
+            str(len(a["firewall"])),
+            ",".join(a["sources"]),
+        ]
+        for a in found["stale"]
+    ]
     rows += [["?", "?", "-", "-", "-", f"veth {v}"] for v in found["orphanVeths"]]
     rows += [["?", "?", "-", "-", "-", obj] for obj in found["orphanFirewall"]]
     table(["CONTAINER", "IFNAME", "ADDRESSES", "NAMES", "FW", "FOUND IN"], rows)
@@ -73,17 +94,24 @@ def run(a) -> int:
     report: dict = {"network": net.name, **found, "collected": False}
     dead_cached = [att for att in st.attachments if att.cached and not att.alive]
     if _count(found) and a.yes and found["orphanVeths"] and not a.orphans:
-        error(f"{len(found['orphanVeths'])} veth(s) on {st.bridge} belong to no known attachment, "
-              "yet their containers are alive, and GC would delete them: add --orphans to "
-              "go ahead (nothing was changed)")
+        error(
+            f"{len(found['orphanVeths'])} veth(s) on {st.bridge} belong to no known attachment, "
+            "yet their containers are alive, and GC would delete them: add --orphans to "
+            "go ahead (nothing was changed)"
+        )
         return FAILED
     if _count(found) and a.yes:
-        valid = [{"containerID": att.container_id, "ifname": att.ifname}
-                 for att in st.attachments if att.cached or att.alive]
+        valid = [
+            {"containerID": att.container_id, "ifname": att.ifname}
+            for att in st.attachments
+            if att.cached or att.alive
+        ]
         try:
             if not libcni.gc(net, valid):
-                error(f"GC needs cniVersion 1.1.0 and no disableGC (network {net.name!r} has "
-                      f"{net.cni_version})")
+                error(
+                    f"GC needs cniVersion 1.1.0 and no disableGC (network {net.name!r} has "
+                    f"{net.cni_version})"
+                )
                 return FAILED
         except libcni.PluginError as exc:
             error(exc.describe())
@@ -107,10 +135,12 @@ def run(a) -> int:
             else:
                 print("released")
         for att in dead_cached:
-            print(f"note: {att.container_id}/{att.ifname} is cached but its netns "
-                  f"{att.netns or '?'} is gone: its runtime never deleted it "
-                  f"(dockline cnitool del {net.name} {att.netns or '<netns>'} --id {att.container_id}"
-                  f" --ifname {att.ifname})")
+            print(
+                f"note: {att.container_id}/{att.ifname} is cached but its netns "
+                f"{att.netns or '?'} is gone: its runtime never deleted it "
+                f"(dockline cnitool del {net.name} {att.netns or '<netns>'} --id {att.container_id}"
+                f" --ifname {att.ifname})"
+            )
     if report["collected"] and _count(report["remaining"]):
         return FAILED
     return OK

@@ -3,11 +3,13 @@ really has it: addresses (host-local store), container ID and ifname,
 host veth, names and links (names registry), published ports and the
 firewall objects carrying its tag, and whether a cache entry and a live
 network namespace still stand behind it."""
+
 from __future__ import annotations
 
 import os
 
-from . import libcni, state as net_state
+from . import libcni
+from . import state as net_state
 from .output import FAILED, OK, emit_json, error, table
 
 EPILOG = """\
@@ -25,10 +27,14 @@ exit status: 0 shown, 1 no such network, 2 a usage error
 
 def add_parser(sub) -> None:
     import argparse
-    p = sub.add_parser("inspect", help="every attachment of a network: addresses, veths, "
-                                       "names, ports, firewall",
-                       description="Every attachment of a network as the host has it.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = sub.add_parser(
+        "inspect",
+        help="every attachment of a network: addresses, veths, names, ports, firewall",
+        description="Every attachment of a network as the host has it.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("network")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
@@ -52,11 +58,18 @@ def load(network: str) -> libcni.NetworkList | None:
 
 
 def state_json(st: net_state.NetworkState) -> dict:
-    return {"network": st.net.name, "file": st.net.path, "cniVersion": st.net.cni_version,
-            "plugins": st.chain, "bridge": st.bridge or None, "dataDir": st.data_dir or None,
-            "attachments": [a.to_json() for a in st.attachments],
-            "orphanVeths": st.orphan_veths, "orphanFirewall": st.orphan_firewall,
-            "problems": st.problems}
+    return {
+        "network": st.net.name,
+        "file": st.net.path,
+        "cniVersion": st.net.cni_version,
+        "plugins": st.chain,
+        "bridge": st.bridge or None,
+        "dataDir": st.data_dir or None,
+        "attachments": [a.to_json() for a in st.attachments],
+        "orphanVeths": st.orphan_veths,
+        "orphanFirewall": st.orphan_firewall,
+        "problems": st.problems,
+    }
 
 
 def run(a) -> int:
@@ -67,16 +80,39 @@ def run(a) -> int:
     if a.json:
         emit_json(state_json(st))
         return OK
-    print(f"network {net.name} ({' > '.join(st.chain)}; bridge {st.bridge or '-'}; "
-          f"{os.path.basename(net.path)})")
-    rows = [[att.container_id, att.ifname, ",".join(att.addresses) or "-",
-             att.host_veth + ("" if att.host_veth_present else " (gone)") if att.host_veth else "-",
-             ",".join(att.names + ([f"pod={att.pod}"] if att.pod else [])) or "-",
-             ",".join(att.links) or "-", ",".join(att.ports) or "-",
-             str(len(att.firewall)), state_word(att)] for att in st.attachments]
+    print(
+        f"network {net.name} ({' > '.join(st.chain)}; bridge {st.bridge or '-'}; "
+        f"{os.path.basename(net.path)})"
+    )
+    rows = [
+        [
+            att.container_id,
+            att.ifname,
+            ",".join(att.addresses) or "-",
+            att.host_veth + ("" if att.host_veth_present else " (gone)") if att.host_veth else "-",
+            ",".join(att.names + ([f"pod={att.pod}"] if att.pod else [])) or "-",
+            ",".join(att.links) or "-",
+            ",".join(att.ports) or "-",
+            str(len(att.firewall)),
+            state_word(att),
+        ]
+        for att in st.attachments
+    ]
     if rows:
-        table(["CONTAINER", "IFNAME", "ADDRESSES", "HOST VETH", "NAMES", "LINKS", "PORTS",
-               "FW", "STATE"], rows)
+        table(
+            [
+                "CONTAINER",
+                "IFNAME",
+                "ADDRESSES",
+                "HOST VETH",
+                "NAMES",
+                "LINKS",
+                "PORTS",
+                "FW",
+                "STATE",
+            ],
+            rows,
+        )
     else:
         print("no attachments")
     for att in st.attachments:

@@ -7,6 +7,7 @@ attachments.
 
 Not on the plugin hot path: plain ``json``/``subprocess`` are fine here.
 """
+
 from __future__ import annotations
 
 import base64
@@ -18,7 +19,8 @@ from dataclasses import dataclass, field
 from ..cni import result as cni_result
 from ..cni.errors import CniError
 from ..cni.skel import ifname_problem, valid_identifier
-from ..cni.version import LATEST, SUPPORTED, key as version_key
+from ..cni.version import LATEST, SUPPORTED
+from ..cni.version import key as version_key
 from .atomic import write_atomically
 
 DEFAULT_NETCONFPATH = "/etc/cni/net.d"
@@ -29,13 +31,21 @@ VALID_ATTACHMENTS = "cni.dev/valid-attachments"
 
 # The spec's names for its error codes (and dockline's own 100-103).
 CODE_NAMES = {
-    1: "incompatible CNI version", 2: "unsupported field in network configuration",
-    3: "container unknown or does not exist", 4: "invalid necessary environment variables",
-    5: "I/O failure", 6: "failed to decode content", 7: "invalid network config",
-    11: "try again later", 50: "plugin not available",
+    1: "incompatible CNI version",
+    2: "unsupported field in network configuration",
+    3: "container unknown or does not exist",
+    4: "invalid necessary environment variables",
+    5: "I/O failure",
+    6: "failed to decode content",
+    7: "invalid network config",
+    11: "try again later",
+    50: "plugin not available",
     51: "plugin not available, limited connectivity",
-    100: "address or port already in use", 101: "something ADD made is missing",
-    102: "already exists", 103: "the kernel refused a change", 999: "internal error",
+    100: "address or port already in use",
+    101: "something ADD made is missing",
+    102: "already exists",
+    103: "the kernel refused a change",
+    999: "internal error",
 }
 
 
@@ -46,8 +56,16 @@ class ConfigError(Exception):
 class PluginError(Exception):
     """A plugin answered with a CNI error (or failed without one)."""
 
-    def __init__(self, command: str, plugin_type: str, index: int, code: int, msg: str,
-                 details: str = "", raw: str = "") -> None:
+    def __init__(
+        self,
+        command: str,
+        plugin_type: str,
+        index: int,
+        code: int,
+        msg: str,
+        details: str = "",
+        raw: str = "",
+    ) -> None:
         super().__init__(msg)
         self.command = command
         self.plugin_type = plugin_type
@@ -59,9 +77,11 @@ class PluginError(Exception):
 
     def describe(self) -> str:
         name = CODE_NAMES.get(self.code, "plugin-specific error")
-        lines = [f"{self.command} failed in plugin #{self.index} ({self.plugin_type!r}): "
-                 f"{self.msg or '(no message)'}",
-                 f"  code:    {self.code} ({name})"]
+        lines = [
+            f"{self.command} failed in plugin #{self.index} ({self.plugin_type!r}): "
+            f"{self.msg or '(no message)'}",
+            f"  code:    {self.code} ({name})",
+        ]
         if self.details:
             lines.append(f"  details: {self.details}")
         return "\n".join(lines)
@@ -69,12 +89,13 @@ class PluginError(Exception):
 
 # --- config discovery ------------------------------------------------------
 
+
 @dataclass
 class NetworkList:
     name: str
     cni_version: str
     plugins: list[dict]
-    raw: bytes                  # the bytes libcni caches as "config"
+    raw: bytes  # the bytes libcni caches as "config"
     path: str = ""
     disable_check: bool = False
     disable_gc: bool = False
@@ -125,13 +146,25 @@ def list_from_bytes(data: bytes, path: str = "") -> NetworkList:
     if plugins is None:
         raise ConfigError(f"{path or 'config'}: error parsing configuration list: no 'plugins' key")
     if not isinstance(plugins, list) or not plugins:
-        raise ConfigError(f"{path or 'config'}: error parsing configuration list: no plugins in list")
+        raise ConfigError(
+            f"{path or 'config'}: error parsing configuration list: no plugins in list"
+        )
     for i, plugin in enumerate(plugins):
-        if not isinstance(plugin, dict) or not isinstance(plugin.get("type"), str) or not plugin["type"]:
+        if (
+            not isinstance(plugin, dict)
+            or not isinstance(plugin.get("type"), str)
+            or not plugin["type"]
+        ):
             raise ConfigError(f"{path or 'config'}: plugin #{i}: missing 'type'")
-    return NetworkList(name=name, cni_version=negotiate_version(conf), plugins=plugins,
-                       raw=data, path=path, disable_check=_truthy(conf.get("disableCheck")),
-                       disable_gc=_truthy(conf.get("disableGC")))
+    return NetworkList(
+        name=name,
+        cni_version=negotiate_version(conf),
+        plugins=plugins,
+        raw=data,
+        path=path,
+        disable_check=_truthy(conf.get("disableCheck")),
+        disable_gc=_truthy(conf.get("disableGC")),
+    )
 
 
 def list_from_single(data: bytes, path: str = "") -> NetworkList:
@@ -143,8 +176,11 @@ def list_from_single(data: bytes, path: str = "") -> NetworkList:
         raise ConfigError(f"{path or 'config'}: error parsing configuration: {exc}") from None
     if not isinstance(conf, dict) or not isinstance(conf.get("type"), str) or not conf["type"]:
         raise ConfigError(f"{path or 'config'}: error parsing configuration: missing 'type'")
-    lifted = {"cniVersion": conf.get("cniVersion", ""), "name": conf.get("name", ""),
-              "plugins": [conf]}
+    lifted = {
+        "cniVersion": conf.get("cniVersion", ""),
+        "name": conf.get("name", ""),
+        "plugins": [conf],
+    }
     raw = json.dumps(lifted, separators=(",", ":"), sort_keys=True).encode()
     net = list_from_bytes(raw, path)
     net.upconverted = True
@@ -156,8 +192,11 @@ def conf_files(directory: str, extensions: tuple[str, ...]) -> list[str]:
         names = sorted(os.listdir(directory))
     except FileNotFoundError:
         return []
-    return [os.path.join(directory, n) for n in names
-            if os.path.splitext(n)[1] in extensions and os.path.isfile(os.path.join(directory, n))]
+    return [
+        os.path.join(directory, n)
+        for n in names
+        if os.path.splitext(n)[1] in extensions and os.path.isfile(os.path.join(directory, n))
+    ]
 
 
 def _read(path: str) -> bytes:
@@ -194,8 +233,7 @@ def all_networks(directory: str) -> list[tuple[str, NetworkList | None, str]]:
     """(path, network or None, error) of every config file, for listings:
     one broken file must not hide the others."""
     out = []
-    for path in (conf_files(directory, (".conflist",))
-                 + conf_files(directory, (".conf", ".json"))):
+    for path in conf_files(directory, (".conflist",)) + conf_files(directory, (".conf", ".json")):
         try:
             out.append((path, load_file(path), ""))
         except ConfigError as exc:
@@ -205,21 +243,26 @@ def all_networks(directory: str) -> list[tuple[str, NetworkList | None, str]]:
 
 # --- runtime config --------------------------------------------------------
 
+
 @dataclass
 class RuntimeConf:
     container_id: str
     netns: str
     ifname: str
-    args: list[list[str]] = field(default_factory=list)   # [[key, value], ...]
+    args: list[list[str]] = field(default_factory=list)  # [[key, value], ...]
     cap_args: dict = field(default_factory=dict)
 
     def validate(self, network: str) -> None:
         """libcni checks these before calling any plugin."""
         if not valid_identifier(network):
-            raise ConfigError(f"invalid network name {network!r}: must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+            raise ConfigError(
+                f"invalid network name {network!r}: must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
+            )
         if not valid_identifier(self.container_id):
-            raise ConfigError(f"invalid container ID {self.container_id!r}: "
-                              "must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+            raise ConfigError(
+                f"invalid container ID {self.container_id!r}: "
+                "must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"
+            )
         problem = ifname_problem(self.ifname)
         if problem:
             raise ConfigError(f"invalid interface name {self.ifname!r}: {problem}")
@@ -240,8 +283,9 @@ def parse_cni_args(text: str) -> list[list[str]]:
     return pairs
 
 
-def plugin_config(net: NetworkList, plugin: dict, rt: RuntimeConf | None,
-                  prev: dict | None) -> dict:
+def plugin_config(
+    net: NetworkList, plugin: dict, rt: RuntimeConf | None, prev: dict | None
+) -> dict:
     """The config one plugin gets: its own object with the network's name
     and version injected, the previous result, and a runtimeConfig holding
     only the capability args it declares (libcni's buildOneConfig)."""
@@ -261,6 +305,7 @@ def plugin_config(net: NetworkList, plugin: dict, rt: RuntimeConf | None,
 
 # --- running plugins ---------------------------------------------------------
 
+
 def cni_path() -> list[str]:
     return [p for p in os.environ.get("CNI_PATH", DEFAULT_CNI_PATH).split(":") if p]
 
@@ -275,27 +320,43 @@ def find_plugin(plugin_type: str, path: list[str]) -> str | None:
     return None
 
 
-def exec_plugin(command: str, plugin_type: str, index: int, conf: dict,
-                rt: RuntimeConf | None) -> dict | None:
+def exec_plugin(
+    command: str, plugin_type: str, index: int, conf: dict, rt: RuntimeConf | None
+) -> dict | None:
     """One plugin call with the caller's environment plus CNI_*, as libcni
     does; the plugin's stderr goes to ours."""
     path = cni_path()
     exe = find_plugin(plugin_type, path)
     if exe is None:
-        raise PluginError(command, plugin_type, index, 7,
-                          f"failed to find plugin {plugin_type!r} in path",
-                          f"CNI_PATH={':'.join(path)}")
+        raise PluginError(
+            command,
+            plugin_type,
+            index,
+            7,
+            f"failed to find plugin {plugin_type!r} in path",
+            f"CNI_PATH={':'.join(path)}",
+        )
     env = dict(os.environ)
-    env.update({"CNI_COMMAND": command, "CNI_CONTAINERID": rt.container_id if rt else "",
-                "CNI_NETNS": rt.netns if rt else "", "CNI_ARGS": rt.args_env if rt else "",
-                "CNI_IFNAME": rt.ifname if rt else "", "CNI_PATH": ":".join(path)})
-    proc = subprocess.run([exe], input=json.dumps(conf).encode(), env=env,
-                          stdout=subprocess.PIPE)
+    env.update(
+        {
+            "CNI_COMMAND": command,
+            "CNI_CONTAINERID": rt.container_id if rt else "",
+            "CNI_NETNS": rt.netns if rt else "",
+            "CNI_ARGS": rt.args_env if rt else "",
+            "CNI_IFNAME": rt.ifname if rt else "",
+            "CNI_PATH": ":".join(path),
+        }
+    )
+    proc = subprocess.run([exe], input=json.dumps(conf).encode(), env=env, stdout=subprocess.PIPE)
     out = proc.stdout.decode(errors="replace").strip()
     if proc.returncode != 0:
         try:
             err = json.loads(out)
-            code, msg, details = int(err.get("code", 999)), str(err.get("msg", "")), str(err.get("details", ""))
+            code, msg, details = (
+                int(err.get("code", 999)),
+                str(err.get("msg", "")),
+                str(err.get("details", "")),
+            )
         except (ValueError, AttributeError, TypeError):
             code, msg, details = 999, f"plugin exited with status {proc.returncode}", out[:500]
         raise PluginError(command, plugin_type, index, code, msg, details, out)
@@ -304,15 +365,24 @@ def exec_plugin(command: str, plugin_type: str, index: int, conf: dict,
     try:
         result = json.loads(out)
     except ValueError as exc:
-        raise PluginError(command, plugin_type, index, 6, "plugin returned an unreadable result",
-                          str(exc), out) from None
+        raise PluginError(
+            command, plugin_type, index, 6, "plugin returned an unreadable result", str(exc), out
+        ) from None
     if not isinstance(result, dict):
-        raise PluginError(command, plugin_type, index, 6, "plugin returned an unreadable result",
-                          "not a JSON object", out)
+        raise PluginError(
+            command,
+            plugin_type,
+            index,
+            6,
+            "plugin returned an unreadable result",
+            "not a JSON object",
+            out,
+        )
     return result
 
 
 # --- the result cache ----------------------------------------------------------
+
 
 def results_dir(cache_dir: str = CACHE_DIR) -> str:
     return os.path.join(cache_dir, "results")
@@ -325,9 +395,14 @@ def cache_path(network: str, container_id: str, ifname: str, cache_dir: str = CA
 def write_cache(net: NetworkList, rt: RuntimeConf, result: dict, cache_dir: str = CACHE_DIR) -> str:
     """libcni's cachedInfo, field for field (Go's []byte is base64);
     written whole, then renamed into place."""
-    entry = {"kind": CACHE_KIND, "containerId": rt.container_id,
-             "config": base64.b64encode(net.raw).decode(), "ifName": rt.ifname,
-             "networkName": net.name, "netns": rt.netns}
+    entry = {
+        "kind": CACHE_KIND,
+        "containerId": rt.container_id,
+        "config": base64.b64encode(net.raw).decode(),
+        "ifName": rt.ifname,
+        "networkName": net.name,
+        "netns": rt.netns,
+    }
     if rt.args:
         entry["cniArgs"] = [list(p) for p in rt.args]
     if rt.cap_args:
@@ -340,8 +415,9 @@ def write_cache(net: NetworkList, rt: RuntimeConf, result: dict, cache_dir: str 
     return path
 
 
-def read_cache(network: str, container_id: str, ifname: str,
-               cache_dir: str = CACHE_DIR) -> dict | None:
+def read_cache(
+    network: str, container_id: str, ifname: str, cache_dir: str = CACHE_DIR
+) -> dict | None:
     """The cached entry, or None when there is none or it is unreadable
     (libcni ignores a cache it cannot read)."""
     try:
@@ -408,6 +484,7 @@ def as_version(result: dict | None, version: str) -> dict | None:
 
 # --- the operations --------------------------------------------------------------
 
+
 def _at_least(version: str, minimum: str) -> bool:
     try:
         return version_key(version or "0.1.0") >= version_key(minimum)
@@ -427,7 +504,9 @@ def add(net: NetworkList, rt: RuntimeConf, cache_dir: str = CACHE_DIR) -> dict |
 def check(net: NetworkList, rt: RuntimeConf, cache_dir: str = CACHE_DIR) -> None:
     rt.validate(net.name)
     if not _at_least(net.cni_version, "0.4.0"):
-        raise ConfigError(f"configuration version {net.cni_version!r} does not support the CHECK command")
+        raise ConfigError(
+            f"configuration version {net.cni_version!r} does not support the CHECK command"
+        )
     if net.disable_check:
         return
     cached = read_cache(net.name, rt.container_id, rt.ifname, cache_dir) or {}
@@ -449,8 +528,10 @@ def delete(net: NetworkList, rt: RuntimeConf, cache_dir: str = CACHE_DIR) -> Non
 
 
 def valid_attachments(network: str, cache_dir: str = CACHE_DIR) -> list[dict]:
-    return [{"containerID": e["containerId"], "ifname": e["ifName"]}
-            for e in cached_entries(network, cache_dir)]
+    return [
+        {"containerID": e["containerId"], "ifname": e["ifName"]}
+        for e in cached_entries(network, cache_dir)
+    ]
 
 
 def gc(net: NetworkList, valid: list[dict]) -> bool:

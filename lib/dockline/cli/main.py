@@ -4,6 +4,7 @@ Exit status, for every command: 0 done (or valid, or nothing found), 1 a
 plugin or CNI error, an invalid config or a network that does not exist,
 2 a usage error.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,9 +31,13 @@ exit status: 0 ok, 1 a plugin/CNI error or an invalid config, 2 a usage error
 
 def build_parser() -> argparse.ArgumentParser:
     from . import cnitool, gc, inspect, installer, networks, validate
-    parser = argparse.ArgumentParser(prog="dockline", description=DESCRIPTION.split("\n\n")[0],
-                                     epilog=DESCRIPTION.split("\n\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    parser = argparse.ArgumentParser(
+        prog="dockline",
+        description=DESCRIPTION.split("\n\n")[0],
+        epilog=DESCRIPTION.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="cmd", metavar="COMMAND")
     for module in (cnitool, networks, inspect, gc, validate, installer):
         module.add_parser(sub)

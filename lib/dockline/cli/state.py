@@ -7,6 +7,7 @@ tool, so it may read whole tables (never on a plugin's path).
 Each source is read defensively: one that cannot be read is reported as
 a problem, it does not hide the others.
 """
+
 from __future__ import annotations
 
 import ipaddress
@@ -32,9 +33,9 @@ class Attachment:
     ifname: str
     addresses: list[str] = field(default_factory=list)
     cached: bool = False
-    netns: str = ""                 # from the cache (libcni records it)
+    netns: str = ""  # from the cache (libcni records it)
     netns_alive: bool | None = None  # None: unknown
-    host_veth: str = ""             # the name dockline's bridge gives it
+    host_veth: str = ""  # the name dockline's bridge gives it
     host_veth_present: bool = False
     names: list[str] = field(default_factory=list)
     pod: str = ""
@@ -64,8 +65,13 @@ class Attachment:
 
 
 # --json spells keys as CNI does (camelCase)
-_JSON_KEYS = {"container_id": "containerID", "netns_alive": "netnsAlive", "host_veth": "hostVeth",
-              "host_veth_present": "hostVethPresent", "hosts_file": "hostsFile"}
+_JSON_KEYS = {
+    "container_id": "containerID",
+    "netns_alive": "netnsAlive",
+    "host_veth": "hostVeth",
+    "host_veth_present": "hostVethPresent",
+    "hosts_file": "hostsFile",
+}
 
 
 def _ip_order(text: str):
@@ -148,12 +154,13 @@ def _ipam(state: NetworkState, plugin: dict) -> list:
 def _firewall_objects(network: str) -> tuple[dict[str, list[str]], dict[str, list[str]], list[str]]:
     """(objects by tag, published ports by tag, problems): every firewall
     object carrying a tag of this network, in either backend."""
-    from ..firewall import iptables_nat_rules, masquerade, nft_tagged_rules, spoofcheck
-    from ..firewall import hostports
+    from ..firewall import hostports, iptables_nat_rules, masquerade, nft_tagged_rules, spoofcheck
+
     objects: dict[str, list[str]] = {}
     ports: dict[str, list[str]] = {}
     problems: list[str] = []
     from .. import proc
+
     prefix = Owner(network, "", "").network_tag
     try:
         for family in (4, 6) if proc.which("iptables-save") else ():
@@ -163,12 +170,20 @@ def _firewall_objects(network: str) -> tuple[dict[str, list[str]], dict[str, lis
                     chain = line[1:].split()[0]
                     for p in (masquerade.IPT_CHAIN_PREFIX, hostports.IPT_PREFIX):
                         if chain.startswith(p + prefix):
-                            objects.setdefault(chain[len(p):], []).append(f"{ipt} nat chain {chain}")
+                            objects.setdefault(chain[len(p) :], []).append(
+                                f"{ipt} nat chain {chain}"
+                            )
                 found = hostports._ipt_tag_of(line)
-                if found and found[0].startswith(prefix) and line.startswith(f"-A {hostports.IPT_CHAIN} "):
+                if (
+                    found
+                    and found[0].startswith(prefix)
+                    and line.startswith(f"-A {hostports.IPT_CHAIN} ")
+                ):
                     proto, _, rest = found[1].partition("/")
                     port, _, host_ip = rest.partition("/")
-                    where = f"{host_ip}:" if host_ip and host_ip not in ("0.0.0.0", "::", "*") else ""
+                    where = (
+                        f"{host_ip}:" if host_ip and host_ip not in ("0.0.0.0", "::", "*") else ""
+                    )
                     ports.setdefault(found[0], []).append(f"{where}{port}/{proto}")
     except Exception as exc:  # a tool's output we cannot read: say so
         problems.append(f"iptables: {exc}")
@@ -176,12 +191,18 @@ def _firewall_objects(network: str) -> tuple[dict[str, list[str]], dict[str, lis
         if not proc.which("nft"):
             return objects, ports, problems
         for tag, handle in nft_tagged_rules("inet", masquerade.NFT_TABLE, "postrouting", prefix):
-            objects.setdefault(tag, []).append(f"nft inet {masquerade.NFT_TABLE} postrouting rule {handle}")
+            objects.setdefault(tag, []).append(
+                f"nft inet {masquerade.NFT_TABLE} postrouting rule {handle}"
+            )
         for tag, handle in nft_tagged_rules("bridge", spoofcheck.TABLE, "prerouting", prefix):
-            objects.setdefault(tag, []).append(f"nft bridge {spoofcheck.TABLE} prerouting rule {handle}")
+            objects.setdefault(tag, []).append(
+                f"nft bridge {spoofcheck.TABLE} prerouting rule {handle}"
+            )
         for chain in sorted(hostports._nft_chains()):
             if chain.startswith("c-" + prefix):
-                objects.setdefault(chain[2:], []).append(f"nft inet {hostports.NFT_TABLE} chain {chain}")
+                objects.setdefault(chain[2:], []).append(
+                    f"nft inet {hostports.NFT_TABLE} chain {chain}"
+                )
         for map_name, key, target in hostports._nft_elements():
             if target.startswith("c-" + prefix):
                 parts = key.split(" . ")
@@ -207,7 +228,11 @@ def _registry(state: NetworkState) -> dict[str, dict]:
         state.problems.append(f"names registry {path}: {exc}")
         return {}
     entries = doc.get("attachments") if isinstance(doc, dict) else None
-    return {k: v for k, v in entries.items() if isinstance(v, dict)} if isinstance(entries, dict) else {}
+    return (
+        {k: v for k, v in entries.items() if isinstance(v, dict)}
+        if isinstance(entries, dict)
+        else {}
+    )
 
 
 def _strings(value) -> list[str]:
@@ -221,7 +246,9 @@ def _cached_ports(entry: dict) -> dict[tuple[str, str], str]:
     for m in caps.get("portMappings") or [] if isinstance(caps.get("portMappings"), list) else []:
         if isinstance(m, dict):
             low = {str(k).lower(): v for k, v in m.items()}
-            out[(str(low.get("hostport")), str(low.get("protocol") or "tcp").lower())] = str(low.get("containerport"))
+            out[(str(low.get("hostport")), str(low.get("protocol") or "tcp").lower())] = str(
+                low.get("containerport")
+            )
     return out
 
 
@@ -266,8 +293,9 @@ def gather(net: libcni.NetworkList, with_firewall: bool = True) -> NetworkState:
                         used += 1
                 except ValueError:
                     continue
-            state.ranges.append(RangeUse(str(rng.subnet), f"{rng.start}-{rng.end}",
-                                         _range_size(rng), used))
+            state.ranges.append(
+                RangeUse(str(rng.subnet), f"{rng.start}-{rng.end}", _range_size(rng), used)
+            )
     cached_ports: dict[tuple[str, str], dict] = {}
     for entry in libcni.cached_entries(net.name):
         att = get(entry["containerId"], entry["ifName"], "cache")
@@ -277,8 +305,11 @@ def gather(net: libcni.NetworkList, with_firewall: bool = True) -> NetworkState:
         cached_ports[(att.container_id, att.ifname)] = _cached_ports(entry)
         result = entry.get("result") if isinstance(entry.get("result"), dict) else {}
         if not att.addresses:
-            att.addresses = [str(ip.get("address", "")).split("/")[0]
-                             for ip in result.get("ips") or [] if isinstance(ip, dict)]
+            att.addresses = [
+                str(ip.get("address", "")).split("/")[0]
+                for ip in result.get("ips") or []
+                if isinstance(ip, dict)
+            ]
     for key, entry in _registry(state).items():
         cid, _, ifname = key.rpartition(":")
         if not cid:
@@ -286,8 +317,14 @@ def gather(net: libcni.NetworkList, with_firewall: bool = True) -> NetworkState:
         att = get(cid, ifname, "names")
         att.names = _strings(entry.get("names"))
         att.pod = str(entry.get("pod") or "")
-        att.links = [":".join(_strings(link)) if isinstance(link, list) else str(link)
-                     for link in entry.get("links") or []] if isinstance(entry.get("links"), list) else []
+        att.links = (
+            [
+                ":".join(_strings(link)) if isinstance(link, list) else str(link)
+                for link in entry.get("links") or []
+            ]
+            if isinstance(entry.get("links"), list)
+            else []
+        )
         att.hosts_file = str(entry.get("hosts") or "")
         netns = entry.get("netns")
         if not att.netns and isinstance(netns, str) and netns.startswith("/"):
@@ -295,8 +332,9 @@ def gather(net: libcni.NetworkList, with_firewall: bool = True) -> NetworkState:
             att.netns_alive = os.path.exists(netns)
     # veths: dockline's bridge names the host end after the attachment
     links = host_links() if has_bridge else []
-    on_bridge = {link.get("ifname") for link in links
-                 if state.bridge and link.get("master") == state.bridge}
+    on_bridge = {
+        link.get("ifname") for link in links if state.bridge and link.get("master") == state.bridge
+    }
     if has_bridge:
         for att in found.values():
             att.host_veth = host_veth_name(net.name, att.container_id, att.ifname)
@@ -304,8 +342,9 @@ def gather(net: libcni.NetworkList, with_firewall: bool = True) -> NetworkState:
             if att.host_veth_present:
                 att.sources.append("veth")
         known = {att.host_veth for att in found.values()}
-        state.orphan_veths = sorted(n for n in on_bridge
-                                    if n and n.startswith(HOST_VETH_PREFIX) and n not in known)
+        state.orphan_veths = sorted(
+            n for n in on_bridge if n and n.startswith(HOST_VETH_PREFIX) and n not in known
+        )
     if with_firewall:
         objects, ports, problems = _firewall_objects(net.name)
         state.problems += problems

@@ -5,6 +5,7 @@ each dockline plugin's own config parser (the ones ADD runs before its
 first side effect) on a synthetic request.  Plugins that are not
 dockline's are only checked for shape (and presence with --cni-path).
 """
+
 from __future__ import annotations
 
 import os
@@ -28,13 +29,20 @@ exit status: 0 valid, 1 problems found, 2 a usage error (no such file)
 
 def add_parser(sub) -> None:
     import argparse
-    p = sub.add_parser("validate", help="check a network config as the plugins would",
-                       description="Check a network config file as libcni and dockline's "
-                                   "plugins read it, without touching anything.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = sub.add_parser(
+        "validate",
+        help="check a network config as the plugins would",
+        description="Check a network config file as libcni and dockline's "
+        "plugins read it, without touching anything.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("file")
-    p.add_argument("--cni-path", help="also check every plugin type is an executable here "
-                                      "(':'-separated, like CNI_PATH)")
+    p.add_argument(
+        "--cni-path",
+        help="also check every plugin type is an executable here (':'-separated, like CNI_PATH)",
+    )
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=run)
 
@@ -44,8 +52,9 @@ def _check_plugin(net: libcni.NetworkList, index: int, plugin: dict) -> list[tup
     where = f"plugins[{index}] ({plugin.get('type')})"
     problems: list[tuple[str, str]] = []
     caps = plugin.get("capabilities")
-    if caps is not None and (not isinstance(caps, dict)
-                             or not all(isinstance(v, bool) for v in caps.values())):
+    if caps is not None and (
+        not isinstance(caps, dict) or not all(isinstance(v, bool) for v in caps.values())
+    ):
         problems.append((f"{where}.capabilities", "must be an object of true/false values"))
     conf = libcni.plugin_config(net, plugin, None, None)
     req = Request("ADD", {}, b"", conf, net.cni_version)
@@ -55,29 +64,36 @@ def _check_plugin(net: libcni.NetworkList, index: int, plugin: dict) -> list[tup
         try:
             check()
         except CniError as err:
-            problems.append((f"{where}{what}", f"{err.msg}" + (f": {err.details}" if err.details else "")))
+            problems.append(
+                (f"{where}{what}", f"{err.msg}" + (f": {err.details}" if err.details else ""))
+            )
 
     if kind == "bridge":
         from ..bridge.config import BridgeConfig
+
         attempt("", lambda: BridgeConfig(req))
         ipam = plugin.get("ipam")
         ipam_type = ipam.get("type") if isinstance(ipam, dict) else None
         if ipam_type == "host-local":
             from ..ipam import config as hostlocal
+
             attempt(".ipam", lambda: hostlocal.load(req))
         elif ipam_type == "static":
             from ..ipam import static
+
             attempt(".ipam", lambda: static.load(req))
     elif kind == "portmap":
         from ..portmap.config import PortmapConfig
+
         attempt("", lambda: PortmapConfig(req, need_prev=False))
     elif kind in ("host-local", "static"):
-        problems.append((where, f"{kind} is an IPAM plugin: use it as a main plugin's \"ipam\""))
+        problems.append((where, f'{kind} is an IPAM plugin: use it as a main plugin\'s "ipam"'))
     return problems
 
 
-def check_file(path: str, cni_path: list[str] | None = None) -> tuple[libcni.NetworkList | None,
-                                                                     list[tuple[str, str]]]:
+def check_file(
+    path: str, cni_path: list[str] | None = None
+) -> tuple[libcni.NetworkList | None, list[tuple[str, str]]]:
     with open(path, "rb") as f:
         data = f.read()
     try:  # the plugins' own JSON rules (no NaN/inf, no deep nesting, ...)
@@ -92,14 +108,19 @@ def check_file(path: str, cni_path: list[str] | None = None) -> tuple[libcni.Net
     if not valid_identifier(net.name):
         problems.append(("name", f"{net.name!r} must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$"))
     if net.cni_version not in SUPPORTED:
-        problems.append(("cniVersion", f"{net.cni_version or '(none)'!r} is not one of "
-                                       f"{', '.join(SUPPORTED)}"))
+        problems.append(
+            ("cniVersion", f"{net.cni_version or '(none)'!r} is not one of {', '.join(SUPPORTED)}")
+        )
         return net, problems
     for i, plugin in enumerate(net.plugins):
         problems += _check_plugin(net, i, plugin)
         if cni_path is not None and libcni.find_plugin(plugin["type"], cni_path) is None:
-            problems.append((f"plugins[{i}] ({plugin['type']})",
-                             f"no executable {plugin['type']!r} in {':'.join(cni_path)}"))
+            problems.append(
+                (
+                    f"plugins[{i}] ({plugin['type']})",
+                    f"no executable {plugin['type']!r} in {':'.join(cni_path)}",
+                )
+            )
     return net, problems
 
 
@@ -114,15 +135,22 @@ def run(a) -> int:
         error(f"validate: {a.file}: {exc.strerror}")
         return USAGE
     if a.json:
-        emit_json({"file": a.file, "valid": not problems,
-                   "network": net.name if net else None,
-                   "cniVersion": net.cni_version if net else None,
-                   "plugins": [p["type"] for p in net.plugins] if net else [],
-                   "problems": [{"where": w, "problem": p} for w, p in problems]})
+        emit_json(
+            {
+                "file": a.file,
+                "valid": not problems,
+                "network": net.name if net else None,
+                "cniVersion": net.cni_version if net else None,
+                "plugins": [p["type"] for p in net.plugins] if net else [],
+                "problems": [{"where": w, "problem": p} for w, p in problems],
+            }
+        )
     elif problems:
         print(f"{a.file}: {len(problems)} problem(s)")
         table(["WHERE", "PROBLEM"], [list(p) for p in problems])
     else:
-        print(f"{a.file}: valid (network {net.name!r}, cniVersion {net.cni_version}, "
-              f"plugins {' > '.join(p['type'] for p in net.plugins)})")
+        print(
+            f"{a.file}: valid (network {net.name!r}, cniVersion {net.cni_version}, "
+            f"plugins {' > '.join(p['type'] for p in net.plugins)})"
+        )
     return FAILED if problems else OK

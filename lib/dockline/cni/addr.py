@@ -16,6 +16,7 @@ slash, ASCII only.
 ipaddress is imported on first use: it costs ~8 ms, and the paths that
 never parse an address (most DELs) should not pay for it.
 """
+
 from __future__ import annotations
 
 from .errors import INVALID_CONFIG, CniError
@@ -38,8 +39,7 @@ def _checked_text(text, what: str, code: int) -> str:
     if not isinstance(text, str):
         raise CniError(code, f"invalid {what}", f"{text!r} is not a string")
     if "%" in text:
-        raise CniError(code, f"invalid {what}",
-                       f"{text!r}: IPv6 scope ids (%zone) are not allowed")
+        raise CniError(code, f"invalid {what}", f"{text!r}: IPv6 scope ids (%zone) are not allowed")
     if not text or len(text) > _MAX_TEXT or not _ALLOWED.issuperset(text):
         raise CniError(code, f"invalid {what}", f"{text!r} is not an IP address")
     return text
@@ -47,6 +47,7 @@ def _checked_text(text, what: str, code: int) -> str:
 
 def _address(text: str, what: str, code: int) -> IPAddress:
     import ipaddress
+
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:
@@ -69,7 +70,9 @@ def parse_ip(text, what: str, code: int = INVALID_CONFIG, *, prefix_ok: bool = F
     text = _checked_text(text, what, code)
     if "/" in text:
         if not prefix_ok:
-            raise CniError(code, f"invalid {what}", f"{text!r}: expected an address without /prefix")
+            raise CniError(
+                code, f"invalid {what}", f"{text!r}: expected an address without /prefix"
+            )
         return parse_interface(text, what, code).ip
     return _address(text, what, code)
 
@@ -80,9 +83,12 @@ def parse_interface(text, what: str, code: int = INVALID_CONFIG) -> IPInterface:
     prefix - 96, which is how Go prints such a net.IPNet."""
     text = _checked_text(text, what, code)
     import ipaddress
+
     addr, sep, plen = text.partition("/")
     if not sep:
-        raise CniError(code, f"invalid {what}", f"{text!r} is not in CIDR notation (address/prefix)")
+        raise CniError(
+            code, f"invalid {what}", f"{text!r} is not in CIDR notation (address/prefix)"
+        )
     try:
         ip = ipaddress.ip_address(addr)
     except ValueError:
@@ -90,8 +96,11 @@ def parse_interface(text, what: str, code: int = INVALID_CONFIG) -> IPInterface:
     prefix = _prefix(plen, ip, what, code)
     if ip.version == 6 and ip.ipv4_mapped is not None:
         if prefix < 96:
-            raise CniError(code, f"invalid {what}",
-                           f"{text!r}: an IPv4-mapped address needs a prefix of at least 96")
+            raise CniError(
+                code,
+                f"invalid {what}",
+                f"{text!r}: an IPv4-mapped address needs a prefix of at least 96",
+            )
         ip, prefix = ip.ipv4_mapped, prefix - 96
     return ipaddress.ip_interface((ip, prefix))
 

@@ -1,4 +1,5 @@
 """The GC command's list of attachments that are still valid."""
+
 from __future__ import annotations
 
 from .errors import INVALID_CONFIG, CniError
@@ -27,7 +28,10 @@ def valid_attachments(config: dict) -> set[tuple[str, str]]:
         # A malformed entry must stop GC: read as "not valid", it would
         # release a live container's resources.
         if not (isinstance(cid, str) and cid and isinstance(ifname, str) and ifname):
-            raise CniError(INVALID_CONFIG, "invalid valid-attachments entry",
-                           f"{item!r}: needs string containerID and ifname")
+            raise CniError(
+                INVALID_CONFIG,
+                "invalid valid-attachments entry",
+                f"{item!r}: needs string containerID and ifname",
+            )
         out.add((cid, ifname))
     return out

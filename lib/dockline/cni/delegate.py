@@ -6,17 +6,18 @@ When the executable found is one of dockline's own launchers, the plugin
 is run in this process instead: same code, same result, no second Python
 start-up (~15 ms) on every container start.
 """
+
 from __future__ import annotations
 
 import os
 import sys
 
-from . import jsonio, result as cni_result
+from . import jsonio
+from . import result as cni_result
 from .errors import DECODE_FAILURE, INTERNAL, INVALID_CONFIG, CniError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Optional
 
     from .skel import Request
 
@@ -30,11 +31,14 @@ def find(plugin_type: str, path: list[str]) -> str:
         candidate = os.path.join(directory, plugin_type)
         if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
             return candidate
-    raise CniError(INVALID_CONFIG, f"failed to find plugin {plugin_type!r} in path",
-                   f"CNI_PATH={':'.join(path)}")
+    raise CniError(
+        INVALID_CONFIG,
+        f"failed to find plugin {plugin_type!r} in path",
+        f"CNI_PATH={':'.join(path)}",
+    )
 
 
-def _own_launcher(exe: str) -> Optional[tuple[list[str], str]]:
+def _own_launcher(exe: str) -> tuple[list[str], str] | None:
     """(sys.path entries, module) when exe is a dockline launcher."""
     try:
         with open(exe, "rb") as f:
@@ -48,7 +52,7 @@ def _own_launcher(exe: str) -> Optional[tuple[list[str], str]]:
     for line in head.decode(errors="replace").splitlines():
         if line.startswith("sys.path[:0] = "):
             paths = jsonio.loads(line.split("=", 1)[1])
-        elif line.startswith("launch(module=\""):
+        elif line.startswith('launch(module="'):
             module = line.split('"')[1]
     return (paths, module) if paths and module else None
 
@@ -71,6 +75,7 @@ def _in_process(paths: list[str], module_name: str, req: Request, command: str):
 
 def _external(exe: str, req: Request, command: str):
     from .. import proc
+
     env = dict(os.environ)
     env["CNI_COMMAND"] = command
     completed = proc.run([exe], req.stdin, env)
@@ -78,18 +83,23 @@ def _external(exe: str, req: Request, command: str):
     if completed.returncode != 0:
         try:
             err = jsonio.loads(out)
-            raise CniError(int(err.get("code", INTERNAL)), str(err.get("msg", "")),
-                           str(err.get("details", "")))
+            raise CniError(
+                int(err.get("code", INTERNAL)), str(err.get("msg", "")), str(err.get("details", ""))
+            )
         except (jsonio.DecodeError, AttributeError, ValueError, TypeError):
-            raise CniError(INTERNAL, f"plugin {os.path.basename(exe)} failed",
-                           completed.error_text[:500]) from None
+            raise CniError(
+                INTERNAL, f"plugin {os.path.basename(exe)} failed", completed.error_text[:500]
+            ) from None
     if command != "ADD":
         return None
     try:
         return cni_result.parse(jsonio.loads(out), req.version)
     except jsonio.DecodeError as exc:
-        raise CniError(DECODE_FAILURE, f"plugin {os.path.basename(exe)} returned an unreadable result",
-                       str(exc)) from None
+        raise CniError(
+            DECODE_FAILURE,
+            f"plugin {os.path.basename(exe)} returned an unreadable result",
+            str(exc),
+        ) from None
 
 
 def validate_add(req: Request, plugin_type: str) -> None:
@@ -105,7 +115,7 @@ def validate_add(req: Request, plugin_type: str) -> None:
         check(req.for_command("ADD"))
 
 
-def run(req: Request, plugin_type: str, command: str) -> Optional[dict]:
+def run(req: Request, plugin_type: str, command: str) -> dict | None:
     """Run ``command`` on the delegate; the ADD result in internal form."""
     exe = find(plugin_type, req.path)
     own = _own_launcher(exe)

@@ -5,6 +5,7 @@ Every failure a plugin can foresee is a ``CniError`` carrying a spec code;
 is reported as code 999 with one line of context, never a traceback on
 stdout.
 """
+
 from __future__ import annotations
 
 # Codes from the CNI spec (SPEC.md, "Error").
@@ -19,10 +20,10 @@ TRY_AGAIN_LATER = 11
 NOT_AVAILABLE = 50
 NOT_AVAILABLE_DEGRADED = 51
 # Plugin-specific codes (the spec reserves 100 and up for plugins).
-ADDRESS_IN_USE = 100   # requested or already-held address
-STATE_MISSING = 101    # CHECK found something ADD made missing
-ALREADY_EXISTS = 102   # the container interface (or attachment) already exists
-KERNEL_REFUSED = 103   # the kernel refused a network change (netlink error)
+ADDRESS_IN_USE = 100  # requested or already-held address
+STATE_MISSING = 101  # CHECK found something ADD made missing
+ALREADY_EXISTS = 102  # the container interface (or attachment) already exists
+KERNEL_REFUSED = 103  # the kernel refused a network change (netlink error)
 INTERNAL = 999
 
 
@@ -36,5 +37,9 @@ class CniError(Exception):
         self.details = details
 
     def to_dict(self, cni_version: str) -> dict:
-        return {"cniVersion": cni_version, "code": self.code, "msg": self.msg,
-                "details": self.details}
+        return {
+            "cniVersion": cni_version,
+            "code": self.code,
+            "msg": self.msg,
+            "details": self.details,
+        }

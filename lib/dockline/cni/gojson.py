@@ -11,11 +11,12 @@ name is that field, else a key equal to it ignoring case; a later key
 overrides an earlier one for the same field; other keys are kept as they
 are (callers ignore or refuse them as before).
 """
+
 from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Iterable
+    from collections.abc import Iterable
 
 
 def fold_fields(obj: dict, fields: Iterable[str]) -> dict:

@@ -6,6 +6,7 @@ neither.  Only the encoder/decoder objects are built here; behaviour matches
 ``json.loads``/``json.dumps`` except that NaN and Infinity are refused, as Go
 (the reference plugins) refuses them.
 """
+
 from __future__ import annotations
 
 import _json
@@ -72,6 +73,7 @@ def loads(text: str | bytes):
         # json.decoder, which it only finds if already imported: this is
         # the error path, so pay for the import and ask again.
         import json
+
         try:
             json.loads(text)
         except ValueError as exc:
@@ -107,6 +109,7 @@ def _has_lone_surrogate(value) -> bool:
 
 def dumps(value) -> str:
     """Compact JSON; non-ASCII stays UTF-8, as Go's encoder writes it."""
-    encode = _json.make_encoder(None, None, _json.encode_basestring, None,
-                                ":", ",", False, False, False)
+    encode = _json.make_encoder(
+        None, None, _json.encode_basestring, None, ":", ",", False, False, False
+    )
     return "".join(encode(value, 0))

@@ -5,6 +5,7 @@ only known keys with checked, canonical values.  ``parse`` reads any version int
 ``render`` writes it out in the version the config asked for, converting as
 libcni does.
 """
+
 from __future__ import annotations
 
 from .addr import parse_int, parse_interface, parse_ip, render_interface
@@ -24,8 +25,13 @@ _IP_FIELDS = ("version", "interface", "address", "gateway")
 _INT32 = 2**31 - 1
 _UINT32 = 2**32 - 1
 # Route integers and their kernel ranges (rtnetlink: u32, scope u8).
-_ROUTE_INTS = (("mtu", _UINT32), ("advmss", _UINT32), ("priority", _UINT32),
-               ("table", _UINT32), ("scope", 255))
+_ROUTE_INTS = (
+    ("mtu", _UINT32),
+    ("advmss", _UINT32),
+    ("priority", _UINT32),
+    ("table", _UINT32),
+    ("scope", 255),
+)
 
 
 def family(address: str) -> str:
@@ -34,8 +40,12 @@ def family(address: str) -> str:
 
 
 def new(ips=None, routes=None, dns=None, interfaces=None) -> dict:
-    return {"interfaces": list(interfaces or []), "ips": list(ips or []),
-            "routes": list(routes or []), "dns": dict(dns or {})}
+    return {
+        "interfaces": list(interfaces or []),
+        "ips": list(ips or []),
+        "routes": list(routes or []),
+        "dns": dict(dns or {}),
+    }
 
 
 def parse(obj, version: str) -> dict:
@@ -51,11 +61,14 @@ def parse(obj, version: str) -> dict:
     obj = fold_fields(obj, _RESULT_FIELDS)
     own = obj.get("cniVersion")
     if own is not None and not isinstance(own, str):
-        raise CniError(DECODE_FAILURE, "failed to decode result", f"cniVersion {own!r} is not a string")
+        raise CniError(
+            DECODE_FAILURE, "failed to decode result", f"cniVersion {own!r} is not a string"
+        )
     version = own or version
     if version not in SUPPORTED:  # "1.2.0" is well formed, but no shape we know
-        raise CniError(INCOMPATIBLE_VERSION, "incompatible CNI versions",
-                       f"unknown result version {version!r}")
+        raise CniError(
+            INCOMPATIBLE_VERSION, "incompatible CNI versions", f"unknown result version {version!r}"
+        )
     if not at_least(version, "0.3.0"):
         return _parse_020(obj)
     interfaces = [_parse_interface(i, n) for n, i in enumerate(_list(obj, "interfaces"))]
@@ -67,7 +80,9 @@ def parse(obj, version: str) -> dict:
 def _list(obj: dict, key: str) -> list:
     value = obj.get(key) or []
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise CniError(DECODE_FAILURE, "failed to decode result", f"{key!r} is not a list of objects")
+        raise CniError(
+            DECODE_FAILURE, "failed to decode result", f"{key!r} is not a list of objects"
+        )
     return value
 
 
@@ -179,8 +194,9 @@ def _parse_020(obj: dict) -> dict:
         if section.get("gateway") not in (None, ""):
             ip["gateway"] = str(parse_ip(section["gateway"], f"result {key} gateway"))
         result["ips"].append(ip)
-        result["routes"].extend(parse_route(r, f"result {key} route")
-                                for r in _list(section, "routes"))
+        result["routes"].extend(
+            parse_route(r, f"result {key} route") for r in _list(section, "routes")
+        )
     return result
 
 
@@ -227,13 +243,17 @@ def _render_020(result: dict, version: str) -> dict:
         section: dict = {"ip": ip["address"]}
         if ip.get("gateway"):
             section["gateway"] = ip["gateway"]
-        routes = [_pick(r, _ROUTE_KEYS_1_0) for r in result.get("routes") or []
-                  if family(r["dst"]) == fam]
+        routes = [
+            _pick(r, _ROUTE_KEYS_1_0) for r in result.get("routes") or [] if family(r["dst"]) == fam
+        ]
         if routes:
             section["routes"] = routes
         out[key] = section
     if "ip4" not in out and "ip6" not in out:
-        raise CniError(INCOMPATIBLE_VERSION, "cannot convert result to CNI version " + version,
-                       "a result without IP addresses cannot be expressed before 0.3.0")
+        raise CniError(
+            INCOMPATIBLE_VERSION,
+            "cannot convert result to CNI version " + version,
+            "a result without IP addresses cannot be expressed before 0.3.0",
+        )
     out["dns"] = _pick(result.get("dns") or {}, _DNS_KEYS)
     return out

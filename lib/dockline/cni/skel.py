@@ -5,22 +5,31 @@ config's cniVersion against the command, calls the plugin's handler, and
 prints either the result in the config's version or the error JSON.
 Plugins never print or exit themselves.
 """
+
 from __future__ import annotations
 
 import os
 import sys
 
-from . import jsonio, result as cni_result
-from .errors import (DECODE_FAILURE, INCOMPATIBLE_VERSION, INTERNAL, INVALID_CONFIG,
-                     INVALID_ENVIRONMENT, IO_FAILURE, CniError)
+from . import jsonio
+from . import result as cni_result
+from .errors import (
+    DECODE_FAILURE,
+    INCOMPATIBLE_VERSION,
+    INTERNAL,
+    INVALID_CONFIG,
+    INVALID_ENVIRONMENT,
+    IO_FAILURE,
+    CniError,
+)
 from .gojson import fold_fields
 from .version import DEFAULT, LATEST, SUPPORTED, at_least, require_supported
 
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up; annotations only
 if TYPE_CHECKING:
-    from typing import Callable, Optional
+    from collections.abc import Callable
 
-    Handler = Callable[["Request"], Optional[dict]]
+    Handler = Callable[["Request"], dict | None]
 # Variables each command cannot do without (CNI_NETNS is optional on DEL:
 # the container may be gone).
 _REQUIRED_ENV = {
@@ -34,9 +43,21 @@ _MIN_VERSION = {"CHECK": "0.4.0", "GC": "1.1.0", "STATUS": "1.1.0"}
 _ID_EXTRA = frozenset("_.-")
 # Capability names (runtimeConfig keys) dockline reads or passes on; a
 # runtime's spelling is matched case-insensitively, as Go decodes it.
-CAPABILITIES = ("portMappings", "ips", "mac", "aliases", "links", "hostsFile", "ipRanges",
-                "bandwidth", "dns", "infinibandGUID", "deviceID", "cgroupPath",
-                "io.kubernetes.cri.pod-annotations")
+CAPABILITIES = (
+    "portMappings",
+    "ips",
+    "mac",
+    "aliases",
+    "links",
+    "hostsFile",
+    "ipRanges",
+    "bandwidth",
+    "dns",
+    "infinibandGUID",
+    "deviceID",
+    "cgroupPath",
+    "io.kubernetes.cri.pod-annotations",
+)
 _IFNAME_MAX = 15
 
 
@@ -47,7 +68,7 @@ def valid_identifier(value: str) -> bool:
     return all(c.isalnum() or c in _ID_EXTRA for c in value)
 
 
-def ifname_problem(name: str) -> Optional[str]:
+def ifname_problem(name: str) -> str | None:
     """Why an interface name is unusable, or None when it is fine."""
     if not name:
         return "is empty"
@@ -64,8 +85,17 @@ def ifname_problem(name: str) -> Optional[str]:
 class Request:
     """One plugin invocation: environment, raw stdin and decoded config."""
 
-    __slots__ = ("command", "container_id", "netns", "ifname", "args", "path",
-                 "stdin", "config", "version")
+    __slots__ = (
+        "args",
+        "command",
+        "config",
+        "container_id",
+        "ifname",
+        "netns",
+        "path",
+        "stdin",
+        "version",
+    )
 
     def __init__(self, command: str, env: dict, stdin: bytes, config: dict, version: str) -> None:
         self.command = command
@@ -78,7 +108,7 @@ class Request:
         self.config = config
         self.version = version
 
-    def for_command(self, command: str) -> "Request":
+    def for_command(self, command: str) -> Request:
         """The same invocation with another command (for delegation)."""
         sub = Request.__new__(Request)
         for name in Request.__slots__:
@@ -91,7 +121,7 @@ class Request:
         return self.config["name"]
 
     @property
-    def prev_result(self) -> Optional[dict]:
+    def prev_result(self) -> dict | None:
         """The previous plugin's result (any version), in internal form."""
         prev = fold_fields(self.config, ("prevResult",)).get("prevResult")
         if not prev:
@@ -131,18 +161,24 @@ class Request:
                 continue
             name, sep, value = item.partition("=")
             if not sep or not name:
-                raise CniError(INVALID_ENVIRONMENT, "invalid CNI_ARGS",
-                               f"{item!r} is not of the form KEY=VALUE")
+                raise CniError(
+                    INVALID_ENVIRONMENT,
+                    "invalid CNI_ARGS",
+                    f"{item!r} is not of the form KEY=VALUE",
+                )
             pairs[name] = value
         ignore = pairs.pop("IgnoreUnknown", "").lower() in ("1", "true")
         unknown = [k for k in pairs if k not in known]
         if unknown and not ignore:
-            raise CniError(INVALID_ENVIRONMENT, "unknown CNI_ARGS",
-                           f"{', '.join(sorted(unknown))} (set IgnoreUnknown=1 to allow them)")
+            raise CniError(
+                INVALID_ENVIRONMENT,
+                "unknown CNI_ARGS",
+                f"{', '.join(sorted(unknown))} (set IgnoreUnknown=1 to allow them)",
+            )
         return {k: v for k, v in pairs.items() if k in known}
 
 
-def _env_problem(value: str) -> Optional[str]:
+def _env_problem(value: str) -> str | None:
     """Why a CNI_* value is unusable: bytes that are not UTF-8 (Python keeps
     them as surrogates) or control characters, which no path, name or
     firewall token may carry."""
@@ -162,12 +198,16 @@ def _check_env(command: str, env: dict) -> None:
             raise CniError(INVALID_ENVIRONMENT, f"invalid {name}", f"the value {problem}")
     missing = [name for name in _REQUIRED_ENV[command] if not env.get(name)]
     if missing:
-        raise CniError(INVALID_ENVIRONMENT, "required environment variables missing",
-                       " ".join(missing))
+        raise CniError(
+            INVALID_ENVIRONMENT, "required environment variables missing", " ".join(missing)
+        )
     cid = env.get("CNI_CONTAINERID")
     if cid is not None and command != "GC" and command != "STATUS" and not valid_identifier(cid):
-        raise CniError(INVALID_ENVIRONMENT, "invalid CNI_CONTAINERID",
-                       f"{cid!r} must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+        raise CniError(
+            INVALID_ENVIRONMENT,
+            "invalid CNI_CONTAINERID",
+            f"{cid!r} must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$",
+        )
     ifname = env.get("CNI_IFNAME")
     if ifname is not None and command in ("ADD", "DEL", "CHECK"):
         problem = ifname_problem(ifname)
@@ -188,7 +228,9 @@ def _decode_config(stdin: bytes) -> dict:
 def _config_version(config: dict) -> str:
     version = config.get("cniVersion") or DEFAULT
     if not isinstance(version, str):
-        raise CniError(DECODE_FAILURE, "failed to decode network config", "cniVersion is not a string")
+        raise CniError(
+            DECODE_FAILURE, "failed to decode network config", "cniVersion is not a string"
+        )
     return version
 
 
@@ -197,8 +239,11 @@ def _check_name(config: dict) -> None:
     if not name:
         raise CniError(INVALID_CONFIG, "missing network name")
     if not isinstance(name, str) or not valid_identifier(name):
-        raise CniError(INVALID_CONFIG, "invalid network name",
-                       f"{name!r} must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+        raise CniError(
+            INVALID_CONFIG,
+            "invalid network name",
+            f"{name!r} must match ^[a-zA-Z0-9][a-zA-Z0-9_.-]*$",
+        )
 
 
 def _read_stdin() -> bytes:
@@ -247,8 +292,11 @@ def run(handlers: dict[str, Handler], about: str) -> int:
         _check_name(config)
         minimum = _MIN_VERSION.get(command)
         if minimum and not at_least(version, minimum):
-            raise CniError(INCOMPATIBLE_VERSION, "incompatible CNI versions",
-                           f"{command} needs cniVersion {minimum} or later, config is {version}")
+            raise CniError(
+                INCOMPATIBLE_VERSION,
+                "incompatible CNI versions",
+                f"{command} needs cniVersion {minimum} or later, config is {version}",
+            )
         handler = handlers.get(command)
         request = Request(command, env, stdin, config, version)
         out = handler(request) if handler else None
@@ -262,12 +310,17 @@ def run(handlers: dict[str, Handler], about: str) -> int:
         return 1
     except OSError as exc:
         where = f" ({exc.filename})" if exc.filename else ""
-        _fail(CniError(IO_FAILURE, "I/O failure", f"{exc.strerror or exc}{where}"), reply_version, about)
+        _fail(
+            CniError(IO_FAILURE, "I/O failure", f"{exc.strerror or exc}{where}"),
+            reply_version,
+            about,
+        )
         return 1
     except Exception as exc:  # a bug: answer in CNI form, keep stdout clean
         err = CniError(INTERNAL, "internal error", f"{type(exc).__name__}: {exc}")
         if env.get("DOCKLINE_DEBUG"):
             import traceback
+
             traceback.print_exc()
         _fail(err, reply_version, about)
         return 1
@@ -280,4 +333,3 @@ def _fail(err: CniError, version: str, about: str) -> None:
         sys.stderr.flush()
     except (OSError, ValueError):
         pass  # the runtime closed our stdout or stderr: the exit status still tells
-

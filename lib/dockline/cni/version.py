@@ -1,4 +1,5 @@
 """CNI spec versions and their ordering."""
+
 from __future__ import annotations
 
 from .errors import INCOMPATIBLE_VERSION, CniError
@@ -23,5 +24,8 @@ def at_least(version: str, minimum: str) -> bool:
 
 def require_supported(version: str) -> None:
     if version not in SUPPORTED:
-        raise CniError(INCOMPATIBLE_VERSION, "incompatible CNI versions",
-                       f"config is {version!r}, plugin supports {list(SUPPORTED)}")
+        raise CniError(
+            INCOMPATIBLE_VERSION,
+            "incompatible CNI versions",
+            f"config is {version!r}, plugin supports {list(SUPPORTED)}",
+        )

@@ -6,6 +6,7 @@ without knowing its addresses (the container may be gone).  This module
 holds what every rule set shares: the tags, running ``nft`` and
 ``iptables-restore``/``-save``, and picking a backend.
 """
+
 from __future__ import annotations
 
 from .. import proc
@@ -18,7 +19,7 @@ except ImportError:  # pragma: no cover
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable
+    from collections.abc import Callable
 
 _RESTORE = {4: "iptables-restore", 6: "ip6tables-restore"}
 _SAVE = {4: "iptables-save", 6: "ip6tables-save"}
@@ -31,13 +32,13 @@ def short_hash(*parts: str, size: int = 8) -> str:
 class Owner:
     """The attachment rules belong to and the tags derived from it."""
 
-    __slots__ = ("network", "container_id", "ifname", "network_tag", "tag")
+    __slots__ = ("container_id", "ifname", "network", "network_tag", "tag")
 
     def __init__(self, network: str, container_id: str, ifname: str) -> None:
         self.network = network
         self.container_id = container_id
         self.ifname = ifname
-        self.network_tag = short_hash(network, size=4)          # 8 hex
+        self.network_tag = short_hash(network, size=4)  # 8 hex
         self.tag = self.network_tag + short_hash(network, container_id, ifname)  # 24 hex
 
     @classmethod
@@ -64,14 +65,18 @@ def default_backend(what: str) -> str:
 
 # --- nftables ------------------------------------------------------------
 
+
 def check_lines(lines: list[str]) -> None:
     """Scripts are built from checked tokens only (see ``tokens``), so a
     line break or NUL inside a line is a bug: refused before the tool
     sees it, whatever the caller forgot."""
     for line in lines:
         if "\n" in line or "\r" in line or "\0" in line:
-            raise CniError(INTERNAL, "internal error: a firewall script line holds a line break",
-                           repr(line)[:200])
+            raise CniError(
+                INTERNAL,
+                "internal error: a firewall script line holds a line break",
+                repr(line)[:200],
+            )
 
 
 def nft_apply(lines: list[str], what: str) -> None:
@@ -100,8 +105,9 @@ def nft_tagged_rules(family: str, table: str, chain: str, tag_prefix: str) -> li
     return found
 
 
-def nft_remove_tagged(family: str, table: str, chain: str, tag_prefix: str,
-                      doomed: Callable[[str], bool], what: str) -> None:
+def nft_remove_tagged(
+    family: str, table: str, chain: str, tag_prefix: str, doomed: Callable[[str], bool], what: str
+) -> None:
     """Delete, in one transaction, the tagged rules of a chain whose tag
     ``doomed`` selects.  Nothing to delete (or no nft at all) is fine."""
     if not proc.which("nft"):
@@ -112,6 +118,7 @@ def nft_remove_tagged(family: str, table: str, chain: str, tag_prefix: str,
 
 
 # --- iptables ------------------------------------------------------------
+
 
 def iptables_nat_rules(family: int) -> list[str]:
     """``iptables-save -t nat`` (or ip6tables) as lines; none when the

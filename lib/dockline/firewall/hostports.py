@@ -17,14 +17,23 @@ Rules carry the comment ``dl-<tag> <proto>/<port>/<hostIP>`` by which DEL and
 GC find them and ADD detects host ports already taken (under a lock, since
 iptables has no unique keys).
 """
+
 from __future__ import annotations
 
 from .. import proc
 from ..cni import jsonio
 from ..cni.errors import ADDRESS_IN_USE, STATE_MISSING, CniError
 from ..filelock import FileLock
-from . import (FirewallError, Owner, default_backend, iptables_nat_rules, iptables_restore_nat,
-               localnet, nft_apply, tokens)
+from . import (
+    FirewallError,
+    Owner,
+    default_backend,
+    iptables_nat_rules,
+    iptables_restore_nat,
+    localnet,
+    nft_apply,
+    tokens,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,7 +57,8 @@ def choose_backend(conf: PortmapConfig) -> str:
 
 class Entry:
     """One mapping for one container address family."""
-    __slots__ = ("mapping", "ip")
+
+    __slots__ = ("ip", "mapping")
 
     def __init__(self, mapping: Mapping, ip: ContainerIP) -> None:
         self.mapping = mapping
@@ -70,35 +80,50 @@ def _dest(ip: ContainerIP, port: int) -> str:
 
 # --- nftables ------------------------------------------------------------
 
+
 def _nft(lines: list[str], what: str) -> None:
     try:
         nft_apply(lines, what)
     except FirewallError as err:
         if "File exists" in err.output and "element" in err.output:
-            raise CniError(ADDRESS_IN_USE, "host port already in use",
-                           "another container publishes the same host port and protocol "
-                           "on the same host address") from None
+            raise CniError(
+                ADDRESS_IN_USE,
+                "host port already in use",
+                "another container publishes the same host port and protocol "
+                "on the same host address",
+            ) from None
         raise
 
 
 def _nft_base(mark: int) -> list[str]:
     t = f"inet {NFT_TABLE}"
     lines = [f"add table {t}"]
-    for chain, hook, prio in (("prerouting", "prerouting", -100), ("output", "output", -100),
-                              ("postrouting", "postrouting", 100)):
-        lines.append(f"add chain {t} {chain} {{ type nat hook {hook} priority {prio}; policy accept; }}")
-    lines += [f"add map {t} ports {{ type inet_proto . inet_service : verdict; }}",
-              f"add map {t} ports4 {{ type ipv4_addr . inet_proto . inet_service : verdict; }}",
-              f"add map {t} ports6 {{ type ipv6_addr . inet_proto . inet_service : verdict; }}"]
+    for chain, hook, prio in (
+        ("prerouting", "prerouting", -100),
+        ("output", "output", -100),
+        ("postrouting", "postrouting", 100),
+    ):
+        lines.append(
+            f"add chain {t} {chain} {{ type nat hook {hook} priority {prio}; policy accept; }}"
+        )
+    lines += [
+        f"add map {t} ports {{ type inet_proto . inet_service : verdict; }}",
+        f"add map {t} ports4 {{ type ipv4_addr . inet_proto . inet_service : verdict; }}",
+        f"add map {t} ports6 {{ type ipv6_addr . inet_proto . inet_service : verdict; }}",
+    ]
     # The base chains are constant-size; rewriting them in the same
     # transaction keeps them right whatever state they were left in.
     for chain in ("prerouting", "output"):
-        lines += [f"flush chain {t} {chain}",
-                  f"add rule {t} {chain} fib daddr type local ip daddr . meta l4proto . th dport vmap @ports4",
-                  f"add rule {t} {chain} fib daddr type local ip6 daddr . meta l4proto . th dport vmap @ports6",
-                  f"add rule {t} {chain} fib daddr type local meta l4proto . th dport vmap @ports"]
-    lines += [f"flush chain {t} postrouting",
-              f"add rule {t} postrouting meta mark & {mark:#x} == {mark:#x} masquerade"]
+        lines += [
+            f"flush chain {t} {chain}",
+            f"add rule {t} {chain} fib daddr type local ip daddr . meta l4proto . th dport vmap @ports4",
+            f"add rule {t} {chain} fib daddr type local ip6 daddr . meta l4proto . th dport vmap @ports6",
+            f"add rule {t} {chain} fib daddr type local meta l4proto . th dport vmap @ports",
+        ]
+    lines += [
+        f"flush chain {t} postrouting",
+        f"add rule {t} postrouting meta mark & {mark:#x} == {mark:#x} masquerade",
+    ]
     return lines + localnet.nft_guard(t)
 
 
@@ -112,16 +137,21 @@ def _nft_add(owner: Owner, conf: PortmapConfig, todo: list[Entry]) -> None:
         fam = "ip6" if ip.version == 6 else "ip"
         nfproto = "ipv6" if ip.version == 6 else "ipv4"
         conds = " ".join(conf.conditions_v6 if ip.version == 6 else conf.conditions_v4)
-        match = f"meta nfproto {nfproto} " + (f"{conds} " if conds else "") + (
-            f"{fam} daddr {m.host_ip} " if m.host_ip else "")
+        match = (
+            f"meta nfproto {nfproto} "
+            + (f"{conds} " if conds else "")
+            + (f"{fam} daddr {m.host_ip} " if m.host_ip else "")
+        )
         match += f"{m.protocol} dport {m.host_port}"
         if conf.snat:
             if conf.masq_all:
                 lines.append(f"add rule {t} {chain} {match} meta mark set mark or {conf.mark:#x}")
             else:
                 sources = [str(ip.subnet)] + (["127.0.0.0/8"] if ip.version == 4 else [])
-                lines.append(f"add rule {t} {chain} {match} {fam} saddr {{ {', '.join(sources)} }} "
-                             f"meta mark set mark or {conf.mark:#x}")
+                lines.append(
+                    f"add rule {t} {chain} {match} {fam} saddr {{ {', '.join(sources)} }} "
+                    f"meta mark set mark or {conf.mark:#x}"
+                )
         lines.append(f"add rule {t} {chain} {match} dnat {fam} to {_dest(ip, m.container_port)}")
         version = m.host_ip.version if m.host_ip else None
         key = (f"{m.host_ip} . " if m.host_ip else "") + f"{m.protocol} . {m.host_port}"
@@ -167,9 +197,13 @@ def _nft_chains() -> set[str]:
     result = proc.run(["nft", "-j", "list", "chains", "inet"])
     if result.returncode != 0:
         return set()
-    return {item["chain"]["name"] for item in jsonio.loads(result.stdout).get("nftables", [])
-            if "chain" in item and item["chain"].get("table") == NFT_TABLE
-            and _safe_chain(item["chain"].get("name", ""))}
+    return {
+        item["chain"]["name"]
+        for item in jsonio.loads(result.stdout).get("nftables", [])
+        if "chain" in item
+        and item["chain"].get("table") == NFT_TABLE
+        and _safe_chain(item["chain"].get("name", ""))
+    }
 
 
 def _nft_remove(tags: set[str], elements, chains: set[str]) -> list[str]:
@@ -192,6 +226,7 @@ def _nft_remove(tags: set[str], elements, chains: set[str]) -> list[str]:
 
 # --- iptables ------------------------------------------------------------
 
+
 def _ipt_tag_of(line: str) -> tuple[str, str] | None:
     """(tag, mapping key) from a rule's 'dl-<tag> <key>' comment."""
     if '--comment "dl-' not in line:
@@ -207,12 +242,16 @@ def _ipt_ensure_base(family: int, saved: list[str]) -> None:
         return
     lines = []
     if IPT_CHAIN not in chains:
-        lines += [f"-N {IPT_CHAIN}",
-                  f'-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment "dockline portmap" -j {IPT_CHAIN}',
-                  f'-A OUTPUT -m addrtype --dst-type LOCAL -m comment --comment "dockline portmap" -j {IPT_CHAIN}']
+        lines += [
+            f"-N {IPT_CHAIN}",
+            f'-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment "dockline portmap" -j {IPT_CHAIN}',
+            f'-A OUTPUT -m addrtype --dst-type LOCAL -m comment --comment "dockline portmap" -j {IPT_CHAIN}',
+        ]
     if IPT_MASQ_CHAIN not in chains:
-        lines += [f"-N {IPT_MASQ_CHAIN}",
-                  f'-I POSTROUTING -m comment --comment "dockline portmap" -j {IPT_MASQ_CHAIN}']
+        lines += [
+            f"-N {IPT_MASQ_CHAIN}",
+            f'-I POSTROUTING -m comment --comment "dockline portmap" -j {IPT_MASQ_CHAIN}',
+        ]
     iptables_restore_nat(family, lines, "creating the portmap chains")
 
 
@@ -233,8 +272,11 @@ def _ipt_add(owner: Owner, conf: PortmapConfig, todo: list[Entry]) -> None:
         for e in mine:
             other = taken.get(e.mapping.key())
             if other and other != owner.tag:
-                raise CniError(ADDRESS_IN_USE, "host port already in use",
-                               f"{e.mapping.key()} is published by another container")
+                raise CniError(
+                    ADDRESS_IN_USE,
+                    "host port already in use",
+                    f"{e.mapping.key()} is published by another container",
+                )
         conds = " ".join(conf.conditions_v6 if family == 6 else conf.conditions_v4)
         lines = [f":{chain} - [0:0]"]
         for e in mine:
@@ -244,17 +286,27 @@ def _ipt_add(owner: Owner, conf: PortmapConfig, todo: list[Entry]) -> None:
             match = f"-p {m.protocol} -m {m.protocol} --dport {m.host_port} {dst}"
             lines.append(f"-A {IPT_CHAIN} {match}{conds} {comment} -j {chain}".replace("  ", " "))
             if conf.snat:
-                setmark = (f"-j {conf.external_mark_chain}" if conf.external_mark_chain
-                           else f"-j MARK --set-xmark {mark}")
-                sources = [""] if conf.masq_all else [f"-s {ip.subnet} "] + (
-                    ["-s 127.0.0.1/32 "] if family == 4 else [])
+                setmark = (
+                    f"-j {conf.external_mark_chain}"
+                    if conf.external_mark_chain
+                    else f"-j MARK --set-xmark {mark}"
+                )
+                sources = (
+                    [""]
+                    if conf.masq_all
+                    else [f"-s {ip.subnet} "] + (["-s 127.0.0.1/32 "] if family == 4 else [])
+                )
                 for src in sources:
                     lines.append(f"-A {chain} {match}{src}{comment} {setmark}")
-            lines.append(f"-A {chain} {match}{comment} -j DNAT --to-destination "
-                         f"{_dest(ip, m.container_port)}")
+            lines.append(
+                f"-A {chain} {match}{comment} -j DNAT --to-destination "
+                f"{_dest(ip, m.container_port)}"
+            )
         if conf.snat:
-            lines.append(f'-A {IPT_MASQ_CHAIN} -m comment --comment "dl-{owner.tag} masq" '
-                         f"-m mark --mark {mark} -j MASQUERADE")
+            lines.append(
+                f'-A {IPT_MASQ_CHAIN} -m comment --comment "dl-{owner.tag} masq" '
+                f"-m mark --mark {mark} -j MASQUERADE"
+            )
         iptables_restore_nat(family, lines, "publishing ports")
 
 
@@ -269,8 +321,11 @@ def _ipt_remove(tags: set[str], network_tag: str | None = None) -> list[str]:
         lines = []
         for line in saved:
             found = _ipt_tag_of(line)
-            if (found and IPT_PREFIX + found[0] in doomed and
-                    line.startswith((f"-A {IPT_CHAIN} ", f"-A {IPT_MASQ_CHAIN} "))):
+            if (
+                found
+                and IPT_PREFIX + found[0] in doomed
+                and line.startswith((f"-A {IPT_CHAIN} ", f"-A {IPT_MASQ_CHAIN} "))
+            ):
                 lines.append("-D " + line[3:])
                 if line.startswith(f"-A {IPT_CHAIN} "):
                     proto, port, _ = (found[1].split("/") + ["", "", ""])[:3]
@@ -283,6 +338,7 @@ def _ipt_remove(tags: set[str], network_tag: str | None = None) -> list[str]:
 
 
 # --- conntrack ---------------------------------------------------
+
 
 def flush_udp_conntrack(released: list[str]) -> None:
     """Stale UDP flows keep reaching the old destination after a container
@@ -298,6 +354,7 @@ def flush_udp_conntrack(released: list[str]) -> None:
 
 # --- the interface -----------------------------------------------------------
 
+
 def add(backend: str, owner: Owner, conf: PortmapConfig) -> None:
     todo = entries(conf)
     if not todo:
@@ -309,8 +366,11 @@ def add(backend: str, owner: Owner, conf: PortmapConfig) -> None:
             _ipt_add(owner, conf, todo)
     if conf.snat and any(e.ip.version == 4 for e in todo):
         try:
-            localnet.acquire(owner.tag, localnet.towards_container(
-                [e.ip.address for e in todo if e.ip.version == 4]), backend)
+            localnet.acquire(
+                owner.tag,
+                localnet.towards_container([e.ip.address for e in todo if e.ip.version == 4]),
+                backend,
+            )
         except BaseException:
             delete((backend,), owner)  # an ADD that fails leaves nothing
             raise
@@ -336,8 +396,10 @@ def delete(backends: tuple[str, ...], owner: Owner) -> None:
                     released += _ipt_remove({owner.tag})
         except Exception as exc:  # the other backend and the sysctl still get their turn
             errors.append(exc)
-    for step in (lambda: localnet.release(lambda tag: tag == owner.tag),
-                 lambda: flush_udp_conntrack(released)):
+    for step in (
+        lambda: localnet.release(lambda tag: tag == owner.tag),
+        lambda: flush_udp_conntrack(released),
+    ):
         try:
             step()
         except Exception as exc:
@@ -356,7 +418,9 @@ def gc(backends: tuple[str, ...], network: str, valid: set[tuple[str, str]]) -> 
                 continue
             elements, chains = _nft_elements(), _nft_chains()
             tags = {c[2:] for c in chains if c.startswith("c-" + network_tag)}
-            tags |= {target[2:] for _, _, target in elements if target.startswith("c-" + network_tag)}
+            tags |= {
+                target[2:] for _, _, target in elements if target.startswith("c-" + network_tag)
+            }
             released += _nft_remove(tags - keep, elements, chains)
         elif proc.which("iptables-save"):
             with FileLock(LOCK_PATH):
@@ -375,8 +439,7 @@ def check(backend: str, owner: Owner, conf: PortmapConfig) -> None:
             m = e.mapping
             key = (f"{m.host_ip} . " if m.host_ip else "") + f"{m.protocol} . {m.host_port}"
             if (_MAPS[m.host_ip.version if m.host_ip else None], key) not in have:
-                raise CniError(STATE_MISSING, "portmap CHECK: a published port is missing",
-                               m.key())
+                raise CniError(STATE_MISSING, "portmap CHECK: a published port is missing", m.key())
         return
     for family in (4, 6):
         mine = [e for e in todo if e.ip.version == family]
@@ -389,5 +452,8 @@ def check(backend: str, owner: Owner, conf: PortmapConfig) -> None:
                 keys.add(found[1])
         for e in mine:
             if e.mapping.key() not in keys:
-                raise CniError(STATE_MISSING, "portmap CHECK: a published port is missing",
-                               f"{e.mapping.key()} (IPv{family})")
+                raise CniError(
+                    STATE_MISSING,
+                    "portmap CHECK: a published port is missing",
+                    f"{e.mapping.key()} (IPv{family})",
+                )

@@ -19,6 +19,7 @@ removes its own (a listdir of the per-interface directories, one per
 bridge, and a stat in each: no firewall dump).  A switch that was on before
 dockline first needed it (``.preset``) is left on.
 """
+
 from __future__ import annotations
 
 import os
@@ -89,13 +90,16 @@ def towards_container(addresses: list) -> list[str]:
 
 # --- the guard -----------------------------------------------------------------
 
+
 def nft_guard(table: str) -> list[str]:
     """Lines for an nft transaction: a filter chain on the input hook in
     ``table`` (an inet table), rewritten whole each time (constant size)."""
-    return [f"add chain {table} localnet {{ type filter hook input priority -10; policy accept; }}",
-            f"flush chain {table} localnet",
-            f'add rule {table} localnet iifname != "lo" ip daddr 127.0.0.0/8 ct status dnat accept',
-            f'add rule {table} localnet iifname != "lo" ip daddr 127.0.0.0/8 drop']
+    return [
+        f"add chain {table} localnet {{ type filter hook input priority -10; policy accept; }}",
+        f"flush chain {table} localnet",
+        f'add rule {table} localnet iifname != "lo" ip daddr 127.0.0.0/8 ct status dnat accept',
+        f'add rule {table} localnet iifname != "lo" ip daddr 127.0.0.0/8 drop',
+    ]
 
 
 def ipt_ensure_guard() -> None:
@@ -104,10 +108,13 @@ def ipt_ensure_guard() -> None:
     is found off (a read of the filter table then, not on every ADD)."""
     saved = proc.run([_SAVE[4], "-t", "filter"])
     text = saved.stdout.decode(errors="replace") if saved.returncode == 0 else ""
-    lines = ["*filter", f":{IPT_CHAIN} - [0:0]",  # declaring it flushes it: rewritten whole
-             f"-A {IPT_CHAIN} -d 127.0.0.0/8 ! -i lo -m conntrack --ctstate DNAT -j RETURN",
-             f'-A {IPT_CHAIN} -d 127.0.0.0/8 ! -i lo -m comment --comment "dockline localnet guard" '
-             "-j DROP"]
+    lines = [
+        "*filter",
+        f":{IPT_CHAIN} - [0:0]",  # declaring it flushes it: rewritten whole
+        f"-A {IPT_CHAIN} -d 127.0.0.0/8 ! -i lo -m conntrack --ctstate DNAT -j RETURN",
+        f'-A {IPT_CHAIN} -d 127.0.0.0/8 ! -i lo -m comment --comment "dockline localnet guard" '
+        "-j DROP",
+    ]
     if f"-A INPUT -j {IPT_CHAIN}" not in text.splitlines():
         lines.append(f"-I INPUT 1 -j {IPT_CHAIN}")
     lines.append("COMMIT")
@@ -118,6 +125,7 @@ def ipt_ensure_guard() -> None:
 
 
 # --- the count -------------------------------------------------------------------
+
 
 def acquire(tag: str, ifaces: list[str], backend: str) -> None:
     """Turn route_localnet on for ``ifaces`` on behalf of attachment

@@ -10,12 +10,20 @@ POSTROUTING by ``-s <ip> -j DL-<tag>``.
 nftables layout: table ``inet dockline_masq``, chain ``postrouting`` (nat
 hook), one rule per address, commented ``dl-<tag>``.
 """
+
 from __future__ import annotations
 
 from .. import proc
 from ..cni.errors import INVALID_CONFIG, CniError
-from . import (Owner, default_backend, iptables_nat_rules, iptables_restore_nat, nft_apply,
-               nft_remove_tagged, tokens)
+from . import (
+    Owner,
+    default_backend,
+    iptables_nat_rules,
+    iptables_restore_nat,
+    nft_apply,
+    nft_remove_tagged,
+    tokens,
+)
 
 IPT_CHAIN_PREFIX = "DL-"
 NFT_TABLE = "dockline_masq"
@@ -26,13 +34,17 @@ def choose_backend(name: str | None) -> str:
     """The configured backend, else iptables where it exists, else nft."""
     if name:
         if name not in ("iptables", "nftables"):
-            raise CniError(INVALID_CONFIG, "invalid ipMasqBackend",
-                           f"{name!r}: expected \"iptables\" or \"nftables\"")
+            raise CniError(
+                INVALID_CONFIG,
+                "invalid ipMasqBackend",
+                f'{name!r}: expected "iptables" or "nftables"',
+            )
         return name
     return default_backend("ipMasq")
 
 
 # --- iptables ------------------------------------------------------------
+
 
 def _ipt_chain(owner: Owner) -> str:
     return IPT_CHAIN_PREFIX + owner.tag  # 27 characters: under iptables' 28
@@ -66,8 +78,9 @@ def _ipt_add(owner: Owner, ips: list[tuple[str, str, int]]) -> None:
         lines = [f":{chain} - [0:0]"]
         for subnet in dict.fromkeys(net for _, net in mine):
             lines.append(f'-A {chain} -d {subnet} -m comment --comment "{comment}" -j ACCEPT')
-        lines.append(f'-A {chain} ! -d {_MULTICAST[family]} -m comment --comment "{comment}" '
-                     "-j MASQUERADE")
+        lines.append(
+            f'-A {chain} ! -d {_MULTICAST[family]} -m comment --comment "{comment}" -j MASQUERADE'
+        )
         for ip, _ in mine:
             lines.append(f'-A POSTROUTING -s {ip} -m comment --comment "{comment}" -j {chain}')
         iptables_restore_nat(family, lines, "installing masquerade rules")
@@ -108,32 +121,38 @@ def _ipt_gc(network_tag: str, valid_tags: set[str]) -> None:
     prefix = IPT_CHAIN_PREFIX + network_tag
     for family in (4, 6):
         saved = iptables_nat_rules(family)
-        stale = {line[1:].split()[0] for line in saved
-                 if line.startswith(":" + prefix)}
+        stale = {line[1:].split()[0] for line in saved if line.startswith(":" + prefix)}
         stale -= {IPT_CHAIN_PREFIX + t for t in valid_tags}
         _ipt_delete_chains(family, stale, saved)
 
 
 # --- nftables ------------------------------------------------------------
 
+
 def _nft_add(owner: Owner, ips: list[tuple[str, str, int]]) -> None:
-    lines = [f"add table inet {NFT_TABLE}",
-             f"add chain inet {NFT_TABLE} postrouting "
-             "{ type nat hook postrouting priority srcnat; policy accept; }"]
+    lines = [
+        f"add table inet {NFT_TABLE}",
+        f"add chain inet {NFT_TABLE} postrouting "
+        "{ type nat hook postrouting priority srcnat; policy accept; }",
+    ]
     for address, subnet, family in ips:
         fam = "ip6" if family == 6 else "ip"
-        lines.append(f"add rule inet {NFT_TABLE} postrouting {fam} saddr {address} "
-                     f"{fam} daddr != {subnet} {fam} daddr != {_MULTICAST[family]} "
-                     f'masquerade comment "dl-{tokens.hex_tag(owner.tag)}"')
+        lines.append(
+            f"add rule inet {NFT_TABLE} postrouting {fam} saddr {address} "
+            f"{fam} daddr != {subnet} {fam} daddr != {_MULTICAST[family]} "
+            f'masquerade comment "dl-{tokens.hex_tag(owner.tag)}"'
+        )
     nft_apply(lines, "installing masquerade rules")
 
 
 def _nft_remove(tag_prefix: str, doomed) -> None:
-    nft_remove_tagged("inet", NFT_TABLE, "postrouting", tag_prefix, doomed,
-                      "removing masquerade rules")
+    nft_remove_tagged(
+        "inet", NFT_TABLE, "postrouting", tag_prefix, doomed, "removing masquerade rules"
+    )
 
 
 # --- the interface -------------------------------------------------------
+
 
 def add(backend: str, owner: Owner, ips: list[tuple[str, str]]) -> None:
     """Masquerade traffic from each (ip/prefix, subnet) leaving its subnet."""

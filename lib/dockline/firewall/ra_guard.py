@@ -26,6 +26,7 @@ table exists (~0.1 ms) and runs ``nft`` only when it does not (a first
 ADD, or after someone deleted it); the install is one transaction,
 idempotent by construction, so concurrent first ADDs leave one rule.
 """
+
 from __future__ import annotations
 
 from .. import proc
@@ -36,11 +37,13 @@ TABLE = "bridge dockline_guard"
 
 def _base(prefix: str) -> list[str]:
     t = TABLE
-    return [f"add table {t}",
-            f"add chain {t} prerouting {{ type filter hook prerouting priority -300; policy accept; }}",
-            f"flush chain {t} prerouting",
-            f'add rule {t} prerouting iifname "{prefix}*" meta protocol ip6 meta l4proto ipv6-icmp '
-            "icmpv6 type { nd-router-advert, nd-redirect } drop"]
+    return [
+        f"add table {t}",
+        f"add chain {t} prerouting {{ type filter hook prerouting priority -300; policy accept; }}",
+        f"flush chain {t} prerouting",
+        f'add rule {t} prerouting iifname "{prefix}*" meta protocol ip6 meta l4proto ipv6-icmp '
+        "icmpv6 type { nd-router-advert, nd-redirect } drop",
+    ]
 
 
 def _table_exists() -> bool | None:
@@ -49,6 +52,7 @@ def _table_exists() -> bool | None:
     kernel would not say (then the caller installs, which is idempotent)."""
     import _socket
     import _struct
+
     name = TABLE.split()[1].encode() + b"\0"
     attr = _struct.pack("HH", 4 + len(name), 1) + name  # NFTA_TABLE_NAME
     attr += b"\0" * (-len(attr) % 4)
@@ -97,15 +101,19 @@ def check(prefix: str) -> bool:
     if listed.returncode != 0:
         return False
     from ..cni import jsonio
+
     try:
         items = jsonio.loads(listed.stdout).get("nftables", [])
     except (ValueError, AttributeError):
         return False
     for item in items:
         exprs = (item.get("rule") or {}).get("expr") or [] if isinstance(item, dict) else []
-        port = any((e.get("match") or {}).get("left") == {"meta": {"key": "iifname"}}
-                   and (e.get("match") or {}).get("right") == prefix + "*"
-                   for e in exprs if isinstance(e, dict))
+        port = any(
+            (e.get("match") or {}).get("left") == {"meta": {"key": "iifname"}}
+            and (e.get("match") or {}).get("right") == prefix + "*"
+            for e in exprs
+            if isinstance(e, dict)
+        )
         if port and any(isinstance(e, dict) and "drop" in e for e in exprs):
             return True
     return False

@@ -5,6 +5,7 @@ nftables, table ``bridge dockline_spoofchk``, chain ``prerouting``
 (filter, before everything else), one rule per attachment commented with
 its tag, so DEL and GC find it without any other state.
 """
+
 from __future__ import annotations
 
 from . import Owner, nft_apply, nft_remove_tagged, tokens
@@ -15,16 +16,21 @@ TABLE = "dockline_spoofchk"
 def add(owner: Owner, host_ifname: str, mac: str) -> None:
     t = f"bridge {TABLE}"
     host_ifname, mac = tokens.ifname(host_ifname), tokens.mac(mac)
-    nft_apply([
-        f"add table {t}",
-        f"add chain {t} prerouting {{ type filter hook prerouting priority -300; policy accept; }}",
-        f'add rule {t} prerouting iifname "{host_ifname}" ether saddr != {mac} drop '
-        f'comment "dl-{owner.tag}"'], "installing the MAC spoof check")
+    nft_apply(
+        [
+            f"add table {t}",
+            f"add chain {t} prerouting {{ type filter hook prerouting priority -300; policy accept; }}",
+            f'add rule {t} prerouting iifname "{host_ifname}" ether saddr != {mac} drop '
+            f'comment "dl-{owner.tag}"',
+        ],
+        "installing the MAC spoof check",
+    )
 
 
 def _remove(tag_prefix: str, doomed) -> None:
-    nft_remove_tagged("bridge", TABLE, "prerouting", tag_prefix, doomed,
-                      "removing the MAC spoof check")
+    nft_remove_tagged(
+        "bridge", TABLE, "prerouting", tag_prefix, doomed, "removing the MAC spoof check"
+    )
 
 
 def delete(owner: Owner) -> None:

@@ -15,6 +15,7 @@ are checked token by token: iptables syntax against a grammar of known
 options and match modules, nft syntax against a conservative character
 set with statement keywords refused.
 """
+
 from __future__ import annotations
 
 from ..cni.errors import INVALID_CONFIG, CniError
@@ -61,6 +62,7 @@ def _only(value: object, chars: frozenset, what: str, max_len: int, min_len: int
 
 # --- names -----------------------------------------------------------------
 
+
 def ifname(value: object, what: str = "interface name") -> str:
     """A kernel interface name as it may appear in a rule: ASCII letters,
     digits, ``_ . -``, at most 15 bytes, no wildcard."""
@@ -90,6 +92,7 @@ def mac(value: object, what: str = "MAC address") -> str:
 
 # --- numbers ---------------------------------------------------------------
 
+
 def _int(value: object) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
@@ -116,10 +119,12 @@ def protocol(value: object, what: str = "protocol") -> str:
 
 # --- addresses ---------------------------------------------------------------
 
+
 def address(value: object, what: str = "address") -> Address:
     """An IPv4/IPv6 address without zone id; render it with ``str()``."""
     text = _only(value, _ADDRESS_CHARS, what, 45)
     import ipaddress  # loaded only by callers with addresses (bridge, portmap)
+
     try:
         parsed = ipaddress.ip_address(text)
     except ValueError:
@@ -135,6 +140,7 @@ def interface(value: object, what: str = "address") -> Interface:
     if text.count("/") != 1:
         raise bad(what, value, "is not of the form address/prefix")
     import ipaddress
+
     try:
         parsed = ipaddress.ip_interface(text)
     except ValueError:
@@ -149,6 +155,7 @@ def network(value: object, what: str = "network") -> Network:
     iptables itself does."""
     text = _only(value, _CIDR_CHARS, what, 49)
     import ipaddress
+
     try:
         parsed = ipaddress.ip_network(text, strict=False)
     except ValueError:
@@ -159,6 +166,7 @@ def network(value: object, what: str = "network") -> Network:
 
 
 # --- operator-supplied conditions ----------------------------------------------
+
 
 def _split(conditions: object, what: str) -> list[str]:
     """The tokens of a list of condition strings (each may hold several,
@@ -201,6 +209,7 @@ def _word_list(allowed: tuple[str, ...]):
         if not all(i.upper() in allowed for i in items):
             raise bad(what, text, f"is not a comma-separated list of {', '.join(allowed)}")
         return ",".join(i.upper() for i in items)
+
     return check
 
 
@@ -209,8 +218,13 @@ def _mark(text: str, what: str) -> str:
     for part in text.split("/", 1):
         digits = part[2:] if part[:2].lower() == "0x" else part
         base = 16 if digits is not part else 10
-        ok = bool(digits) and len(digits) <= 10 and all(
-            ch in ("0123456789abcdefABCDEF" if base == 16 else "0123456789") for ch in digits)
+        ok = (
+            bool(digits)
+            and len(digits) <= 10
+            and all(
+                ch in ("0123456789abcdefABCDEF" if base == 16 else "0123456789") for ch in digits
+            )
+        )
         number = int(digits, base) if ok else -1
         if not 0 <= number <= 0xFFFFFFFF:
             raise bad(what, text, "is not a mark value[/mask]")
@@ -246,39 +260,82 @@ def _proto(text: str, what: str) -> str:
     raise bad(what, text, "is not a protocol dockline accepts here")
 
 
-_ADDRTYPES = ("UNSPEC", "UNICAST", "LOCAL", "BROADCAST", "ANYCAST", "MULTICAST", "BLACKHOLE",
-              "UNREACHABLE", "PROHIBIT", "THROW", "NAT", "XRESOLVE")
+_ADDRTYPES = (
+    "UNSPEC",
+    "UNICAST",
+    "LOCAL",
+    "BROADCAST",
+    "ANYCAST",
+    "MULTICAST",
+    "BLACKHOLE",
+    "UNREACHABLE",
+    "PROHIBIT",
+    "THROW",
+    "NAT",
+    "XRESOLVE",
+)
 _CTSTATES = ("INVALID", "NEW", "ESTABLISHED", "RELATED", "UNTRACKED", "SNAT", "DNAT")
 _SET_FLAGS = ("SRC", "DST")
 
 # Options outside any match module: option -> value checker.
 _IPT_BASE = {
-    "-s": _net, "--source": _net, "-d": _net, "--destination": _net,
-    "-i": _iface, "--in-interface": _iface, "-o": _iface, "--out-interface": _iface,
-    "-p": _proto, "--protocol": _proto,
+    "-s": _net,
+    "--source": _net,
+    "-d": _net,
+    "--destination": _net,
+    "-i": _iface,
+    "--in-interface": _iface,
+    "-o": _iface,
+    "--out-interface": _iface,
+    "-p": _proto,
+    "--protocol": _proto,
 }
 # Match modules (-m NAME) and their options; None: the option takes no value.
 _IPT_MODULES: dict = {
-    "tcp": {"--dport": _port_or_range, "--destination-port": _port_or_range,
-            "--sport": _port_or_range, "--source-port": _port_or_range},
-    "multiport": {"--dports": _port_list, "--destination-ports": _port_list,
-                  "--sports": _port_list, "--source-ports": _port_list, "--ports": _port_list},
-    "addrtype": {"--src-type": _word_list(_ADDRTYPES), "--dst-type": _word_list(_ADDRTYPES),
-                 "--limit-iface-in": None, "--limit-iface-out": None},
+    "tcp": {
+        "--dport": _port_or_range,
+        "--destination-port": _port_or_range,
+        "--sport": _port_or_range,
+        "--source-port": _port_or_range,
+    },
+    "multiport": {
+        "--dports": _port_list,
+        "--destination-ports": _port_list,
+        "--sports": _port_list,
+        "--source-ports": _port_list,
+        "--ports": _port_list,
+    },
+    "addrtype": {
+        "--src-type": _word_list(_ADDRTYPES),
+        "--dst-type": _word_list(_ADDRTYPES),
+        "--limit-iface-in": None,
+        "--limit-iface-out": None,
+    },
     "iprange": {"--src-range": _range, "--dst-range": _range},
     "mark": {"--mark": _mark},
     "conntrack": {"--ctstate": _word_list(_CTSTATES), "--ctorigsrc": _net, "--ctorigdst": _net},
     "set": {"--match-set": None},  # two values, checked below
     "mac": {"--mac-source": lambda text, what: mac(text, what)},
 }
-_ADDRESS_OPTS = frozenset(("-s", "--source", "-d", "--destination", "--src-range", "--dst-range",
-                           "--ctorigsrc", "--ctorigdst"))
+_ADDRESS_OPTS = frozenset(
+    (
+        "-s",
+        "--source",
+        "-d",
+        "--destination",
+        "--src-range",
+        "--dst-range",
+        "--ctorigsrc",
+        "--ctorigdst",
+    )
+)
 _IPT_MODULES["udp"] = _IPT_MODULES["tcp"]
 _IPT_MODULES["sctp"] = _IPT_MODULES["tcp"]
 
 
-def iptables_conditions(conditions: object, what: str = "conditions",
-                        family: int | None = None) -> list[str]:
+def iptables_conditions(
+    conditions: object, what: str = "conditions", family: int | None = None
+) -> list[str]:
     """Extra iptables matches, checked against a whitelist grammar and
     rendered again token by token.  No target (-j/-g), no comment, no
     option dockline does not know.  With ``family``, every address must be
@@ -305,8 +362,11 @@ def iptables_conditions(conditions: object, what: str = "conditions",
         if tok in ("-m", "--match"):
             name = value(tok)
             if name not in _IPT_MODULES:
-                raise bad(what, name, f"is not a match module dockline accepts "
-                                      f"({', '.join(sorted(_IPT_MODULES))})")
+                raise bad(
+                    what,
+                    name,
+                    f"is not a match module dockline accepts ({', '.join(sorted(_IPT_MODULES))})",
+                )
             modules.add(name)
             out += ["-m", name]
             i += 2
@@ -327,16 +387,22 @@ def iptables_conditions(conditions: object, what: str = "conditions",
         if owner == "set":
             if i + 2 >= len(tokens):
                 raise bad(what, tok, "needs a set name and flags")
-            out += [tok, _ipset(tokens[i + 1], f"{what} {tok}"),
-                    _word_list(_SET_FLAGS)(tokens[i + 2], f"{what} {tok}").lower()]
+            out += [
+                tok,
+                _ipset(tokens[i + 1], f"{what} {tok}"),
+                _word_list(_SET_FLAGS)(tokens[i + 2], f"{what} {tok}").lower(),
+            ]
             i += 3
         elif check is None:
             out.append(tok)
             i += 1
         else:
             rendered = check(value(tok), f"{what} {tok}")
-            if family and tok in _ADDRESS_OPTS and (
-                    network(rendered.split("-")[0]).version != family):
+            if (
+                family
+                and tok in _ADDRESS_OPTS
+                and (network(rendered.split("-")[0]).version != family)
+            ):
                 raise bad(what, tokens[i + 1], f"is not an IPv{family} address")
             out += [tok, rendered]
             i += 2
@@ -347,13 +413,57 @@ def iptables_conditions(conditions: object, what: str = "conditions",
 
 NFT_CHARS = _ALNUM | frozenset("._:/,!=<>&|^@-")
 # Statements and verdicts: a condition only matches, it never acts.
-_NFT_FORBIDDEN = frozenset((
-    "accept", "drop", "reject", "jump", "goto", "queue", "continue", "return", "set", "dnat",
-    "snat", "masquerade", "redirect", "log", "counter", "quota", "notrack", "dup",
-    "fwd", "tproxy", "synproxy", "flow", "add", "update", "delete", "meter",
-    "include", "define", "redefine", "undefine", "table", "chain", "rule", "map", "element",
-    "flush", "insert", "replace", "create", "destroy", "reset", "list", "export", "import",
-    "monitor", "describe", "comment"))
+_NFT_FORBIDDEN = frozenset(
+    (
+        "accept",
+        "drop",
+        "reject",
+        "jump",
+        "goto",
+        "queue",
+        "continue",
+        "return",
+        "set",
+        "dnat",
+        "snat",
+        "masquerade",
+        "redirect",
+        "log",
+        "counter",
+        "quota",
+        "notrack",
+        "dup",
+        "fwd",
+        "tproxy",
+        "synproxy",
+        "flow",
+        "add",
+        "update",
+        "delete",
+        "meter",
+        "include",
+        "define",
+        "redefine",
+        "undefine",
+        "table",
+        "chain",
+        "rule",
+        "map",
+        "element",
+        "flush",
+        "insert",
+        "replace",
+        "create",
+        "destroy",
+        "reset",
+        "list",
+        "export",
+        "import",
+        "monitor",
+        "describe",
+        "comment",
+    )
+)
 
 
 def nft_conditions(conditions: object, what: str = "conditions") -> list[str]:

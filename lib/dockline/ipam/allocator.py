@@ -6,11 +6,12 @@ does not get the same address back until the set has been gone through.
 The whole ADD (every range set) runs under one lock and is undone
 completely, including ``last_reserved_ip``, if any part fails.
 """
+
 from __future__ import annotations
 
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up; annotations only
 if TYPE_CHECKING:
-    from typing import Iterator, Optional
+    from collections.abc import Iterator
 
     from .ranges import IPAddress
     from .store import Store
@@ -31,7 +32,7 @@ class Allocation:
         return {"address": self.range.address(self.ip), "gateway": str(self.range.gateway)}
 
 
-def candidates(rs: RangeSet, last: Optional[IPAddress]) -> Iterator[tuple[IPAddress, Range]]:
+def candidates(rs: RangeSet, last: IPAddress | None) -> Iterator[tuple[IPAddress, Range]]:
     """Every allocatable address of the set once, in round-robin order:
     after ``last`` when it lies in the set, else from the first range's
     start; gateways are skipped."""
@@ -43,8 +44,10 @@ def candidates(rs: RangeSet, last: Optional[IPAddress]) -> Iterator[tuple[IPAddr
     else:
         r0 = ranges[first]
         segments = [(r0, last + 1, r0.end)] if last < r0.end else []
-        segments += [(ranges[(first + k) % n], ranges[(first + k) % n].start,
-                      ranges[(first + k) % n].end) for k in range(1, n)]
+        segments += [
+            (ranges[(first + k) % n], ranges[(first + k) % n].start, ranges[(first + k) % n].end)
+            for k in range(1, n)
+        ]
         segments.append((r0, r0.start, last))
     for rng, ip, stop in segments:
         while True:
@@ -60,8 +63,9 @@ class Allocator:
         self.store = store
         self.range_sets = range_sets
 
-    def allocate(self, container_id: str, ifname: str,
-                 requested: list[IPAddress]) -> list[Allocation]:
+    def allocate(
+        self, container_id: str, ifname: str, requested: list[IPAddress]
+    ) -> list[Allocation]:
         # Every error the request alone can cause is raised before the
         # store is touched: no lock file, directory or cursor move.
         plan = plan_requests(self.range_sets, requested)
@@ -71,25 +75,34 @@ class Allocator:
             # Empty records are leftovers of a crashed writer: the store
             # may reclaim them, so they are not counted as taken.
             taken = {r.ip for r in held if r.container_id}
-            mine = [ip for ip in (_ip_or_none(r.ip) for r in held
-                                  if r.belongs_to(container_id, ifname)) if ip is not None]
+            mine = [
+                ip
+                for ip in (_ip_or_none(r.ip) for r in held if r.belongs_to(container_id, ifname))
+                if ip is not None
+            ]
             done: list[Allocation] = []
-            saved_last: dict[str, Optional[str]] = {}
+            saved_last: dict[str, str | None] = {}
             try:
                 for idx, rs in enumerate(self.range_sets):
                     range_id = str(idx)
                     for ip in mine:
                         if rs.range_for(ip):
-                            raise CniError(ADDRESS_IN_USE, f"failed to allocate for range {idx}",
-                                           f"{ip} has been allocated to {container_id}, "
-                                           "duplicate allocation is not allowed")
+                            raise CniError(
+                                ADDRESS_IN_USE,
+                                f"failed to allocate for range {idx}",
+                                f"{ip} has been allocated to {container_id}, "
+                                "duplicate allocation is not allowed",
+                            )
                     if range_id not in saved_last:
                         saved_last[range_id] = store.last_reserved(range_id)
                     if plan[idx] is not None:
                         done.append(self._take_requested(rs, idx, plan[idx], container_id, ifname))
                     else:
-                        done.append(self._take_next(rs, idx, taken, saved_last[range_id],
-                                                    container_id, ifname))
+                        done.append(
+                            self._take_next(
+                                rs, idx, taken, saved_last[range_id], container_id, ifname
+                            )
+                        )
                     taken.add(str(done[-1].ip))
             except BaseException:
                 for alloc in done:
@@ -99,16 +112,27 @@ class Allocator:
                 raise
             return done
 
-    def _take_requested(self, rs: RangeSet, idx: int, ip: IPAddress,
-                        container_id: str, ifname: str) -> Allocation:
+    def _take_requested(
+        self, rs: RangeSet, idx: int, ip: IPAddress, container_id: str, ifname: str
+    ) -> Allocation:
         rng = rs.range_for(ip)
         if not self.store.reserve(container_id, ifname, str(ip), str(idx)):
-            raise CniError(ADDRESS_IN_USE, f"failed to allocate for range {idx}",
-                           f"requested IP address {ip} is not available in range set {rs}")
+            raise CniError(
+                ADDRESS_IN_USE,
+                f"failed to allocate for range {idx}",
+                f"requested IP address {ip} is not available in range set {rs}",
+            )
         return Allocation(ip, rng)
 
-    def _take_next(self, rs: RangeSet, idx: int, taken: set[str], last_text: Optional[str],
-                   container_id: str, ifname: str) -> Allocation:
+    def _take_next(
+        self,
+        rs: RangeSet,
+        idx: int,
+        taken: set[str],
+        last_text: str | None,
+        container_id: str,
+        ifname: str,
+    ) -> Allocation:
         last = _ip_or_none(last_text) if last_text else None
         for ip, rng in candidates(rs, last):
             name = str(ip)
@@ -116,37 +140,51 @@ class Allocator:
                 continue
             if self.store.reserve(container_id, ifname, name, str(idx)):
                 return Allocation(ip, rng)
-        raise CniError(TRY_AGAIN_LATER, f"failed to allocate for range {idx}",
-                       f"no IP addresses available in range set: {rs}")
+        raise CniError(
+            TRY_AGAIN_LATER,
+            f"failed to allocate for range {idx}",
+            f"no IP addresses available in range set: {rs}",
+        )
 
     def release(self, container_id: str, ifname: str) -> list[str]:
         with self.store.lock():
             return self.store.release_by_id(container_id, ifname)
 
 
-def plan_requests(range_sets: list[RangeSet], requested: list[IPAddress]) -> list[Optional[IPAddress]]:
+def plan_requests(
+    range_sets: list[RangeSet], requested: list[IPAddress]
+) -> list[IPAddress | None]:
     """The requested address of each range set (None: the next free one),
     or the error allocation would end in, found without the store: an
     address outside every set, two for one set, a gateway, or a set with
     nothing to hand out."""
-    plan: list[Optional[IPAddress]] = [None] * len(range_sets)
+    plan: list[IPAddress | None] = [None] * len(range_sets)
     for ip in dict.fromkeys(requested):
         idx = next((i for i, rs in enumerate(range_sets) if rs.range_for(ip)), None)
         if idx is None or plan[idx] is not None:
-            raise CniError(INVALID_CONFIG, "failed to allocate all requested IPs",
-                           f"{ip} (outside every range set, or two in one set)")
+            raise CniError(
+                INVALID_CONFIG,
+                "failed to allocate all requested IPs",
+                f"{ip} (outside every range set, or two in one set)",
+            )
         if ip == range_sets[idx].range_for(ip).gateway:
-            raise CniError(INVALID_CONFIG, f"failed to allocate for range {idx}",
-                           f"requested ip {ip} is subnet's gateway")
+            raise CniError(
+                INVALID_CONFIG,
+                f"failed to allocate for range {idx}",
+                f"requested ip {ip} is subnet's gateway",
+            )
         plan[idx] = ip
     for idx, rs in enumerate(range_sets):
         if plan[idx] is None and not rs.has_free_address():
-            raise CniError(TRY_AGAIN_LATER, f"failed to allocate for range {idx}",
-                           f"no IP addresses available in range set: {rs}")
+            raise CniError(
+                TRY_AGAIN_LATER,
+                f"failed to allocate for range {idx}",
+                f"no IP addresses available in range set: {rs}",
+            )
     return plan
 
 
-def _ip_or_none(text: str) -> Optional[IPAddress]:
+def _ip_or_none(text: str) -> IPAddress | None:
     """A store name or cursor as an address, read as strictly as config
     (a name with a scope id, left by an older writer, is no address)."""
     try:

@@ -13,11 +13,11 @@ takes the lock).  DEL and GC read only what they need, leniently
 (``data_dir_for_cleanup``): a config they cannot parse must not keep an
 attachment's addresses reserved.
 """
+
 from __future__ import annotations
 
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up; annotations only
 if TYPE_CHECKING:
-    from typing import Optional
 
     from .ranges import IPAddress
 
@@ -36,10 +36,17 @@ _PATH_MAX = 4096
 
 
 class HostLocalConfig:
-    __slots__ = ("network", "range_sets", "routes", "data_dir", "resolv_conf", "requested")
+    __slots__ = ("data_dir", "network", "range_sets", "requested", "resolv_conf", "routes")
 
-    def __init__(self, network: str, range_sets: list[RangeSet], routes: list[dict],
-                 data_dir: str, resolv_conf: str, requested: list[IPAddress]) -> None:
+    def __init__(
+        self,
+        network: str,
+        range_sets: list[RangeSet],
+        routes: list[dict],
+        data_dir: str,
+        resolv_conf: str,
+        requested: list[IPAddress],
+    ) -> None:
         self.network = network
         self.range_sets = range_sets
         self.routes = routes
@@ -74,7 +81,7 @@ def _string(ipam: dict, key: str) -> str:
     return value
 
 
-def _path_problem(path: str) -> Optional[str]:
+def _path_problem(path: str) -> str | None:
     if len(path) > _PATH_MAX:
         return "is too long"
     if not path.isprintable():  # NUL, newlines, lone surrogates
@@ -100,7 +107,7 @@ def data_dir(ipam: dict) -> str:
     return "/" + "/".join(parts)
 
 
-def data_dir_for_cleanup(config: dict) -> Optional[str]:
+def data_dir_for_cleanup(config: dict) -> str | None:
     """Where DEL and GC release: dataDir when the config names a valid
     one, the default when the ipam section or its dataDir is missing or
     unreadable as an object; None (release nothing) when a dataDir is set
@@ -130,11 +137,14 @@ def _ip_list(value, what: str) -> list[IPAddress]:
     return [parse_ip(v, what, prefix_ok=True) for v in value]
 
 
-def requested_ips(req: Request, env_ip: Optional[str]) -> list[IPAddress]:
+def requested_ips(req: Request, env_ip: str | None) -> list[IPAddress]:
     ips: list[IPAddress] = []
     if env_ip:
-        ips += [parse_ip(part, "CNI_ARGS IP", INVALID_ENVIRONMENT, prefix_ok=True)
-                for part in env_ip.split(",") if part]
+        ips += [
+            parse_ip(part, "CNI_ARGS IP", INVALID_ENVIRONMENT, prefix_ok=True)
+            for part in env_ip.split(",")
+            if part
+        ]
     ips += _ip_list(req.args_cni.get("ips"), "args.cni.ips")
     ips += _ip_list(req.runtime_config.get("ips"), "runtimeConfig.ips")
     return ips
@@ -164,8 +174,10 @@ def load(req: Request) -> HostLocalConfig:
                 raise CniError(INVALID_CONFIG, f"range set {i} overlaps with {j}")
     families = [rs.version for rs in range_sets]
     if (families.count(4) > 1 or families.count(6) > 1) and not at_least(req.version, "0.3.0"):
-        raise CniError(INCOMPATIBLE_VERSION, f"CNI version {req.version} does not support "
-                       "more than 1 address per family")
+        raise CniError(
+            INCOMPATIBLE_VERSION,
+            f"CNI version {req.version} does not support more than 1 address per family",
+        )
     env_ip = req.cni_args(("IP",)).get("IP")
     return HostLocalConfig(
         network=req.network,
@@ -175,4 +187,3 @@ def load(req: Request) -> HostLocalConfig:
         resolv_conf=resolv_conf_path(ipam),
         requested=requested_ips(req, env_ip),
     )
-

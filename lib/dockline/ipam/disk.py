@@ -27,6 +27,7 @@ never lets a name lead it elsewhere:
 - the temporary file is created O_EXCL|O_NOFOLLOW under one fixed name
   (writers hold the lock), replacing what a killed writer left.
 """
+
 from __future__ import annotations
 
 import errno
@@ -40,7 +41,7 @@ from .store import Reservation, Store
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Iterator, Optional
+    from collections.abc import Iterator
 
 DEFAULT_DATA_DIR = "/var/lib/cni/networks"
 LAST_RESERVED_PREFIX = "last_reserved_ip."
@@ -56,8 +57,7 @@ _NOT_A_FILE = frozenset((errno.ENOENT, errno.ELOOP, errno.ENXIO, errno.ENOTDIR, 
 
 
 def is_reservation_name(name: str) -> bool:
-    return not (name == LOCK_NAME or name.startswith(LAST_RESERVED_PREFIX)
-                or name.startswith("."))
+    return not (name == LOCK_NAME or name.startswith(LAST_RESERVED_PREFIX) or name.startswith("."))
 
 
 class UnsafeStore(CniError):
@@ -72,11 +72,14 @@ def _trusted_link(st: os.stat_result, dir_fd: int) -> bool:
     a directory owned by root or us that nobody else may write."""
     owners = (0, os.geteuid())
     parent = os.fstat(dir_fd)
-    return (st.st_uid in owners and parent.st_uid in owners
-            and not parent.st_mode & (stat.S_IWGRP | stat.S_IWOTH))
+    return (
+        st.st_uid in owners
+        and parent.st_uid in owners
+        and not parent.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    )
 
 
-def open_dir(path: str, create: bool) -> Optional[int]:
+def open_dir(path: str, create: bool) -> int | None:
     """A descriptor of the absolute directory ``path``, walked from ``/``;
     missing components are created (0755) when ``create``, else None is
     returned.  Symlinks: see the module docstring."""
@@ -105,8 +108,10 @@ def open_dir(path: str, create: bool) -> Optional[int]:
                     raise UnsafeStore(f"{path}: {name!r} is not a directory") from None
                 links += 1
                 if not _trusted_link(st, fd) or links > _MAX_SYMLINKS:
-                    raise UnsafeStore(f"{path}: will not follow the symlink {name!r} "
-                                      "(not made by root, or in a directory others can write)") from None
+                    raise UnsafeStore(
+                        f"{path}: will not follow the symlink {name!r} "
+                        "(not made by root, or in a directory others can write)"
+                    ) from None
                 target = os.readlink(name, dir_fd=fd)
                 if target.startswith("/"):
                     os.close(fd)
@@ -125,29 +130,39 @@ class _Lock:
     """The store's flock, held on ``<network dir>/lock``; while held, the
     store works through the directory descriptor opened for it."""
 
-    def __init__(self, store: "DiskStore", create: bool) -> None:
+    def __init__(self, store: DiskStore, create: bool) -> None:
         self.store = store
         self.create = create
         self.lock_fd = -1
 
-    def __enter__(self) -> "_Lock":
+    def __enter__(self) -> _Lock:
         store = self.store
         dir_fd = store.open(self.create)
         if dir_fd is None:
             return self  # nothing stored: nothing to lock
         try:
             try:
-                fd = os.open(LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
-                             | os.O_CLOEXEC, 0o600, dir_fd=dir_fd)
+                fd = os.open(
+                    LOCK_NAME,
+                    os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                    0o600,
+                    dir_fd=dir_fd,
+                )
             except OSError as exc:
                 if exc.errno in _NOT_A_FILE:
-                    raise CniError(IO_FAILURE, "host-local: cannot take the store lock",
-                                   f"{store.dir}/{LOCK_NAME} is not a regular file") from None
+                    raise CniError(
+                        IO_FAILURE,
+                        "host-local: cannot take the store lock",
+                        f"{store.dir}/{LOCK_NAME} is not a regular file",
+                    ) from None
                 raise
             try:
                 if not stat.S_ISREG(os.fstat(fd).st_mode):
-                    raise CniError(IO_FAILURE, "host-local: cannot take the store lock",
-                                   f"{store.dir}/{LOCK_NAME} is not a regular file")
+                    raise CniError(
+                        IO_FAILURE,
+                        "host-local: cannot take the store lock",
+                        f"{store.dir}/{LOCK_NAME} is not a regular file",
+                    )
                 with interrupt.waiting():
                     fcntl.flock(fd, fcntl.LOCK_EX)
             except BaseException:
@@ -181,9 +196,9 @@ class DiskStore(Store):
         self.data_dir = data_dir or DEFAULT_DATA_DIR
         self.network = network
         self.dir = os.path.join(self.data_dir, network)
-        self.dir_fd: Optional[int] = None
+        self.dir_fd: int | None = None
 
-    def open(self, create: bool) -> Optional[int]:
+    def open(self, create: bool) -> int | None:
         """A descriptor of the network directory (None if it does not exist
         and ``create`` is false)."""
         parent = open_dir(self.data_dir, create)
@@ -218,7 +233,7 @@ class DiskStore(Store):
             raise RuntimeError("the store is used outside its lock")
         return self.dir_fd
 
-    def _read(self, name: str, limit: int, dir_fd: Optional[int] = None) -> Optional[bytes]:
+    def _read(self, name: str, limit: int, dir_fd: int | None = None) -> bytes | None:
         """Up to ``limit`` bytes of ``name`` if it is a regular file; None
         for anything else (missing, symlink, FIFO, socket, directory)."""
         dfd = self._fd() if dir_fd is None else dir_fd
@@ -256,7 +271,7 @@ class DiskStore(Store):
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
         except BaseException:
             os.close(fd)
             os.unlink(tmp, dir_fd=dfd)
@@ -313,13 +328,13 @@ class DiskStore(Store):
         except FileNotFoundError:
             return True
 
-    def last_reserved(self, range_id: str) -> Optional[str]:
+    def last_reserved(self, range_id: str) -> str | None:
         data = self._read(LAST_RESERVED_PREFIX + range_id, 256)
         if data is None:
             return None
         return data.decode(errors="replace").strip() or None
 
-    def set_last_reserved(self, range_id: str, ip: Optional[str]) -> None:
+    def set_last_reserved(self, range_id: str, ip: str | None) -> None:
         if ip is None:
             try:
                 os.unlink(LAST_RESERVED_PREFIX + range_id, dir_fd=self._fd())

@@ -4,12 +4,14 @@ A range is a subnet with an inclusive [start, end] window and a gateway
 that is never handed out; a range set is a list of ranges of one family
 from which one address is allocated per container.
 """
+
 from __future__ import annotations
 
 import ipaddress
+
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up; annotations only
 if TYPE_CHECKING:
-    from typing import Optional, Union
+    from typing import Union
 
     IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
     IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
@@ -23,17 +25,18 @@ RANGE_FIELDS = ("subnet", "rangeStart", "rangeEnd", "gateway")
 
 
 class Range:
-    __slots__ = ("subnet", "start", "end", "gateway")
+    __slots__ = ("end", "gateway", "start", "subnet")
 
-    def __init__(self, subnet: IPNetwork, start: IPAddress, end: IPAddress,
-                 gateway: IPAddress) -> None:
+    def __init__(
+        self, subnet: IPNetwork, start: IPAddress, end: IPAddress, gateway: IPAddress
+    ) -> None:
         self.subnet = subnet
         self.start = start
         self.end = end
         self.gateway = gateway
 
     @classmethod
-    def from_config(cls, obj) -> "Range":
+    def from_config(cls, obj) -> Range:
         if not isinstance(obj, dict):
             raise CniError(INVALID_CONFIG, "invalid range", f"{obj!r} is not an object")
         obj = fold_fields(obj, RANGE_FIELDS)
@@ -43,16 +46,18 @@ class Range:
         # Fewer than 4 addresses leaves nothing between network, gateway
         # and broadcast: the reference refuses /31, /32, /127 and /128.
         if subnet.prefixlen > subnet.max_prefixlen - 2:
-            raise CniError(INVALID_CONFIG, "invalid range",
-                           f"network {subnet} too small to allocate from")
+            raise CniError(
+                INVALID_CONFIG, "invalid range", f"network {subnet} too small to allocate from"
+            )
         first = subnet.network_address + 1
         last = subnet.broadcast_address - (1 if subnet.version == 4 else 0)
         gateway = _address_in(obj.get("gateway"), subnet, "gateway") or first
         start = _address_in(obj.get("rangeStart"), subnet, "rangeStart") or first
         end = _address_in(obj.get("rangeEnd"), subnet, "rangeEnd") or last
         if start > end:
-            raise CniError(INVALID_CONFIG, "invalid range",
-                           f"rangeStart {start} is after rangeEnd {end}")
+            raise CniError(
+                INVALID_CONFIG, "invalid range", f"rangeStart {start} is after rangeEnd {end}"
+            )
         return cls(subnet, start, end, gateway)
 
     @property
@@ -62,9 +67,8 @@ class Range:
     def contains(self, ip: IPAddress) -> bool:
         return ip.version == self.subnet.version and self.start <= ip <= self.end
 
-    def overlaps(self, other: "Range") -> bool:
-        return (self.version == other.version
-                and self.start <= other.end and other.start <= self.end)
+    def overlaps(self, other: Range) -> bool:
+        return self.version == other.version and self.start <= other.end and other.start <= self.end
 
     def has_free_address(self) -> bool:
         """Whether anything but the gateway lies in [start, end]."""
@@ -78,7 +82,7 @@ class Range:
         return f"{self.start}-{self.end}"
 
 
-def _address_in(text, subnet: IPNetwork, what: str) -> Optional[IPAddress]:
+def _address_in(text, subnet: IPNetwork, what: str) -> IPAddress | None:
     if text in (None, ""):
         return None
     ip = parse_ip(text, what)
@@ -96,27 +100,34 @@ class RangeSet:
         self.ranges = ranges
 
     @classmethod
-    def from_config(cls, obj, index: int) -> "RangeSet":
+    def from_config(cls, obj, index: int) -> RangeSet:
         if not isinstance(obj, list) or not obj:
-            raise CniError(INVALID_CONFIG, f"invalid range set {index}",
-                           "a range set is a non-empty list of ranges")
+            raise CniError(
+                INVALID_CONFIG,
+                f"invalid range set {index}",
+                "a range set is a non-empty list of ranges",
+            )
         ranges = [Range.from_config(r) for r in obj]
         for r in ranges[1:]:
             if r.version != ranges[0].version:
-                raise CniError(INVALID_CONFIG, f"invalid range set {index}",
-                               "all ranges in a set must be of one IP family")
+                raise CniError(
+                    INVALID_CONFIG,
+                    f"invalid range set {index}",
+                    "all ranges in a set must be of one IP family",
+                )
         for i, a in enumerate(ranges):
-            for b in ranges[i + 1:]:
+            for b in ranges[i + 1 :]:
                 if a.overlaps(b):
-                    raise CniError(INVALID_CONFIG, f"invalid range set {index}",
-                                   f"range {a} overlaps with {b}")
+                    raise CniError(
+                        INVALID_CONFIG, f"invalid range set {index}", f"range {a} overlaps with {b}"
+                    )
         return cls(ranges)
 
     @property
     def version(self) -> int:
         return self.ranges[0].version
 
-    def range_for(self, ip: IPAddress) -> Optional[Range]:
+    def range_for(self, ip: IPAddress) -> Range | None:
         for r in self.ranges:
             if r.contains(ip):
                 return r
@@ -125,7 +136,7 @@ class RangeSet:
     def has_free_address(self) -> bool:
         return any(r.has_free_address() for r in self.ranges)
 
-    def overlaps(self, other: "RangeSet") -> bool:
+    def overlaps(self, other: RangeSet) -> bool:
         return any(a.overlaps(b) for a in self.ranges for b in other.ranges)
 
     def __str__(self) -> str:

@@ -6,6 +6,7 @@ one).  Values are checked as the config's are: nameservers must be IP
 addresses (a scope id such as ``fe80::1%eth0`` is refused, as everywhere),
 the file must be UTF-8; a bad file is an invalid configuration (7).
 """
+
 from __future__ import annotations
 
 import os
@@ -21,12 +22,17 @@ def _read(path: str) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
-        raise CniError(INVALID_CONFIG, "cannot read resolvConf", f"{path!r}: {exc.strerror}") from None
+        raise CniError(
+            INVALID_CONFIG, "cannot read resolvConf", f"{path!r}: {exc.strerror}"
+        ) from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode) or st.st_size > _MAX_SIZE:
-            raise CniError(INVALID_CONFIG, "cannot read resolvConf",
-                           f"{path!r} is not a regular file of at most {_MAX_SIZE} bytes")
+            raise CniError(
+                INVALID_CONFIG,
+                "cannot read resolvConf",
+                f"{path!r} is not a regular file of at most {_MAX_SIZE} bytes",
+            )
         chunks = []
         while True:
             chunk = os.read(fd, _MAX_SIZE)
@@ -35,7 +41,9 @@ def _read(path: str) -> bytes:
             chunks.append(chunk)
         return b"".join(chunks)[:_MAX_SIZE]
     except OSError as exc:
-        raise CniError(INVALID_CONFIG, "cannot read resolvConf", f"{path!r}: {exc.strerror}") from None
+        raise CniError(
+            INVALID_CONFIG, "cannot read resolvConf", f"{path!r}: {exc.strerror}"
+        ) from None
     finally:
         os.close(fd)
 
@@ -44,8 +52,9 @@ def load(path: str) -> dict:
     try:
         text = _read(path).decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise CniError(INVALID_CONFIG, "invalid resolvConf",
-                       f"{path!r} is not UTF-8 (byte {exc.start})") from None
+        raise CniError(
+            INVALID_CONFIG, "invalid resolvConf", f"{path!r} is not UTF-8 (byte {exc.start})"
+        ) from None
     dns: dict = {}
     for line in text.splitlines():
         fields = line.split()

@@ -4,6 +4,7 @@ Precedence as the reference: ``CNI_ARGS IP=`` adds to the configured
 addresses (``GATEWAY=`` sets the gateway of those containing it);
 ``args.cni.ips`` replaces them; ``runtimeConfig.ips`` replaces everything.
 """
+
 from __future__ import annotations
 
 from ..cni.addr import parse_interface, parse_ip, render_interface
@@ -49,8 +50,10 @@ def load(req: Request) -> dict:
             addr["gateway"] = parse_ip(entry["gateway"], "gateway")
         addresses.append(addr)
     env = req.cni_args(("IP", "GATEWAY"))
-    from_env = [{"address": parse_interface(item, "CNI_ARGS IP", INVALID_ENVIRONMENT)}
-                for item in _env_list(env.get("IP", ""))]
+    from_env = [
+        {"address": parse_interface(item, "CNI_ARGS IP", INVALID_ENVIRONMENT)}
+        for item in _env_list(env.get("IP", ""))
+    ]
     for item in _env_list(env.get("GATEWAY", "")):
         gw = parse_ip(item, "CNI_ARGS GATEWAY", INVALID_ENVIRONMENT)
         for addr in from_env:  # GATEWAY= goes with IP=, as the reference has it
@@ -63,13 +66,18 @@ def load(req: Request) -> dict:
         addresses = _ips_override(req.runtime_config["ips"], "runtimeConfig.ips")
     versions = [a["address"].version for a in addresses]
     if (versions.count(4) > 1 or versions.count(6) > 1) and not at_least(req.version, "0.3.0"):
-        raise CniError(INCOMPATIBLE_VERSION, f"CNI version {req.version} does not support "
-                       "more than 1 address per family")
+        raise CniError(
+            INCOMPATIBLE_VERSION,
+            f"CNI version {req.version} does not support more than 1 address per family",
+        )
     ips = []
     for addr in addresses:
         ip = {"address": render_interface(addr["address"])}
         if addr.get("gateway") is not None:
             ip["gateway"] = str(addr["gateway"])
         ips.append(ip)
-    return {"ips": ips, "routes": parse_routes(ipam.get("routes")),
-            "dns": parse_dns(ipam.get("dns"), "dns")}
+    return {
+        "ips": ips,
+        "routes": parse_routes(ipam.get("routes")),
+        "dns": parse_dns(ipam.get("dns"), "dns"),
+    }

@@ -5,19 +5,21 @@ say) are interchangeable.  Addresses are passed as canonical strings
 (``str(ipaddress.ip_address(...))``), the form file names use.  (An ABC
 rather than a typing.Protocol: importing typing costs ~7 ms per call.)
 """
+
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import ContextManager, Iterable, Optional
+    from collections.abc import Iterable
+    from typing import ContextManager
 
 
 class Reservation:
-    __slots__ = ("ip", "container_id", "ifname")
+    __slots__ = ("container_id", "ifname", "ip")
 
-    def __init__(self, ip: str, container_id: str, ifname: Optional[str]) -> None:
+    def __init__(self, ip: str, container_id: str, ifname: str | None) -> None:
         self.ip = ip
         self.container_id = container_id
         self.ifname = ifname  # None for legacy records that hold only the ID
@@ -39,11 +41,11 @@ class Store(ABC):
         Also remembers ip as the last one reserved in range set range_id."""
 
     @abstractmethod
-    def last_reserved(self, range_id: str) -> Optional[str]:
+    def last_reserved(self, range_id: str) -> str | None:
         """The last address reserved in range set range_id, if any."""
 
     @abstractmethod
-    def set_last_reserved(self, range_id: str, ip: Optional[str]) -> None:
+    def set_last_reserved(self, range_id: str, ip: str | None) -> None:
         """Put back a previous value (None removes it), to undo an ADD."""
 
     @abstractmethod

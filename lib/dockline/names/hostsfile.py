@@ -31,6 +31,7 @@ serialised by a lock in a root-only directory instead; nobody else
 (runtimes, resolvers, editors) flocks hosts files, so a flock on the file
 never protected anything but dockline against itself.
 """
+
 from __future__ import annotations
 
 import os
@@ -39,23 +40,39 @@ from ..cni.errors import INVALID_CONFIG, IO_FAILURE, CniError
 from ..filelock import FileLock
 
 MARKER = "# dockline-link "
-DEFAULT_CONTENT = ("127.0.0.1\tlocalhost\n"
-                   "::1\tlocalhost ip6-localhost ip6-loopback\n"
-                   "fe00::0\tip6-localnet\n"
-                   "ff00::0\tip6-mcastprefix\n"
-                   "ff02::1\tip6-allnodes\n"
-                   "ff02::2\tip6-allrouters\n")
+DEFAULT_CONTENT = (
+    "127.0.0.1\tlocalhost\n"
+    "::1\tlocalhost ip6-localhost ip6-loopback\n"
+    "fe00::0\tip6-localnet\n"
+    "ff00::0\tip6-mcastprefix\n"
+    "ff02::1\tip6-allnodes\n"
+    "ff02::2\tip6-allrouters\n"
+)
 # Serialises dockline's edits of any hosts file (two networks may write
 # into one file).  Root-only, beside the portmap lock; a container cannot
 # reach it.  The wait is bounded all the same.
 EDIT_LOCK = "/var/lib/cni/dockline/hosts.lock"
 EDIT_LOCK_WAIT = 5.0
-MAX_SIZE = 1 << 20   # a hosts file larger than this is not one we edit
+MAX_SIZE = 1 << 20  # a hosts file larger than this is not one we edit
 PATH_MAX = 4095
 # Trees a hosts file may not be in: the host's configuration and system
 # files, kernel interfaces, and CNI's own state.
-FORBIDDEN_TREES = ("/etc", "/proc", "/sys", "/dev", "/boot", "/usr", "/bin", "/sbin", "/lib",
-                   "/lib32", "/lib64", "/libx32", "/root", "/var/lib/cni")
+FORBIDDEN_TREES = (
+    "/etc",
+    "/proc",
+    "/sys",
+    "/dev",
+    "/boot",
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/root",
+    "/var/lib/cni",
+)
 # What a resolver, an editor or a Unicode-aware tool could take as the end
 # of a line; nothing dockline writes may contain one.
 LINE_BREAKS = frozenset("\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029")
@@ -70,7 +87,7 @@ def netns_hosts_path(netns: str) -> str | None:
     shows the processes as /etc/hosts."""
     for base in ("/run/netns/", "/var/run/netns/"):
         if netns.startswith(base):
-            name = netns[len(base):]
+            name = netns[len(base) :]
             if name and "/" not in name and name not in (".", "..") and name.isprintable():
                 return f"/etc/netns/{name}/hosts"
     return None
@@ -168,7 +185,9 @@ def _open_dir(path: str, create: bool) -> int:
                 nfd = os.open(part, _DIR_FLAGS, dir_fd=fd)
             except OSError as exc:
                 if exc.errno in (ENOTDIR, ELOOP):
-                    raise _refuse(path, f"has a symlink or a non-directory in its path ({part})") from None
+                    raise _refuse(
+                        path, f"has a symlink or a non-directory in its path ({part})"
+                    ) from None
                 raise
             os.close(fd)
             fd = nfd
@@ -183,8 +202,13 @@ def _open(path: str, write: bool, create_default: bool = False) -> tuple[int, bo
     not to be created)."""
     dirfd = _open_dir(path, create_default)
     name = path.rsplit("/", 1)[1]
-    flags = ((os.O_RDWR if write else os.O_RDONLY) | os.O_NOFOLLOW | os.O_NONBLOCK
-             | os.O_NOCTTY | os.O_CLOEXEC)
+    flags = (
+        (os.O_RDWR if write else os.O_RDONLY)
+        | os.O_NOFOLLOW
+        | os.O_NONBLOCK
+        | os.O_NOCTTY
+        | os.O_CLOEXEC
+    )
     created = False
     try:
         try:
@@ -201,13 +225,21 @@ def _open(path: str, write: bool, create_default: bool = False) -> tuple[int, bo
                 raise _refuse(path, "is a symlink") from None
             if exc.errno == ENOENT:
                 raise
-            raise CniError(IO_FAILURE, "cannot open hosts file", f"{path}: {exc.strerror}") from None
+            raise CniError(
+                IO_FAILURE, "cannot open hosts file", f"{path}: {exc.strerror}"
+            ) from None
     finally:
         os.close(dirfd)
     st = os.fstat(fd)
-    problem = ("is not a regular file" if st.st_mode & _S_IFMT != _S_IFREG
-               else "has other hard links" if st.st_nlink != 1
-               else "is too large" if st.st_size > MAX_SIZE else None)
+    problem = (
+        "is not a regular file"
+        if st.st_mode & _S_IFMT != _S_IFREG
+        else "has other hard links"
+        if st.st_nlink != 1
+        else "is too large"
+        if st.st_size > MAX_SIZE
+        else None
+    )
     if problem:
         os.close(fd)
         raise _refuse(path, problem)
@@ -240,10 +272,12 @@ def link_line(ip: str, alias: str, name: str, tag: str) -> str:
     line = f"{ip}\t{names}\t{MARKER}{tag}"
     # Names are checked by name_problem and addresses by ipaddress; this is
     # the last word on what reaches the file.
-    if not line.isascii() or any(ch in LINE_BREAKS or not (ch == "\t" or ch.isprintable())
-                                 for ch in line):
-        raise CniError(INVALID_CONFIG, "refusing to write a hosts line with a control character",
-                       repr(line))
+    if not line.isascii() or any(
+        ch in LINE_BREAKS or not (ch == "\t" or ch.isprintable()) for ch in line
+    ):
+        raise CniError(
+            INVALID_CONFIG, "refusing to write a hosts line with a control character", repr(line)
+        )
     return line
 
 
@@ -272,15 +306,16 @@ def _common_prefix(a: bytes, b: bytes) -> int:
     """Length of the common start of ``a`` and ``b``: what need not be
     written again (user lines before ours are never rewritten)."""
     n, limit = 0, min(len(a), len(b))
-    while n + 4096 <= limit and a[n:n + 4096] == b[n:n + 4096]:
+    while n + 4096 <= limit and a[n : n + 4096] == b[n : n + 4096]:
         n += 4096
     while n < limit and a[n] == b[n]:
         n += 1
     return n
 
 
-def rewrite(path: str, tag: str, lines: list[str], create_default: bool = False,
-            data_dir: str = "") -> bool:
+def rewrite(
+    path: str, tag: str, lines: list[str], create_default: bool = False, data_dir: str = ""
+) -> bool:
     """Replace the lines marked with ``tag`` by ``lines`` (none: remove),
     in place.  A missing file is fine when there is nothing to write.
     With ``create_default`` a missing file (and its directories) is made
@@ -334,5 +369,6 @@ def marked_lines(path: str, tag: str) -> list[str]:
     finally:
         os.close(fd)
     marker = f"{MARKER}{tag}".encode()
-    return [line.decode("utf-8", "surrogateescape")
-            for line in data.split(b"\n") if _ours(line, marker)]
+    return [
+        line.decode("utf-8", "surrogateescape") for line in data.split(b"\n") if _ours(line, marker)
+    ]

@@ -25,6 +25,7 @@ netns is gone lost its DEL and gives the name up.
 path and what is on disk there) without changing anything, so bridge can
 refuse a request before it creates the first thing.
 """
+
 from __future__ import annotations
 
 import os
@@ -43,8 +44,14 @@ if TYPE_CHECKING:
 MAX_NAME = 253
 MAX_NAMESPACE = 63
 # The CNI_ARGS keys the bridge accepts (the same list BridgeConfig checks).
-CNI_ARGS_KEYS = ("MAC", "IP", "K8S_POD_NAME", "K8S_POD_NAMESPACE",
-                 "K8S_POD_INFRA_CONTAINER_ID", "K8S_POD_UID")
+CNI_ARGS_KEYS = (
+    "MAC",
+    "IP",
+    "K8S_POD_NAME",
+    "K8S_POD_NAMESPACE",
+    "K8S_POD_INFRA_CONTAINER_ID",
+    "K8S_POD_UID",
+)
 _LINK_FIELDS = ("name", "alias")
 
 
@@ -73,16 +80,22 @@ def _check_name(name, what: str) -> str:
 
 def _check_namespace(ns: str) -> str:
     """A Kubernetes namespace is an RFC 1123 label."""
-    if (not ns or len(ns) > MAX_NAMESPACE or not ns.isascii() or not ns[0].isalnum()
-            or not ns[-1].isalnum() or any(not (c.isalnum() or c == "-") for c in ns)):
-        raise CniError(INVALID_CONFIG, "invalid K8S_POD_NAMESPACE",
-                       f"{ns!r} is not a DNS label")
+    if (
+        not ns
+        or len(ns) > MAX_NAMESPACE
+        or not ns.isascii()
+        or not ns[0].isalnum()
+        or not ns[-1].isalnum()
+        or any(not (c.isalnum() or c == "-") for c in ns)
+    ):
+        raise CniError(INVALID_CONFIG, "invalid K8S_POD_NAMESPACE", f"{ns!r} is not a DNS label")
     return ns
 
 
 class LinkPlan:
     """What ADD will register and write, checked: built by ``prepare``."""
-    __slots__ = ("scope", "pod", "names", "links", "hosts_file", "hosts", "data_dir")
+
+    __slots__ = ("data_dir", "hosts", "hosts_file", "links", "names", "pod", "scope")
 
     def __init__(self, req: Request, data_dir: str = "") -> None:
         rc = req.runtime_config
@@ -134,8 +147,11 @@ class LinkPlan:
         self.hosts = hosts or hostsfile.netns_hosts_path(req.netns)
         if links:
             if not self.hosts:
-                raise CniError(INVALID_CONFIG, "links need a hosts file",
-                               "pass the hostsFile capability, or use a named netns under /run/netns")
+                raise CniError(
+                    INVALID_CONFIG,
+                    "links need a hosts file",
+                    "pass the hostsFile capability, or use a named netns under /run/netns",
+                )
             # A runtime's file must be there; the netns one is made if missing.
             hostsfile.check(self.hosts, data_dir, must_exist=bool(hosts))
 
@@ -172,18 +188,21 @@ def _lines_for(entry: dict, reg: Registry) -> list[str]:
 
 def _warn(msg: str) -> None:
     import sys
+
     sys.stderr.write(f"dockline links: {msg}\n")
 
 
-def _refresh_dependants(reg: Registry, scope: str, names: list[str], skip: str,
-                        data_dir: str) -> None:
+def _refresh_dependants(
+    reg: Registry, scope: str, names: list[str], skip: str, data_dir: str
+) -> None:
     for key, entry in reg.entries.items():
         if key == skip or not entry.get("hosts") or entry.get("scope", "") != scope:
             continue
         if any(name in names for name, _ in entry.get("links", [])):
             try:
-                hostsfile.rewrite(entry["hosts"], entry["tag"], _lines_for(entry, reg),
-                                  data_dir=data_dir)
+                hostsfile.rewrite(
+                    entry["hosts"], entry["tag"], _lines_for(entry, reg), data_dir=data_dir
+                )
             except (CniError, OSError) as exc:
                 # That container's hosts file is gone, unsafe now, or its
                 # edit lock is busy: its line stays as it was.
@@ -192,14 +211,18 @@ def _refresh_dependants(reg: Registry, scope: str, names: list[str], skip: str,
 
 def _addresses(ips: list[str]) -> list[str]:
     import ipaddress
+
     try:
         return [str(ipaddress.ip_address(ip)) for ip in ips]
     except ValueError as exc:
-        raise CniError(INVALID_CONFIG, "links: IPAM returned an invalid address", str(exc)) from None
+        raise CniError(
+            INVALID_CONFIG, "links: IPAM returned an invalid address", str(exc)
+        ) from None
 
 
-def on_add(req: Request, data_dir: str, ips: list[str], undo: UndoStack,
-           plan: LinkPlan | None = None) -> None:
+def on_add(
+    req: Request, data_dir: str, ips: list[str], undo: UndoStack, plan: LinkPlan | None = None
+) -> None:
     plan = plan or prepare(req, data_dir)
     if plan.empty:
         return
@@ -209,8 +232,15 @@ def on_add(req: Request, data_dir: str, ips: list[str], undo: UndoStack,
     hosts = plan.hosts
     with Registry(req.network, data_dir) as reg:
         _check_conflicts(reg, req, plan, key, data_dir, drop_stale=True)
-        entry = {"scope": plan.scope, "names": plan.names, "ips": ips, "hosts": hosts,
-                 "tag": tag, "links": [list(link) for link in plan.links], "netns": req.netns}
+        entry = {
+            "scope": plan.scope,
+            "names": plan.names,
+            "ips": ips,
+            "hosts": hosts,
+            "tag": tag,
+            "links": [list(link) for link in plan.links],
+            "netns": req.netns,
+        }
         if plan.pod:
             entry["pod"] = plan.pod
         reg.put(key, entry)
@@ -218,16 +248,23 @@ def on_add(req: Request, data_dir: str, ips: list[str], undo: UndoStack,
         # (and so does this undo: unregistering drops the entry's lines)
         undo.push("unregister names", lambda: on_del(req, data_dir))
         if plan.links:
-            created = hostsfile.rewrite(hosts, tag, _lines_for(entry, reg),
-                                        create_default=not plan.hosts_file, data_dir=data_dir)
+            created = hostsfile.rewrite(
+                hosts,
+                tag,
+                _lines_for(entry, reg),
+                create_default=not plan.hosts_file,
+                data_dir=data_dir,
+            )
             if created:
                 undo.push(f"remove {hosts}", lambda: hostsfile.remove(hosts))
-        _refresh_dependants(reg, plan.scope, plan.names + ([plan.pod] if plan.pod else []), key,
-                            data_dir)
+        _refresh_dependants(
+            reg, plan.scope, plan.names + ([plan.pod] if plan.pod else []), key, data_dir
+        )
 
 
-def _check_conflicts(reg: Registry, req: Request, plan: LinkPlan, key: str, data_dir: str,
-                     drop_stale: bool) -> None:
+def _check_conflicts(
+    reg: Registry, req: Request, plan: LinkPlan, key: str, data_dir: str, drop_stale: bool
+) -> None:
     """A name another container asked for (100), a link to a name nobody
     has (7).  ``drop_stale``: a stale holder's registration is removed
     (under the lock ADD writes in); otherwise it is only read as free."""
@@ -239,13 +276,19 @@ def _check_conflicts(reg: Registry, req: Request, plan: LinkPlan, key: str, data
             owner = None
         if owner is not None:
             where = f" in namespace {plan.scope!r}" if plan.scope else ""
-            raise CniError(ADDRESS_IN_USE, f"the name {name!r} is already taken on network "
-                           f"{req.network!r}{where}", f"by {owner}")
+            raise CniError(
+                ADDRESS_IN_USE,
+                f"the name {name!r} is already taken on network {req.network!r}{where}",
+                f"by {owner}",
+            )
     for name, _ in plan.links:
         if reg.owner_of(name, plan.scope) is None:
-            raise CniError(INVALID_CONFIG, f"cannot link to {name!r}",
-                           f"no container named {name!r} on network {req.network!r}"
-                           + (f" in namespace {plan.scope!r}" if plan.scope else ""))
+            raise CniError(
+                INVALID_CONFIG,
+                f"cannot link to {name!r}",
+                f"no container named {name!r} on network {req.network!r}"
+                + (f" in namespace {plan.scope!r}" if plan.scope else ""),
+            )
 
 
 def check_registry(req: Request, plan: LinkPlan) -> None:
@@ -258,12 +301,21 @@ def check_registry(req: Request, plan: LinkPlan) -> None:
     if not registry.exists():
         if plan.links:
             name = plan.links[0][0]
-            raise CniError(INVALID_CONFIG, f"cannot link to {name!r}",
-                           f"no container named {name!r} on network {req.network!r}")
+            raise CniError(
+                INVALID_CONFIG,
+                f"cannot link to {name!r}",
+                f"no container named {name!r} on network {req.network!r}",
+            )
         return
     with registry as reg:
-        _check_conflicts(reg, req, plan, attachment_key(req.container_id, req.ifname),
-                         plan.data_dir, drop_stale=False)
+        _check_conflicts(
+            reg,
+            req,
+            plan,
+            attachment_key(req.container_id, req.ifname),
+            plan.data_dir,
+            drop_stale=False,
+        )
 
 
 def _stale(entry: dict) -> bool:
@@ -329,5 +381,8 @@ def on_check(req: Request, data_dir: str) -> None:
     have = hostsfile.marked_lines(entry["hosts"], entry["tag"])
     missing = [line for line in expected if line not in have]
     if missing:
-        raise CniError(STATE_MISSING, "links: hosts file lines missing or stale",
-                       "; ".join(line.split("\t# ")[0].replace("\t", " ") for line in missing))
+        raise CniError(
+            STATE_MISSING,
+            "links: hosts file lines missing or stale",
+            "; ".join(line.split("\t# ")[0].replace("\t", " ") for line in missing),
+        )

@@ -17,6 +17,7 @@ scope ``""`` with every name explicit, which is what it meant.
 The directory is root-only; files in it are still opened without
 following symlinks and without blocking, and only regular files are read.
 """
+
 from __future__ import annotations
 
 import os
@@ -72,7 +73,7 @@ class Registry:
                 continue
         return False
 
-    def __enter__(self) -> "Registry":
+    def __enter__(self) -> Registry:
         self._lock.__enter__()
         try:
             try:  # what a writer killed under this lock left
@@ -122,8 +123,9 @@ class Registry:
         # One fixed name: writers hold the lock, and what a killed writer
         # left is replaced by the next one instead of piling up.
         tmp = os.path.join(self.dir, TMP)
-        data = jsonio.dumps({"version": VERSION, "seq": self.seq,
-                             "attachments": self.entries}).encode()
+        data = jsonio.dumps(
+            {"version": VERSION, "seq": self.seq, "attachments": self.entries}
+        ).encode()
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
             fd = os.open(tmp, flags, 0o600)
@@ -133,7 +135,7 @@ class Registry:
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
         os.rename(tmp, path)

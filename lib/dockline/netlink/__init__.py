@@ -20,16 +20,26 @@ Names are imported on first use, so importing this package is free; the
 first use of a netlink name loads pyroute2's message classes (~20 ms, see
 bench/netlink_startup.md), while NetlinkError and the sysctl helpers do not.
 """
+
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~2 ms
 _EXPORTS = {
-    "NetlinkError": "errors", "NetnsError": "errors",
-    "sysctl_get": "sysctl", "sysctl_set": "sysctl", "sysctl_path": "sysctl",
-    "Link": "base", "LinkRef": "base",
-    "Address": "addrs", "parse_cidr": "addrs",
+    "NetlinkError": "errors",
+    "NetnsError": "errors",
+    "sysctl_get": "sysctl",
+    "sysctl_set": "sysctl",
+    "sysctl_path": "sysctl",
+    "Link": "base",
+    "LinkRef": "base",
+    "Address": "addrs",
+    "parse_cidr": "addrs",
     "Route": "routes",
-    "Netns": "netns", "Batch": "netns",
-    "open_netns": "netns", "current_netns": "netns", "check_netns": "netns",
-    "RtnlSocket": "rtnl", "Request": "rtnl",
+    "Netns": "netns",
+    "Batch": "netns",
+    "open_netns": "netns",
+    "current_netns": "netns",
+    "check_netns": "netns",
+    "RtnlSocket": "rtnl",
+    "Request": "rtnl",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -17,14 +17,17 @@ already imported for real, we
 If any step fails we fall back to the plain (slow) import.  Measurements:
 bench/netlink_startup.md.
 """
+
 from __future__ import annotations
 
 import sys
+
 
 def _import_messages():
     from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
     from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
     return ifinfmsg, ifaddrmsg, rtmsg
 
 

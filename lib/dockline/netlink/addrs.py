@@ -9,7 +9,7 @@ from .base import LinkRef, OpsBase, describe
 from .errors import NetlinkError
 from .rtnl import NLM_F_CREATE, NLM_F_EXCL, RTM_DELADDR, RTM_GETADDR, RTM_NEWADDR, Request
 
-__all__ = ["Address", "AddressWriteOps", "AddressOps", "parse_cidr"]
+__all__ = ["Address", "AddressOps", "AddressWriteOps", "parse_cidr"]
 
 AF_INET, AF_INET6 = socket.AF_INET, socket.AF_INET6
 IFA_F_NODAD = 0x02
@@ -22,7 +22,7 @@ class Address(NamedTuple):
     address: str
     prefixlen: int
     scope: int
-    flags: int              # IFA_F_* bits
+    flags: int  # IFA_F_* bits
     broadcast: str | None
     label: str | None
 
@@ -66,10 +66,16 @@ def _addr_msg(index: int, family: int, addr: str, prefixlen: int) -> Any:
 
 
 class AddressWriteOps(OpsBase):
-
-    def add_address(self, link: LinkRef, address: Any, *, nodad: bool = False,
-                    noprefixroute: bool = False, broadcast: bool = True,
-                    exist_ok: bool = False) -> None:
+    def add_address(
+        self,
+        link: LinkRef,
+        address: Any,
+        *,
+        nodad: bool = False,
+        noprefixroute: bool = False,
+        broadcast: bool = True,
+        exist_ok: bool = False,
+    ) -> None:
         """Add ``address`` ('10.0.0.2/24', 'fd00::2/64') to ``link``.  IPv4
         gets the broadcast address of its prefix (unless /31, /32 or
         ``broadcast=False``); ``nodad`` skips IPv6 duplicate address
@@ -84,20 +90,31 @@ class AddressWriteOps(OpsBase):
             brd = _broadcast(addr, prefixlen)
             if brd:
                 msg["attrs"].append(("IFA_BROADCAST", brd))
-        self._submit(Request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, msg,
-                             f"add address {addr}/{prefixlen} to {describe(link)}",
-                             frozenset({EEXIST}) if exist_ok else frozenset()))
+        self._submit(
+            Request(
+                RTM_NEWADDR,
+                NLM_F_CREATE | NLM_F_EXCL,
+                msg,
+                f"add address {addr}/{prefixlen} to {describe(link)}",
+                frozenset({EEXIST}) if exist_ok else frozenset(),
+            )
+        )
 
     def del_address(self, link: LinkRef, address: Any, *, missing_ok: bool = False) -> None:
         family, addr, prefixlen = parse_cidr(address)
         msg = _addr_msg(self._ifindex(link), family, addr, prefixlen)
-        self._submit(Request(RTM_DELADDR, 0, msg,
-                             f"delete address {addr}/{prefixlen} from {describe(link)}",
-                             frozenset({EADDRNOTAVAIL}) if missing_ok else frozenset()))
+        self._submit(
+            Request(
+                RTM_DELADDR,
+                0,
+                msg,
+                f"delete address {addr}/{prefixlen} from {describe(link)}",
+                frozenset({EADDRNOTAVAIL}) if missing_ok else frozenset(),
+            )
+        )
 
 
 class AddressOps(AddressWriteOps):
-
     def list_addresses(self, link: LinkRef | None = None, family: int = 0) -> list[Address]:
         """Addresses (of ``link`` if given; of ``family`` AF_INET/AF_INET6 if given)."""
         index = self._ifindex(link) if link is not None else None
@@ -108,9 +125,16 @@ class AddressOps(AddressWriteOps):
             if index is not None and reply["index"] != index:
                 continue
             get = reply.get_attr
-            found.append(Address(
-                index=reply["index"], family=reply["family"],
-                address=get("IFA_LOCAL") or get("IFA_ADDRESS"), prefixlen=reply["prefixlen"],
-                scope=reply["scope"], flags=get("IFA_FLAGS") or reply["flags"],
-                broadcast=get("IFA_BROADCAST"), label=get("IFA_LABEL")))
+            found.append(
+                Address(
+                    index=reply["index"],
+                    family=reply["family"],
+                    address=get("IFA_LOCAL") or get("IFA_ADDRESS"),
+                    prefixlen=reply["prefixlen"],
+                    scope=reply["scope"],
+                    flags=get("IFA_FLAGS") or reply["flags"],
+                    broadcast=get("IFA_BROADCAST"),
+                    label=get("IFA_LABEL"),
+                )
+            )
         return found

@@ -10,20 +10,21 @@ from .rtnl import RTM_GETLINK, Request, Result, RtnlSocket
 
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
-IFLA_EXT_MASK_SKIP_STATS = 1 << 3   # RTEXT_FILTER_SKIP_STATS
+IFLA_EXT_MASK_SKIP_STATS = 1 << 3  # RTEXT_FILTER_SKIP_STATS
 
 
 class Link(NamedTuple):
     """A network interface as the kernel reports it."""
+
     index: int
     name: str
-    kind: str | None        # 'bridge', 'veth', ... (None: no rtnl_link_ops, e.g. lo)
-    mac: str | None         # 'aa:bb:cc:dd:ee:ff'
+    kind: str | None  # 'bridge', 'veth', ... (None: no rtnl_link_ops, e.g. lo)
+    mac: str | None  # 'aa:bb:cc:dd:ee:ff'
     mtu: int
-    flags: int              # IFF_* bits
-    operstate: str          # as ip(8) shows it: 'UP', 'DOWN', 'UNKNOWN', 'LOWERLAYERDOWN', ...
-    master: int | None      # ifindex of the master (bridge), if enslaved
-    link: int | None        # IFLA_LINK: for a veth, the peer's ifindex (in the peer's netns)
+    flags: int  # IFF_* bits
+    operstate: str  # as ip(8) shows it: 'UP', 'DOWN', 'UNKNOWN', 'LOWERLAYERDOWN', ...
+    master: int | None  # ifindex of the master (bridge), if enslaved
+    link: int | None  # IFLA_LINK: for a veth, the peer's ifindex (in the peer's netns)
     link_netnsid: int | None  # set when IFLA_LINK refers to another netns
 
     @property

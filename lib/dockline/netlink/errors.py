@@ -1,4 +1,5 @@
 """The one exception type of dockline.netlink (cheap to import: no pyroute2)."""
+
 from __future__ import annotations
 
 import os
@@ -23,7 +24,7 @@ class NetlinkError(OSError):
         return self.strerror
 
     @classmethod
-    def from_errno(cls, errno: int, what: str, detail: str | None = None) -> "NetlinkError":
+    def from_errno(cls, errno: int, what: str, detail: str | None = None) -> NetlinkError:
         text = f"{what}: {os.strerror(errno)}"
         if detail:
             text += f" ({detail})"

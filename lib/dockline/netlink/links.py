@@ -1,22 +1,42 @@
 """Links: lookup, bridges, veth pairs, up/down/master, bridge port flags and
 bridge VLAN entries."""
+
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from errno import EEXIST, EINVAL, ENODEV, ENOENT
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING
 
 from ._pyroute2 import ifinfmsg
-from .base import (IFF_PROMISC, IFF_UP, IFLA_EXT_MASK_SKIP_STATS, Link, LinkRef, OpsBase,
-                   describe, get_link_request, link_from_msg, link_from_result, link_msg)
+from .base import (
+    IFF_PROMISC,
+    IFF_UP,
+    IFLA_EXT_MASK_SKIP_STATS,
+    Link,
+    LinkRef,
+    OpsBase,
+    describe,
+    get_link_request,
+    link_from_msg,
+    link_from_result,
+    link_msg,
+)
 from .errors import NetlinkError
-from .rtnl import (NLM_F_CREATE, NLM_F_EXCL, RTM_DELLINK, RTM_GETLINK, RTM_NEWLINK,
-                   RTM_SETLINK, Request)
+from .rtnl import (
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    RTM_DELLINK,
+    RTM_GETLINK,
+    RTM_NEWLINK,
+    RTM_SETLINK,
+    Request,
+)
 
 if TYPE_CHECKING:
     from .netns import Netns
 
-__all__ = ["Link", "LinkRef", "LinkWriteOps", "LinkOps"]
+__all__ = ["Link", "LinkOps", "LinkRef", "LinkWriteOps"]
 
 AF_BRIDGE = 7
 NLA_F_NESTED = 0x8000
@@ -46,9 +66,17 @@ def _set_flags(msg, flags: int, change: int) -> None:
 class LinkWriteOps(OpsBase):
     """Link changes that can also be queued in a Batch."""
 
-    def set_link(self, link: LinkRef, *, up: bool | None = None, mtu: int | None = None,
-                 mac: str | None = None, master: LinkRef | None = None,
-                 promisc: bool | None = None, name: str | None = None) -> None:
+    def set_link(
+        self,
+        link: LinkRef,
+        *,
+        up: bool | None = None,
+        mtu: int | None = None,
+        mac: str | None = None,
+        master: LinkRef | None = None,
+        promisc: bool | None = None,
+        name: str | None = None,
+    ) -> None:
         """Change several properties of ``link`` in one request.
         ``master=0`` releases the link from its master; ``name`` renames."""
         if name is not None and isinstance(link, str):
@@ -64,8 +92,9 @@ class LinkWriteOps(OpsBase):
         _set_flags(msg, flags, change)
         if master is not None and master != 0:
             master = self._ifindex(master)
-        msg["attrs"] += _optional(IFLA_IFNAME=name, IFLA_MTU=mtu, IFLA_ADDRESS=mac,
-                                  IFLA_MASTER=master)
+        msg["attrs"] += _optional(
+            IFLA_IFNAME=name, IFLA_MTU=mtu, IFLA_ADDRESS=mac, IFLA_MASTER=master
+        )
         self._submit(Request(RTM_SETLINK, 0, msg, f"set link {describe(link)}"))
 
     def link_up(self, link: LinkRef) -> None:
@@ -85,40 +114,77 @@ class LinkWriteOps(OpsBase):
         """Delete ``link`` (for a veth: the pair).  A missing link is fine
         unless ``missing_ok`` is false."""
         tolerate = frozenset({ENODEV}) if missing_ok else frozenset()
-        self._submit(Request(RTM_DELLINK, 0, link_msg(link), f"delete link {describe(link)}",
-                             tolerate))
+        self._submit(
+            Request(RTM_DELLINK, 0, link_msg(link), f"delete link {describe(link)}", tolerate)
+        )
 
-    def set_bridge_port(self, link: LinkRef, *, hairpin: bool | None = None,
-                        isolated: bool | None = None, learning: bool | None = None) -> None:
+    def set_bridge_port(
+        self,
+        link: LinkRef,
+        *,
+        hairpin: bool | None = None,
+        isolated: bool | None = None,
+        learning: bool | None = None,
+    ) -> None:
         """Bridge port flags of ``link`` (enslaved to a bridge), as
         ``bridge link set dev X hairpin on isolated on learning off``."""
-        attrs = [(name, int(value)) for name, value in _optional(
-            IFLA_BRPORT_MODE=hairpin, IFLA_BRPORT_ISOLATED=isolated,
-            IFLA_BRPORT_LEARNING=learning)]
+        attrs = [
+            (name, int(value))
+            for name, value in _optional(
+                IFLA_BRPORT_MODE=hairpin,
+                IFLA_BRPORT_ISOLATED=isolated,
+                IFLA_BRPORT_LEARNING=learning,
+            )
+        ]
         if not attrs:
             return
         msg = link_msg(self._ifindex(link), family=AF_BRIDGE)
         msg["attrs"].append(("IFLA_PROTINFO", {"attrs": attrs}, NLA_F_NESTED))
         self._submit(Request(RTM_SETLINK, 0, msg, f"set bridge port flags of {describe(link)}"))
 
-    def bridge_vlan_add(self, link: LinkRef, vids: int | Iterable[int], *, pvid: bool = False,
-                        untagged: bool = False, bridge_self: bool = False) -> None:
+    def bridge_vlan_add(
+        self,
+        link: LinkRef,
+        vids: int | Iterable[int],
+        *,
+        pvid: bool = False,
+        untagged: bool = False,
+        bridge_self: bool = False,
+    ) -> None:
         """``bridge vlan add dev LINK vid V [pvid] [untagged] [self]``; several
         vids go in one request.  ``bridge_self`` targets the bridge device's
         own entry (``link`` is then the bridge)."""
-        flags = (BRIDGE_VLAN_INFO_PVID if pvid else 0) | (BRIDGE_VLAN_INFO_UNTAGGED if untagged else 0)
-        self._submit(self._vlan_request(RTM_SETLINK, link, vids, flags, bridge_self,
-                                        "add vlan", frozenset()))
+        flags = (BRIDGE_VLAN_INFO_PVID if pvid else 0) | (
+            BRIDGE_VLAN_INFO_UNTAGGED if untagged else 0
+        )
+        self._submit(
+            self._vlan_request(RTM_SETLINK, link, vids, flags, bridge_self, "add vlan", frozenset())
+        )
 
-    def bridge_vlan_del(self, link: LinkRef, vids: int | Iterable[int], *,
-                        bridge_self: bool = False, missing_ok: bool = True) -> None:
+    def bridge_vlan_del(
+        self,
+        link: LinkRef,
+        vids: int | Iterable[int],
+        *,
+        bridge_self: bool = False,
+        missing_ok: bool = True,
+    ) -> None:
         """``bridge vlan del dev LINK vid V [self]`` (e.g. vid 1, the default)."""
         tolerate = frozenset({ENOENT}) if missing_ok else frozenset()
-        self._submit(self._vlan_request(RTM_DELLINK, link, vids, 0, bridge_self,
-                                        "delete vlan", tolerate))
+        self._submit(
+            self._vlan_request(RTM_DELLINK, link, vids, 0, bridge_self, "delete vlan", tolerate)
+        )
 
-    def _vlan_request(self, msg_type: int, link: LinkRef, vids: int | Iterable[int], flags: int,
-                      bridge_self: bool, verb: str, tolerate: frozenset[int]) -> Request:
+    def _vlan_request(
+        self,
+        msg_type: int,
+        link: LinkRef,
+        vids: int | Iterable[int],
+        flags: int,
+        bridge_self: bool,
+        verb: str,
+        tolerate: frozenset[int],
+    ) -> Request:
         vids = [vids] if isinstance(vids, int) else list(vids)
         spec: list = [("IFLA_BRIDGE_FLAGS", BRIDGE_FLAGS_SELF)] if bridge_self else []
         spec += [("IFLA_BRIDGE_VLAN_INFO", {"flags": flags, "vid": vid}) for vid in vids]
@@ -139,7 +205,9 @@ class LinkOps(LinkWriteOps):
     def list_links(self) -> list[Link]:
         msg = ifinfmsg()
         msg["attrs"] = [("IFLA_EXT_MASK", IFLA_EXT_MASK_SKIP_STATS)]
-        return [link_from_msg(m) for m in self._rtnl.dump(Request(RTM_GETLINK, 0, msg, "list links"))]
+        return [
+            link_from_msg(m) for m in self._rtnl.dump(Request(RTM_GETLINK, 0, msg, "list links"))
+        ]
 
     def veth_peer_index(self, link: LinkRef) -> int:
         """ifindex of the other end of veth ``link`` (in the peer's netns)."""
@@ -150,8 +218,9 @@ class LinkOps(LinkWriteOps):
             raise NetlinkError(EINVAL, f"link {found.name} is not a veth (kind {found.kind})")
         return found.link
 
-    def ensure_bridge(self, name: str, *, mtu: int | None = None,
-                      vlan_filtering: bool | None = None) -> Link:
+    def ensure_bridge(
+        self, name: str, *, mtu: int | None = None, vlan_filtering: bool | None = None
+    ) -> Link:
         """The bridge ``name``, up, with a pinned MAC; created if missing.
 
         Safe against concurrent creators: the bridge is created up, with
@@ -167,30 +236,48 @@ class LinkOps(LinkWriteOps):
             # discovery towards the first containers waits for it.
             create = link_msg(name)
             create["attrs"] += _optional(IFLA_MTU=mtu) + [
-                ("IFLA_ADDRESS", random_mac()), _bridge_linkinfo(vlan_filtering)]
-            created, got = self._rtnl.execute([
-                Request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, create, f"create bridge {name}",
-                        frozenset({EEXIST})),
-                get_link_request(name)])
+                ("IFLA_ADDRESS", random_mac()),
+                _bridge_linkinfo(vlan_filtering),
+            ]
+            created, got = self._rtnl.execute(
+                [
+                    Request(
+                        RTM_NEWLINK,
+                        NLM_F_CREATE | NLM_F_EXCL,
+                        create,
+                        f"create bridge {name}",
+                        frozenset({EEXIST}),
+                    ),
+                    get_link_request(name),
+                ]
+            )
             if not got.replies:
                 continue  # deleted again by someone else in between: retry
             msg = got.replies[0]
             link = link_from_msg(msg)
             if link.kind != "bridge":
-                raise NetlinkError(EEXIST, f"link {name!r} already exists and is not a bridge "
-                                           f"(kind {link.kind or 'device'})")
+                raise NetlinkError(
+                    EEXIST,
+                    f"link {name!r} already exists and is not a bridge "
+                    f"(kind {link.kind or 'device'})",
+                )
             if not created.error:
                 self._no_dad_then_up(link)
-                return link_from_result(self._rtnl.execute([get_link_request(link.index)])[0]) or link
+                return (
+                    link_from_result(self._rtnl.execute([get_link_request(link.index)])[0]) or link
+                )
             # It existed (or a concurrent creator won): set it up, pin its MAC.
             update = link_msg(link.index)
             _set_flags(update, IFF_UP, IFF_UP)
             update["attrs"].append(("IFLA_ADDRESS", link.mac))
             if vlan_filtering is not None and _bridge_vlan_filtering(msg) != bool(vlan_filtering):
                 update["attrs"].append(_bridge_linkinfo(vlan_filtering))
-            _, got = self._rtnl.execute([
-                Request(RTM_NEWLINK, 0, update, f"set up bridge {name}"),
-                get_link_request(link.index)])
+            _, got = self._rtnl.execute(
+                [
+                    Request(RTM_NEWLINK, 0, update, f"set up bridge {name}"),
+                    get_link_request(link.index),
+                ]
+            )
             return link_from_result(got) or link
         raise NetlinkError(EEXIST, f"bridge {name!r} keeps disappearing while being created")
 
@@ -205,10 +292,19 @@ class LinkOps(LinkWriteOps):
         _set_flags(up, IFF_UP, IFF_UP)
         self._rtnl.execute([Request(RTM_NEWLINK, 0, up, f"set up bridge {link.name}")])
 
-    def add_veth(self, name: str, *, peer_ns: "Netns | None" = None, peer_name: str | None = None,
-                 mtu: int | None = None, mac: str | None = None, peer_mac: str | None = None,
-                 up: bool = False, peer_up: bool = False,
-                 master: int | None = None) -> tuple[Link, Link]:
+    def add_veth(
+        self,
+        name: str,
+        *,
+        peer_ns: Netns | None = None,
+        peer_name: str | None = None,
+        mtu: int | None = None,
+        mac: str | None = None,
+        peer_mac: str | None = None,
+        up: bool = False,
+        peer_up: bool = False,
+        master: int | None = None,
+    ) -> tuple[Link, Link]:
         """Create veth ``name`` here and its peer in ``peer_ns`` (default:
         here) with one request; returns (this end, peer end).
 
@@ -223,19 +319,42 @@ class LinkOps(LinkWriteOps):
         foreign = peer_ns is not self
         for _ in range(VETH_NAME_TRIES):
             pname = peer_name or "veth" + os.urandom(4).hex()
-            peer = {"index": 0, "flags": 0, "change": 0,
-                    "attrs": _optional(IFLA_IFNAME=pname, IFLA_MTU=mtu, IFLA_ADDRESS=peer_mac,
-                                       IFLA_NET_NS_FD=peer_ns.fd if foreign else None)}
+            peer = {
+                "index": 0,
+                "flags": 0,
+                "change": 0,
+                "attrs": _optional(
+                    IFLA_IFNAME=pname,
+                    IFLA_MTU=mtu,
+                    IFLA_ADDRESS=peer_mac,
+                    IFLA_NET_NS_FD=peer_ns.fd if foreign else None,
+                ),
+            }
             msg = link_msg(name)
             _set_flags(msg, IFF_UP if up else 0, IFF_UP if up else 0)
             msg["attrs"] += _optional(IFLA_MTU=mtu, IFLA_ADDRESS=mac, IFLA_MASTER=master) + [
-                ("IFLA_LINKINFO", {"attrs": [
-                    ("IFLA_INFO_KIND", "veth"),
-                    ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]})]})]
-            created, got = self._rtnl.execute([
-                Request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, msg,
-                        f"create veth {name} (peer {pname})", frozenset({EEXIST})),
-                get_link_request(name)])
+                (
+                    "IFLA_LINKINFO",
+                    {
+                        "attrs": [
+                            ("IFLA_INFO_KIND", "veth"),
+                            ("IFLA_INFO_DATA", {"attrs": [("VETH_INFO_PEER", peer)]}),
+                        ]
+                    },
+                )
+            ]
+            created, got = self._rtnl.execute(
+                [
+                    Request(
+                        RTM_NEWLINK,
+                        NLM_F_CREATE | NLM_F_EXCL,
+                        msg,
+                        f"create veth {name} (peer {pname})",
+                        frozenset({EEXIST}),
+                    ),
+                    get_link_request(name),
+                ]
+            )
             if created.error == EEXIST:
                 if got.replies:
                     raise NetlinkError(EEXIST, f"interface {name!r} already exists")
@@ -275,7 +394,9 @@ def _bridge_linkinfo(vlan_filtering: bool | None) -> tuple[str, dict]:
     # A new list every time: pyroute2 rewrites attribute lists while encoding.
     info: list = [("IFLA_INFO_KIND", "bridge")]
     if vlan_filtering is not None:
-        info.append(("IFLA_INFO_DATA", {"attrs": [("IFLA_BR_VLAN_FILTERING", int(vlan_filtering))]}))
+        info.append(
+            ("IFLA_INFO_DATA", {"attrs": [("IFLA_BR_VLAN_FILTERING", int(vlan_filtering))]})
+        )
     return ("IFLA_LINKINFO", {"attrs": info})
 
 

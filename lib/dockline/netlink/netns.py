@@ -16,12 +16,13 @@ under ``Netns.entered()`` really execute inside the target.
             b.link_up(eth0)
             b.add_route("default", gateway="10.22.0.1", link=eth0)
 """
+
 from __future__ import annotations
 
 import contextlib
-from errno import EINVAL, ENOENT
 import os
-from typing import Iterator
+from collections.abc import Iterator
+from errno import EINVAL, ENOENT
 
 from .addrs import AddressOps, AddressWriteOps
 from .errors import NetlinkError, NetnsError
@@ -30,7 +31,7 @@ from .routes import RouteOps, RouteWriteOps
 from .rtnl import Request, RtnlSocket
 from .sysctl import sysctl_get, sysctl_set
 
-__all__ = ["Netns", "Batch", "open_netns", "current_netns", "check_netns"]
+__all__ = ["Batch", "Netns", "check_netns", "current_netns", "open_netns"]
 
 CLONE_NEWNET = 0x40000000
 NS_GET_NSTYPE = 0xB703  # _IO(0xb7, 0x3)
@@ -56,7 +57,7 @@ class Batch(LinkWriteOps, AddressWriteOps, RouteWriteOps):
         if requests:
             self._rtnl.execute(requests)
 
-    def __enter__(self) -> "Batch":
+    def __enter__(self) -> Batch:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -85,7 +86,7 @@ class Netns(LinkOps, AddressOps, RouteOps):
             os.close(self.fd)
             self.fd = -1
 
-    def __enter__(self) -> "Netns":
+    def __enter__(self) -> Netns:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -99,7 +100,7 @@ class Netns(LinkOps, AddressOps, RouteOps):
         return Batch(self._rtnl)
 
     @contextlib.contextmanager
-    def entered(self) -> Iterator["Netns"]:
+    def entered(self) -> Iterator[Netns]:
         """Run the block with the calling thread inside this netns (no-op if
         it already is), switching back afterwards."""
         with _entered(self.fd, self.path):
@@ -156,6 +157,7 @@ def _open_checked(path: str, allow_current: bool) -> int:
         raise NetnsError(e.errno, f"cannot open netns {path!r}: {e.strerror}") from None
     try:
         import fcntl
+
         try:
             nstype = fcntl.ioctl(fd, NS_GET_NSTYPE)
         except OSError:
@@ -205,6 +207,7 @@ def libc_setns():
     ctypes costs ~2 ms, so a warm zygote does it once for all its children."""
     if not _libc_setns:
         import ctypes
+
         _libc_setns.append((ctypes.CDLL(None, use_errno=True).setns, ctypes.get_errno))
     return _libc_setns[0]
 

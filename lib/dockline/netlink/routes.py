@@ -7,10 +7,17 @@ from ._pyroute2 import rtmsg
 from .addrs import AF_INET, AF_INET6, parse_cidr
 from .base import LinkRef, OpsBase, describe
 from .errors import NetlinkError
-from .rtnl import (NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, RTM_DELROUTE, RTM_GETROUTE,
-                   RTM_NEWROUTE, Request)
+from .rtnl import (
+    NLM_F_CREATE,
+    NLM_F_EXCL,
+    NLM_F_REPLACE,
+    RTM_DELROUTE,
+    RTM_GETROUTE,
+    RTM_NEWROUTE,
+    Request,
+)
 
-__all__ = ["Route", "RouteWriteOps", "RouteOps"]
+__all__ = ["Route", "RouteOps", "RouteWriteOps"]
 
 RT_TABLE_UNSPEC, RT_TABLE_MAIN = 0, 254
 RTPROT_BOOT = 3
@@ -21,11 +28,11 @@ RTNH_F_ONLINK = 4
 
 class Route(NamedTuple):
     family: int
-    dst: str                # always a CIDR: '0.0.0.0/0' for the default route
+    dst: str  # always a CIDR: '0.0.0.0/0' for the default route
     gateway: str | None
-    oif: int | None         # output ifindex
+    oif: int | None  # output ifindex
     table: int
-    metric: int | None      # RTA_PRIORITY
+    metric: int | None  # RTA_PRIORITY
     scope: int
     proto: int
     type: int
@@ -67,12 +74,23 @@ def _describe(dst: str, gateway: Any, link: LinkRef | None) -> str:
 
 
 class RouteWriteOps(OpsBase):
-
-    def add_route(self, dst: Any, *, gateway: Any = None, link: LinkRef | None = None,
-                  metric: int | None = None, table: int | None = None, scope: int | None = None,
-                  proto: int = RTPROT_BOOT, src: Any = None, mtu: int | None = None,
-                  advmss: int | None = None, onlink: bool = False, exist_ok: bool = False,
-                  replace: bool = False) -> None:
+    def add_route(
+        self,
+        dst: Any,
+        *,
+        gateway: Any = None,
+        link: LinkRef | None = None,
+        metric: int | None = None,
+        table: int | None = None,
+        scope: int | None = None,
+        proto: int = RTPROT_BOOT,
+        src: Any = None,
+        mtu: int | None = None,
+        advmss: int | None = None,
+        onlink: bool = False,
+        exist_ok: bool = False,
+        replace: bool = False,
+    ) -> None:
         """``ip route add DST [via GATEWAY] [dev LINK] [metric M] [table T]
         [scope S] [src SRC] [mtu MTU] [advmss N] [onlink]``.
 
@@ -84,7 +102,9 @@ class RouteWriteOps(OpsBase):
         dst = str(dst)
         msg = _route_msg(dst, gateway, table)
         if scope is None:
-            scope = RT_SCOPE_LINK if gateway is None and msg["family"] == AF_INET else RT_SCOPE_UNIVERSE
+            scope = (
+                RT_SCOPE_LINK if gateway is None and msg["family"] == AF_INET else RT_SCOPE_UNIVERSE
+            )
         msg["proto"] = proto
         msg["scope"] = scope
         msg["type"] = RTN_UNICAST
@@ -100,12 +120,26 @@ class RouteWriteOps(OpsBase):
         if metrics:
             attrs.append(("RTA_METRICS", {"attrs": metrics}))
         flags = NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL)
-        self._submit(Request(RTM_NEWROUTE, flags, msg, "add " + _describe(dst, gateway, link),
-                             frozenset({EEXIST}) if exist_ok else frozenset()))
+        self._submit(
+            Request(
+                RTM_NEWROUTE,
+                flags,
+                msg,
+                "add " + _describe(dst, gateway, link),
+                frozenset({EEXIST}) if exist_ok else frozenset(),
+            )
+        )
 
-    def del_route(self, dst: Any, *, gateway: Any = None, link: LinkRef | None = None,
-                  metric: int | None = None, table: int | None = None,
-                  missing_ok: bool = False) -> None:
+    def del_route(
+        self,
+        dst: Any,
+        *,
+        gateway: Any = None,
+        link: LinkRef | None = None,
+        metric: int | None = None,
+        table: int | None = None,
+        missing_ok: bool = False,
+    ) -> None:
         """``ip route del DST [via GATEWAY] [dev LINK] [metric M] [table T]``:
         deletes the first route matching all that is given.  A missing route
         is ESRCH unless ``missing_ok``."""
@@ -116,14 +150,21 @@ class RouteWriteOps(OpsBase):
             msg["attrs"].append(("RTA_OIF", self._ifindex(link)))
         if metric is not None:
             msg["attrs"].append(("RTA_PRIORITY", metric))
-        self._submit(Request(RTM_DELROUTE, 0, msg, "delete " + _describe(dst, gateway, link),
-                             frozenset({ESRCH}) if missing_ok else frozenset()))
+        self._submit(
+            Request(
+                RTM_DELROUTE,
+                0,
+                msg,
+                "delete " + _describe(dst, gateway, link),
+                frozenset({ESRCH}) if missing_ok else frozenset(),
+            )
+        )
 
 
 class RouteOps(RouteWriteOps):
-
-    def list_routes(self, link: LinkRef | None = None, family: int = 0,
-                    table: int | None = RT_TABLE_MAIN) -> list[Route]:
+    def list_routes(
+        self, link: LinkRef | None = None, family: int = 0, table: int | None = RT_TABLE_MAIN
+    ) -> list[Route]:
         """Routes of ``table`` (main by default, None: all tables), through
         ``link`` if given, of ``family`` if given."""
         index = self._ifindex(link) if link is not None else None
@@ -141,10 +182,20 @@ class RouteOps(RouteWriteOps):
             fam = reply["family"]
             dst = get("RTA_DST") or ("::" if fam == AF_INET6 else "0.0.0.0")
             metrics = get("RTA_METRICS")
-            routes.append(Route(
-                family=fam, dst=f"{dst}/{reply['dst_len']}", gateway=get("RTA_GATEWAY"),
-                oif=oif, table=route_table, metric=get("RTA_PRIORITY"), scope=reply["scope"],
-                proto=reply["proto"], type=reply["type"], prefsrc=get("RTA_PREFSRC"),
-                mtu=metrics.get_attr("RTAX_MTU") if metrics is not None else None,
-                advmss=metrics.get_attr("RTAX_ADVMSS") if metrics is not None else None))
+            routes.append(
+                Route(
+                    family=fam,
+                    dst=f"{dst}/{reply['dst_len']}",
+                    gateway=get("RTA_GATEWAY"),
+                    oif=oif,
+                    table=route_table,
+                    metric=get("RTA_PRIORITY"),
+                    scope=reply["scope"],
+                    proto=reply["proto"],
+                    type=reply["type"],
+                    prefsrc=get("RTA_PREFSRC"),
+                    mtu=metrics.get_attr("RTAX_MTU") if metrics is not None else None,
+                    advmss=metrics.get_attr("RTAX_ADVMSS") if metrics is not None else None,
+                )
+            )
         return routes

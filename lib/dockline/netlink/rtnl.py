@@ -10,8 +10,9 @@ the first error that was not tolerated.
 
 import socket
 import struct
+from collections.abc import Sequence
 from errno import EINTR, EMSGSIZE
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 from .errors import NetlinkError
 
@@ -31,7 +32,7 @@ NLM_F_REPLACE = 0x100
 NLM_F_EXCL = 0x200
 NLM_F_CREATE = 0x400
 NLM_F_DUMP = 0x300
-NLM_F_CAPPED = 0x100    # on NLMSG_ERROR: the request's payload is not echoed
+NLM_F_CAPPED = 0x100  # on NLMSG_ERROR: the request's payload is not echoed
 NLM_F_ACK_TLVS = 0x200  # on NLMSG_ERROR: extended ack attributes follow
 NLMSGERR_ATTR_MSG = 1
 
@@ -51,6 +52,7 @@ class Request(NamedTuple):
     ``what`` describes the operation for error messages; errnos listed in
     ``tolerate`` are not raised (the result still records them).
     """
+
     msg_type: int
     flags: int
     msg: Any  # a pyroute2 nlmsg (ifinfmsg, ifaddrmsg, rtmsg)
@@ -63,12 +65,12 @@ class Request(NamedTuple):
 
 
 class Result(NamedTuple):
-    error: int          # 0 or a positive errno
-    replies: list       # decoded pyroute2 messages (gets and dumps)
+    error: int  # 0 or a positive errno
+    replies: list  # decoded pyroute2 messages (gets and dumps)
 
 
 class _Pending:
-    __slots__ = ("request", "error", "detail", "replies", "interrupted")
+    __slots__ = ("detail", "error", "interrupted", "replies", "request")
 
     def __init__(self, request: Request) -> None:
         self.request = request
@@ -82,11 +84,12 @@ class RtnlSocket:
     """A NETLINK_ROUTE socket bound in the netns it was created in."""
 
     def __init__(self) -> None:
-        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC,
-                             NETLINK_ROUTE)
+        sock = socket.socket(
+            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE
+        )
         try:
-            sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)   # kernel error strings
-            sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)   # don't echo requests in acks
+            sock.setsockopt(SOL_NETLINK, NETLINK_EXT_ACK, 1)  # kernel error strings
+            sock.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)  # don't echo requests in acks
             sock.bind((0, 0))
         except OSError:
             sock.close()
@@ -109,8 +112,11 @@ class RtnlSocket:
             if request.is_dump:
                 raise ValueError("dumps go through RtnlSocket.dump()")
             seq = self._next_seq()
-            chunks.append(_encode(request.msg, request.msg_type,
-                                  request.flags | NLM_F_REQUEST | NLM_F_ACK, seq))
+            chunks.append(
+                _encode(
+                    request.msg, request.msg_type, request.flags | NLM_F_REQUEST | NLM_F_ACK, seq
+                )
+            )
             pending[seq] = _Pending(request)
         order = list(pending.values())
         self._sock.sendto(b"".join(chunks), (0, 0))
@@ -133,8 +139,12 @@ class RtnlSocket:
         for _ in range(_DUMP_RETRIES):
             seq = self._next_seq()
             pending = _Pending(request)
-            self._sock.sendto(_encode(request.msg, request.msg_type,
-                                      request.flags | NLM_F_REQUEST | NLM_F_DUMP, seq), (0, 0))
+            self._sock.sendto(
+                _encode(
+                    request.msg, request.msg_type, request.flags | NLM_F_REQUEST | NLM_F_DUMP, seq
+                ),
+                (0, 0),
+            )
             self._receive({seq: pending})
             if pending.error and pending.error not in request.tolerate:
                 raise NetlinkError.from_errno(pending.error, request.what, pending.detail)
@@ -159,7 +169,7 @@ class RtnlSocket:
                     length, msg_type, flags, seq, _pid = _HEADER.unpack_from(buf, offset)
                     if length < 16:
                         break
-                    entry = pending.get(seq)   # others: stale answers to an aborted call
+                    entry = pending.get(seq)  # others: stale answers to an aborted call
                     if entry is not None:
                         if flags & NLM_F_DUMP_INTR:
                             entry.interrupted = True
@@ -171,7 +181,7 @@ class RtnlSocket:
                                     entry.detail = _extack_message(buf, offset, length, flags)
                             del pending[seq]
                         else:
-                            entry.replies.append(bytes(view[offset:offset + length]))
+                            entry.replies.append(bytes(view[offset : offset + length]))
                     offset += (length + 3) & ~3
 
 
@@ -208,6 +218,6 @@ def _extack_message(buf: bytearray, offset: int, length: int, flags: int) -> str
         if nla_len < 4:
             break
         if nla_type & 0x3FFF == NLMSGERR_ATTR_MSG:
-            return bytes(buf[pos + 4:pos + nla_len]).rstrip(b"\0").decode(errors="replace")
+            return bytes(buf[pos + 4 : pos + nla_len]).rstrip(b"\0").decode(errors="replace")
         pos += (nla_len + 3) & ~3
     return None

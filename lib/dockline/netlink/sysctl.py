@@ -4,6 +4,7 @@ Files under /proc/sys/net belong to the network namespace of the thread
 that opens them: for another netns use ``Netns.sysctl_get/sysctl_set``,
 which open the file while switched into that namespace.
 """
+
 from __future__ import annotations
 
 import os
@@ -11,7 +12,7 @@ from errno import EINVAL
 
 from .errors import NetlinkError
 
-__all__ = ["sysctl_path", "sysctl_get", "sysctl_set"]
+__all__ = ["sysctl_get", "sysctl_path", "sysctl_set"]
 
 PROC_SYS = "/proc/sys/"
 

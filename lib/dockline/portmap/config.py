@@ -7,6 +7,7 @@ Everything the firewall scripts will contain is checked here, through
 container's addresses and interface names from prevResult, the mark, the
 external chain and the operator's extra conditions.
 """
+
 from __future__ import annotations
 
 from ..cni.errors import INVALID_CONFIG, CniError
@@ -15,7 +16,6 @@ from ..firewall import tokens
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Optional
 
     from ..cni.skel import Request
     from ..firewall.tokens import Address
@@ -30,17 +30,18 @@ def _entry_error(details: str) -> CniError:
 
 
 class Mapping:
-    __slots__ = ("host_port", "container_port", "protocol", "host_ip")
+    __slots__ = ("container_port", "host_ip", "host_port", "protocol")
 
-    def __init__(self, host_port: int, container_port: int, protocol: str,
-                 host_ip: Optional[Address]) -> None:
+    def __init__(
+        self, host_port: int, container_port: int, protocol: str, host_ip: Address | None
+    ) -> None:
         self.host_port = host_port
         self.container_port = container_port
         self.protocol = protocol
         self.host_ip = host_ip  # None: every host address
 
     @classmethod
-    def from_config(cls, obj) -> "Mapping":
+    def from_config(cls, obj) -> Mapping:
         if not isinstance(obj, dict):
             raise _entry_error(f"{obj!r:.80} is not an object")
         obj = fold_fields(obj, _MAPPING_FIELDS)
@@ -97,9 +98,19 @@ def _conditions(value, what: str, family: int) -> tuple[list[str], str | None]:
 
 
 class PortmapConfig:
-    __slots__ = ("mappings", "snat", "masq_all", "mark_bit", "external_mark_chain",
-                 "conditions_v4", "conditions_v6", "conditions_style", "backend",
-                 "container_ips", "host_ifaces")
+    __slots__ = (
+        "backend",
+        "conditions_style",
+        "conditions_v4",
+        "conditions_v6",
+        "container_ips",
+        "external_mark_chain",
+        "host_ifaces",
+        "mappings",
+        "mark_bit",
+        "masq_all",
+        "snat",
+    )
 
     def __init__(self, req: Request, need_prev: bool) -> None:
         c = req.config
@@ -113,41 +124,63 @@ class PortmapConfig:
         self.masq_all = c.get("masqAll", False)
         for key, value in (("snat", self.snat), ("masqAll", self.masq_all)):
             if not isinstance(value, bool):
-                raise CniError(INVALID_CONFIG, f"invalid {key}", f"{value!r:.40} is not true or false")
+                raise CniError(
+                    INVALID_CONFIG, f"invalid {key}", f"{value!r:.40} is not true or false"
+                )
         bit = c.get("markMasqBit")
         chain = c.get("externalSetMarkChain")
         if bit is not None and chain is not None:
-            raise CniError(INVALID_CONFIG, "markMasqBit and externalSetMarkChain cannot both be set")
+            raise CniError(
+                INVALID_CONFIG, "markMasqBit and externalSetMarkChain cannot both be set"
+            )
         self.mark_bit = tokens.mark_bit(13 if bit is None else bit)
-        self.external_mark_chain = (None if chain is None
-                                    else tokens.chain(chain, "externalSetMarkChain"))
+        self.external_mark_chain = (
+            None if chain is None else tokens.chain(chain, "externalSetMarkChain")
+        )
         self.conditions_v4, style4 = _conditions(c.get("conditionsV4"), "conditionsV4", 4)
         self.conditions_v6, style6 = _conditions(c.get("conditionsV6"), "conditionsV6", 6)
         if style4 and style6 and style4 != style6:
-            raise CniError(INVALID_CONFIG, "invalid conditions",
-                           "conditionsV4 and conditionsV6 are in different syntaxes")
+            raise CniError(
+                INVALID_CONFIG,
+                "invalid conditions",
+                "conditionsV4 and conditionsV6 are in different syntaxes",
+            )
         self.conditions_style = style4 or style6
         backend = c.get("backend")
         if backend is not None and backend not in ("iptables", "nftables"):
-            raise CniError(INVALID_CONFIG, "invalid backend",
-                           f"{backend!r:.40}: expected \"iptables\" or \"nftables\"")
+            raise CniError(
+                INVALID_CONFIG,
+                "invalid backend",
+                f'{backend!r:.40}: expected "iptables" or "nftables"',
+            )
         self.backend = backend
         if backend == "nftables" and (self.conditions_style == "iptables" or chain is not None):
-            raise CniError(INVALID_CONFIG, "iptables conditions or externalSetMarkChain "
-                           "cannot be used with the nftables backend")
+            raise CniError(
+                INVALID_CONFIG,
+                "iptables conditions or externalSetMarkChain "
+                "cannot be used with the nftables backend",
+            )
         if backend == "iptables" and self.conditions_style == "nftables":
-            raise CniError(INVALID_CONFIG, "nftables conditions cannot be used with the iptables backend")
+            raise CniError(
+                INVALID_CONFIG, "nftables conditions cannot be used with the iptables backend"
+            )
         self.container_ips: list[ContainerIP] = []
         self.host_ifaces: list[str] = []
         prev = req.prev_result
         if prev is None:
             if need_prev:
-                raise CniError(INVALID_CONFIG, "portmap must be called as a chained plugin",
-                               "prevResult is missing")
+                raise CniError(
+                    INVALID_CONFIG,
+                    "portmap must be called as a chained plugin",
+                    "prevResult is missing",
+                )
             return
         ifaces = prev.get("interfaces") or []
-        mine = {i for i, iface in enumerate(ifaces)
-                if iface.get("sandbox") and iface.get("name") == req.ifname}
+        mine = {
+            i
+            for i, iface in enumerate(ifaces)
+            if iface.get("sandbox") and iface.get("name") == req.ifname
+        }
         first: dict[int, ContainerIP] = {}
         for ip in prev.get("ips") or []:
             if mine and ip.get("interface") not in mine:
@@ -157,8 +190,11 @@ class PortmapConfig:
         self.container_ips = [first[v] for v in sorted(first)]
         # Host-side interfaces (the bridge, the host veth): named in
         # /proc/sys paths later, so they must be plain interface names.
-        self.host_ifaces = [tokens.ifname(i["name"], "prevResult interface name")
-                            for i in ifaces if not i.get("sandbox") and i.get("name")]
+        self.host_ifaces = [
+            tokens.ifname(i["name"], "prevResult interface name")
+            for i in ifaces
+            if not i.get("sandbox") and i.get("name")
+        ]
 
     @property
     def has_nft_conditions(self) -> bool:

@@ -2,14 +2,15 @@
 in its own sandbox), kernel-state snapshots normalised for comparison, and
 a runner that plays a scenario against the reference and dockline in
 parallel."""
+
 from __future__ import annotations
 
 import copy
 import json
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 from conftest import DOCKLINE_BIN, REFERENCE_BIN, PluginRun, call_plugin
 from sandbox import Sandbox
@@ -27,8 +28,9 @@ HOST_VETH_RE = {REF: re.compile(r"^veth[0-9a-f]{8}$"), DL: re.compile(r"^dl[0-9a
 MASQ_CHAIN_PREFIX = {REF: "CNI-", DL: "DL-"}
 
 
-def bridge_conf(version: str = "1.0.0", ranges: list | None = None, *, ipam: dict | None = None,
-                **top) -> dict:
+def bridge_conf(
+    version: str = "1.0.0", ranges: list | None = None, *, ipam: dict | None = None, **top
+) -> dict:
     """A bridge network config on br0; ``ranges`` (a list of range sets)
     gives a host-local ipam section, ``ranges=[]`` none at all (L2 only)."""
     conf = {"cniVersion": version, "name": NETWORK, "type": "bridge", "bridge": BRIDGE}
@@ -59,13 +61,30 @@ class Side:
     def netns(self, *names: str) -> None:
         self.sh("; ".join(f"ip netns add {n}" for n in names))
 
-    def call(self, command: str, conf, *, ns: str | None = "c1", containerid: str | None = None,
-             ifname: str = "eth0", args: str | None = None, bindir: Path | None = None) -> PluginRun:
+    def call(
+        self,
+        command: str,
+        conf,
+        *,
+        ns: str | None = "c1",
+        containerid: str | None = None,
+        ifname: str = "eth0",
+        args: str | None = None,
+        bindir: Path | None = None,
+    ) -> PluginRun:
         bindir = bindir or self.bindir
         netns = f"/run/netns/{ns}" if ns else None
-        return call_plugin(self.sb, bindir / "bridge", command, conf,
-                           containerid=containerid or ns or "c1", netns=netns, ifname=ifname,
-                           args=args, path=str(bindir))
+        return call_plugin(
+            self.sb,
+            bindir / "bridge",
+            command,
+            conf,
+            containerid=containerid or ns or "c1",
+            netns=netns,
+            ifname=ifname,
+            args=args,
+            path=str(bindir),
+        )
 
     def add(self, conf, **kw) -> PluginRun:
         return self.call("ADD", conf, **kw)
@@ -85,9 +104,11 @@ class Side:
 def both(scenario: Callable[[Side], object]) -> dict:
     """Run ``scenario(side)`` for the reference and for dockline, each in a
     fresh sandbox, in parallel; {side name: return value}."""
+
     def one(name: str):
         with Sandbox() as sb:
             return scenario(Side(name, sb))
+
     with ThreadPoolExecutor(2) as pool:
         futures = {name: pool.submit(one, name) for name in SIDES}
         return {name: fut.result() for name, fut in futures.items()}
@@ -118,8 +139,7 @@ def _routes(entries: list[dict]) -> list[dict]:
 
 def _read_sysctls(side: Side, paths: list[str], ns: str | None = None) -> dict:
     """{path below /proc/sys: value} ("-" if absent), in netns ``ns`` if given."""
-    script = ('for f in "$@"; do v=$(cat "$f" 2>/dev/null) || v=-; '
-              'printf "%s=%s\\n" "$f" "$v"; done')
+    script = 'for f in "$@"; do v=$(cat "$f" 2>/dev/null) || v=-; printf "%s=%s\\n" "$f" "$v"; done'
     argv = ["sh", "-c", script, "sh", *paths]
     if ns:
         argv = ["ip", "netns", "exec", ns, *argv]
@@ -148,14 +168,17 @@ def masq_sources(side: Side) -> dict:
 def ipam_store(side: Side) -> dict:
     """Reserved addresses below /var/lib/cni/networks: {net/ip: contents}
     (lock and last_reserved_ip files left out)."""
-    names = side.sh("cd /var/lib/cni/networks 2>/dev/null && ls -d */* 2>/dev/null; true").stdout.split()
+    names = side.sh(
+        "cd /var/lib/cni/networks 2>/dev/null && ls -d */* 2>/dev/null; true"
+    ).stdout.split()
     out = {}
     for name in names:
         base = name.rsplit("/", 1)[-1]
         if base == "lock" or base.startswith("last_reserved_ip."):
             continue
-        out[name] = side.sb.run(["cat", f"/var/lib/cni/networks/{name}"], check=True,
-                                text=False).stdout.decode()  # exact bytes: \r\n stays
+        out[name] = side.sb.run(
+            ["cat", f"/var/lib/cni/networks/{name}"], check=True, text=False
+        ).stdout.decode()  # exact bytes: \r\n stays
     return out
 
 
@@ -169,36 +192,54 @@ def snapshot(side: Side, netns: tuple[str, ...] = ("c1",)) -> dict:
     if br is not None:
         kind = br.get("linkinfo", {}).get("info_kind")
         snap["bridge"] = {
-            "kind": kind, "up": "UP" in br["flags"], "mtu": br["mtu"],
+            "kind": kind,
+            "up": "UP" in br["flags"],
+            "mtu": br["mtu"],
             "promisc": "PROMISC" in br["flags"],
             "vlan_filtering": br.get("linkinfo", {}).get("info_data", {}).get("vlan_filtering"),
-            "addrs": _addrs(ip_json(side.sb, "ip", "-j", "addr", "show", "dev", BRIDGE)[0]["addr_info"]),
+            "addrs": _addrs(
+                ip_json(side.sb, "ip", "-j", "addr", "show", "dev", BRIDGE)[0]["addr_info"]
+            ),
         }
         raw["macs"][BRIDGE] = br["address"]
-        raw["bridge_addr_info"] = ip_json(side.sb, "ip", "-j", "addr", "show", "dev", BRIDGE)[0]["addr_info"]
+        raw["bridge_addr_info"] = ip_json(side.sb, "ip", "-j", "addr", "show", "dev", BRIDGE)[0][
+            "addr_info"
+        ]
         for name, link in sorted(links.items()):
             if link.get("master") != BRIDGE:
                 continue
             slave = link.get("linkinfo", {}).get("info_slave_data", {})
             raw["host_veths"].append(name)
             raw["macs"][name] = link["address"]
-            snap["ports"].append({
-                "kind": link.get("linkinfo", {}).get("info_kind"),
-                "name_ok": bool(HOST_VETH_RE[side.name].match(name)),
-                "up": "UP" in link["flags"], "mtu": link["mtu"],
-                "hairpin": slave.get("hairpin"), "isolated": slave.get("isolated"),
-                "peer_netns": link.get("link_netnsid") is not None,
-            })
-    snap["host_links"] = sorted(n for n in links if n not in ("lo", BRIDGE) and n not in raw["host_veths"])
-    host_sys = _read_sysctls(side, ["/proc/sys/net/ipv4/ip_forward",
-                                    "/proc/sys/net/ipv6/conf/all/forwarding"])
+            snap["ports"].append(
+                {
+                    "kind": link.get("linkinfo", {}).get("info_kind"),
+                    "name_ok": bool(HOST_VETH_RE[side.name].match(name)),
+                    "up": "UP" in link["flags"],
+                    "mtu": link["mtu"],
+                    "hairpin": slave.get("hairpin"),
+                    "isolated": slave.get("isolated"),
+                    "peer_netns": link.get("link_netnsid") is not None,
+                }
+            )
+    snap["host_links"] = sorted(
+        n for n in links if n not in ("lo", BRIDGE) and n not in raw["host_veths"]
+    )
+    host_sys = _read_sysctls(
+        side, ["/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"]
+    )
     snap["sysctl"] = host_sys
     for ns in netns:
         if side.sh(f"test -e /run/netns/{ns}", check=False).returncode != 0:
             snap["containers"][ns] = None
             continue
-        clinks = {l["ifname"]: l for l in ip_json(side.sb, "ip", "-n", ns, "-j", "-d", "link", "show")}
-        caddrs = {a["ifname"]: a["addr_info"] for a in ip_json(side.sb, "ip", "-n", ns, "-j", "addr", "show")}
+        clinks = {
+            l["ifname"]: l for l in ip_json(side.sb, "ip", "-n", ns, "-j", "-d", "link", "show")
+        }
+        caddrs = {
+            a["ifname"]: a["addr_info"]
+            for a in ip_json(side.sb, "ip", "-n", ns, "-j", "addr", "show")
+        }
         ifaces = {}
         for name, link in clinks.items():
             if name == "lo":
@@ -206,12 +247,22 @@ def snapshot(side: Side, netns: tuple[str, ...] = ("c1",)) -> dict:
             raw["macs"][f"{ns}/{name}"] = link["address"]
             ifaces[name] = {
                 "kind": link.get("linkinfo", {}).get("info_kind"),
-                "up": "UP" in link["flags"], "mtu": link["mtu"],
+                "up": "UP" in link["flags"],
+                "mtu": link["mtu"],
                 "addrs": _addrs(caddrs.get(name, [])),
-                "tentative": sorted(a["local"] for a in caddrs.get(name, [])
-                                    if a.get("tentative") and a.get("scope") != "link"),
-                "sysctl": _read_sysctls(side, [f"/proc/sys/net/ipv6/conf/{name}/accept_dad",
-                                               f"/proc/sys/net/ipv4/conf/{name}/arp_notify"], ns),
+                "tentative": sorted(
+                    a["local"]
+                    for a in caddrs.get(name, [])
+                    if a.get("tentative") and a.get("scope") != "link"
+                ),
+                "sysctl": _read_sysctls(
+                    side,
+                    [
+                        f"/proc/sys/net/ipv6/conf/{name}/accept_dad",
+                        f"/proc/sys/net/ipv4/conf/{name}/arp_notify",
+                    ],
+                    ns,
+                ),
             }
         snap["containers"][ns] = {
             "links": ifaces,
@@ -254,7 +305,9 @@ def assert_same(ref, dl, what: str) -> None:
 
 
 # ---------------------------------------------------------------- results
-def normalize_result(result: dict | None, side: str, requested_macs: dict | None = None) -> dict | None:
+def normalize_result(
+    result: dict | None, side: str, requested_macs: dict | None = None
+) -> dict | None:
     """The result with generated values checked and replaced: MACs (unless
     requested), the host veth name."""
     if result is None:

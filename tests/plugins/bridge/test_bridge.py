@@ -1,33 +1,41 @@
 """dockline's bridge plugin on real kernel objects, in a private sandbox:
 traffic between containers, results in every spec version, undo of every
 failed step, concurrency, DEL/CHECK/GC/STATUS."""
+
 import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-
 from conftest import VENV_PYTHON, call_plugin
 
 SUBNET = "10.44.0.0/24"
 
 
 def conf(version="1.0.0", **extra):
-    base = {"cniVersion": version, "name": "net1", "type": "bridge", "bridge": "dl0",
-            "isGateway": True,
-            "ipam": {"type": "host-local", "ranges": [[{"subnet": SUBNET}]]}}
+    base = {
+        "cniVersion": version,
+        "name": "net1",
+        "type": "bridge",
+        "bridge": "dl0",
+        "isGateway": True,
+        "ipam": {"type": "host-local", "ranges": [[{"subnet": SUBNET}]]},
+    }
     base.update(extra)
     return base
 
 
 def dual_conf(**extra):
-    return conf(ipam={"type": "host-local", "ranges": [[{"subnet": SUBNET}], [{"subnet": "fd44::/64"}]]},
-                **extra)
+    return conf(
+        ipam={"type": "host-local", "ranges": [[{"subnet": SUBNET}], [{"subnet": "fd44::/64"}]]},
+        **extra,
+    )
 
 
 def add(sb, binary, name, config, **kw):
     sb.sh(f"ip netns add {name}")
-    return call_plugin(sb, binary / "bridge", "ADD", config, containerid=name,
-                       netns=f"/run/netns/{name}", **kw)
+    return call_plugin(
+        sb, binary / "bridge", "ADD", config, containerid=name, netns=f"/run/netns/{name}", **kw
+    )
 
 
 def delete(sb, binary, name, config, **kw):
@@ -36,7 +44,11 @@ def delete(sb, binary, name, config, **kw):
 
 
 def links(sb, netns=None):
-    cmd = ["ip", "-j", "-d", "link", "show"] if netns is None else ["ip", "-n", netns, "-j", "-d", "link", "show"]
+    cmd = (
+        ["ip", "-j", "-d", "link", "show"]
+        if netns is None
+        else ["ip", "-n", netns, "-j", "-d", "link", "show"]
+    )
     return {l["ifname"]: l for l in json.loads(sb.run(cmd, check=True).stdout)}
 
 
@@ -52,12 +64,13 @@ def http_get(sb, client_ns, server_ns, address, port=8080, tries=50):
     bind = "::" if ":" in address else "0.0.0.0"
     server = f"ip netns exec {server_ns} " if server_ns else ""
     script = (
-        f"{server}{VENV_PYTHON} -c \"import http.server, socket\n"
+        f'{server}{VENV_PYTHON} -c "import http.server, socket\n'
         f"class S(http.server.HTTPServer): address_family = socket.AF_INET6 if ':' in '{bind}' else socket.AF_INET\n"
         f"s = S(('{bind}', {port}), http.server.SimpleHTTPRequestHandler); s.timeout = 8; s.handle_request()\" >/dev/null 2>&1 &\n"
-        f"for i in $(seq {tries}); do ip netns exec {client_ns} {VENV_PYTHON} -c \"import urllib.request as u; "
+        f'for i in $(seq {tries}); do ip netns exec {client_ns} {VENV_PYTHON} -c "import urllib.request as u; '
         f"print(u.urlopen('http://{host}:{port}/', timeout=2).status)\" 2>/dev/null && break; sleep 0.1; done\n"
-        "wait")
+        "wait"
+    )
     return sb.sh(script, check=False).stdout.strip()
 
 
@@ -97,8 +110,21 @@ def test_result_in_every_spec_version(sandbox, dockline_bin, version):
 
 
 def test_kernel_state_after_add(sandbox, dockline_bin):
-    out = add(sandbox, dockline_bin, "c1", conf(mtu=1400, hairpinMode=True, isDefaultGateway=True,
-                                                runtimeConfig={"mac": "0a:58:0a:2c:00:99"})).ok().json
+    out = (
+        add(
+            sandbox,
+            dockline_bin,
+            "c1",
+            conf(
+                mtu=1400,
+                hairpinMode=True,
+                isDefaultGateway=True,
+                runtimeConfig={"mac": "0a:58:0a:2c:00:99"},
+            ),
+        )
+        .ok()
+        .json
+    )
     host = links(sandbox)
     veth = out["interfaces"][1]["name"]
     assert host["dl0"]["linkinfo"]["info_kind"] == "bridge" and host["dl0"]["mtu"] == 1400
@@ -123,8 +149,14 @@ def test_add_fails_cleanly_when_the_range_is_exhausted(sandbox, dockline_bin):
 
 
 def test_missing_netns_is_code_3_and_leaves_nothing(sandbox, dockline_bin):
-    run = call_plugin(sandbox, dockline_bin / "bridge", "ADD", conf(), containerid="gone",
-                      netns="/run/netns/does-not-exist")
+    run = call_plugin(
+        sandbox,
+        dockline_bin / "bridge",
+        "ADD",
+        conf(),
+        containerid="gone",
+        netns="/run/netns/does-not-exist",
+    )
     assert run.code != 0 and run.json["code"] == 3
     assert store(sandbox) == []
     assert [n for n in links(sandbox) if n.startswith("dl") and n != "dl0"] == []
@@ -134,8 +166,9 @@ def test_existing_container_interface_is_refused_and_left_alone(sandbox, docklin
     # (no dummy driver in every kernel: a veth pair stands in for any
     # interface the runtime or user made)
     sandbox.sh("ip netns add c1; ip -n c1 link add eth0 type veth peer name other0")
-    run = call_plugin(sandbox, dockline_bin / "bridge", "ADD", conf(), containerid="c1",
-                      netns="/run/netns/c1")
+    run = call_plugin(
+        sandbox, dockline_bin / "bridge", "ADD", conf(), containerid="c1", netns="/run/netns/c1"
+    )
     assert run.code != 0 and run.json["code"] == 102
     assert store(sandbox) == []
     delete(sandbox, dockline_bin, "c1", conf()).ok()
@@ -163,8 +196,10 @@ def test_bridge_address_conflict_rolls_back_and_force_address_replaces(sandbox, 
 def test_failed_masquerade_step_undoes_veth_and_addresses(sandbox, dockline_bin):
     # A foreign chain of the same name but another type makes the nft
     # transaction fail at the very last step of ADD.
-    sandbox.sh("nft add table inet dockline_masq; "
-               "nft 'add chain inet dockline_masq postrouting { type filter hook forward priority 0; }'")
+    sandbox.sh(
+        "nft add table inet dockline_masq; "
+        "nft 'add chain inet dockline_masq postrouting { type filter hook forward priority 0; }'"
+    )
     run = add(sandbox, dockline_bin, "c1", conf(ipMasq=True, ipMasqBackend="nftables"))
     assert run.code != 0, run.stdout
     assert store(sandbox) == []
@@ -191,8 +226,14 @@ def test_32_concurrent_adds_onto_a_new_bridge(sandbox, dockline_bin):
     config = conf(ipam={"type": "host-local", "ranges": [[{"subnet": "10.46.0.0/24"}]]})
 
     def one(name):
-        return call_plugin(sandbox, dockline_bin / "bridge", "ADD", config, containerid=name,
-                           netns=f"/run/netns/{name}")
+        return call_plugin(
+            sandbox,
+            dockline_bin / "bridge",
+            "ADD",
+            config,
+            containerid=name,
+            netns=f"/run/netns/{name}",
+        )
 
     with ThreadPoolExecutor(max_workers=32) as pool:
         runs = list(pool.map(one, names))
@@ -217,11 +258,13 @@ def test_del_is_idempotent_and_works_without_netns(sandbox, dockline_bin):
 def test_check_follows_kernel_state(sandbox, dockline_bin):
     out = add(sandbox, dockline_bin, "c1", conf(isDefaultGateway=True)).ok().json
     checked = conf(isDefaultGateway=True, prevResult=out)
-    call_plugin(sandbox, dockline_bin / "bridge", "CHECK", checked, containerid="c1",
-                netns="/run/netns/c1").ok()
+    call_plugin(
+        sandbox, dockline_bin / "bridge", "CHECK", checked, containerid="c1", netns="/run/netns/c1"
+    ).ok()
     sandbox.sh("ip -n c1 addr del 10.44.0.2/24 dev eth0")
-    run = call_plugin(sandbox, dockline_bin / "bridge", "CHECK", checked, containerid="c1",
-                      netns="/run/netns/c1")
+    run = call_plugin(
+        sandbox, dockline_bin / "bridge", "CHECK", checked, containerid="c1", netns="/run/netns/c1"
+    )
     assert run.code != 0 and run.json["code"] == 101 and "10.44.0.2" in run.json["msg"]
 
 
@@ -229,9 +272,12 @@ def test_gc_removes_attachments_not_listed(sandbox, dockline_bin):
     config = conf("1.1.0", ipMasq=True)
     add(sandbox, dockline_bin, "keep", config).ok()
     gone = add(sandbox, dockline_bin, "gone", config).ok().json
-    gc_conf = dict(config, **{"cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "eth0"}]})
-    call_plugin(sandbox, dockline_bin / "bridge", "GC", gc_conf, containerid=None, netns=None,
-                ifname=None).ok()
+    gc_conf = dict(
+        config, **{"cni.dev/valid-attachments": [{"containerID": "keep", "ifname": "eth0"}]}
+    )
+    call_plugin(
+        sandbox, dockline_bin / "bridge", "GC", gc_conf, containerid=None, netns=None, ifname=None
+    ).ok()
     assert gone["interfaces"][1]["name"] not in links(sandbox)
     assert store(sandbox) == ["10.44.0.2"]
     rules = sandbox.sh("iptables-save -t nat").stdout
@@ -239,27 +285,46 @@ def test_gc_removes_attachments_not_listed(sandbox, dockline_bin):
 
 
 def test_status_delegates_to_ipam(sandbox, dockline_bin):
-    call_plugin(sandbox, dockline_bin / "bridge", "STATUS", conf("1.1.0"), containerid=None,
-                netns=None, ifname=None).ok()
+    call_plugin(
+        sandbox,
+        dockline_bin / "bridge",
+        "STATUS",
+        conf("1.1.0"),
+        containerid=None,
+        netns=None,
+        ifname=None,
+    ).ok()
     sandbox.sh("mount -t tmpfs -o ro none /var/lib/cni")
-    run = call_plugin(sandbox, dockline_bin / "bridge", "STATUS", conf("1.1.0"), containerid=None,
-                      netns=None, ifname=None)
+    run = call_plugin(
+        sandbox,
+        dockline_bin / "bridge",
+        "STATUS",
+        conf("1.1.0"),
+        containerid=None,
+        netns=None,
+        ifname=None,
+    )
     assert run.code != 0 and run.json["code"] == 50
 
 
-@pytest.mark.parametrize("bad,fragment", [
-    ({"hairpinMode": True, "promiscMode": True}, "hairpin"),
-    ({"mtu": "big"}, "mtu"),
-    ({"bridge": "a/b"}, "bridge"),
-    ({"bridge": "x" * 16}, "bridge"),
-    ({"disableContainerInterface": True}, "IPAM"),
-    ({"runtimeConfig": {"mac": "not-a-mac"}}, "mac"),
-    ({"ipam": {"type": "../../bin/sh"}}, "plugin type"),
-])
+@pytest.mark.parametrize(
+    "bad,fragment",
+    [
+        ({"hairpinMode": True, "promiscMode": True}, "hairpin"),
+        ({"mtu": "big"}, "mtu"),
+        ({"bridge": "a/b"}, "bridge"),
+        ({"bridge": "x" * 16}, "bridge"),
+        ({"disableContainerInterface": True}, "IPAM"),
+        ({"runtimeConfig": {"mac": "not-a-mac"}}, "mac"),
+        ({"ipam": {"type": "../../bin/sh"}}, "plugin type"),
+    ],
+)
 def test_bad_config_is_code_7_and_changes_nothing(sandbox, dockline_bin, bad, fragment):
     run = add(sandbox, dockline_bin, "c1", conf(**bad))
     assert run.code != 0 and run.json["code"] == 7 and fragment.lower() in run.stdout.lower()
-    assert "dl0" not in links(sandbox) or not any(l.get("master") == "dl0" for l in links(sandbox).values())
+    assert "dl0" not in links(sandbox) or not any(
+        l.get("master") == "dl0" for l in links(sandbox).values()
+    )
     assert store(sandbox) == []
 
 
@@ -273,8 +338,14 @@ def test_macspoofchk_drops_frames_with_another_source_mac(sandbox, dockline_bin)
     assert "dl-" not in sandbox.sh("nft list ruleset").stdout
 
 
-CRASH_POINTS = ["delete veth", "remove the MAC spoof check", "release addresses",
-                "remove masquerade rules", "unregister names", "remove /etc/netns/web/hosts"]
+CRASH_POINTS = [
+    "delete veth",
+    "remove the MAC spoof check",
+    "release addresses",
+    "remove masquerade rules",
+    "unregister names",
+    "remove /etc/netns/web/hosts",
+]
 
 
 @pytest.mark.parametrize("point", CRASH_POINTS)
@@ -282,20 +353,25 @@ def test_del_cleans_up_after_add_was_killed(sandbox, dockline_hooks_bin, point):
     """ADD killed (as by SIGKILL) at each point between its steps; the
     runtime's DEL must leave nothing behind."""
     dockline_bin = dockline_hooks_bin
-    config = conf(ipMasq=True, macspoofchk=True,
-                  runtimeConfig={"aliases": ["web"], "links": ["db:dbapp"]})
+    config = conf(
+        ipMasq=True, macspoofchk=True, runtimeConfig={"aliases": ["web"], "links": ["db:dbapp"]}
+    )
     db = conf(runtimeConfig={"aliases": ["db"]})
     add(sandbox, dockline_bin, "db", db).ok()
     run = add(sandbox, dockline_bin, "web", config, extra_env={"DOCKLINE_CRASH_AT": point})
     assert run.code == 137, run.stdout  # killed outright, in its own process
-    assert len([n for n in links(sandbox) if n.startswith("dl") and n != "dl0"]) == 2  # db's + web's
+    assert (
+        len([n for n in links(sandbox) if n.startswith("dl") and n != "dl0"]) == 2
+    )  # db's + web's
     delete(sandbox, dockline_bin, "web", config).ok()
     delete(sandbox, dockline_bin, "db", db).ok()
     assert [n for n in links(sandbox) if n.startswith("dl") and n != "dl0"] == []
     assert store(sandbox) == []
     rules = sandbox.sh("iptables-save -t nat; nft list ruleset").stdout
     assert "DL-" not in rules and "dl-" not in rules
-    registry = sandbox.sh("cat /var/lib/cni/networks/net1/.dockline-names.json 2>/dev/null || true").stdout
+    registry = sandbox.sh(
+        "cat /var/lib/cni/networks/net1/.dockline-names.json 2>/dev/null || true"
+    ).stdout
     assert "web" not in registry and '"db' not in registry
     hosts = sandbox.sh("cat /etc/netns/web/hosts 2>/dev/null || true").stdout
     assert "dockline-link" not in hosts
@@ -306,6 +382,11 @@ def test_crash_hook_is_out_of_a_runtimes_reach(sandbox, dockline_bin):
     without the zygote: only `dockline install --test-hooks` obeys it."""
     for extra in ({}, {"DOCKLINE_NO_ZYGOTE": "1"}):
         name = f"web{len(extra)}"
-        run = add(sandbox, dockline_bin, name, conf(),
-                  extra_env=dict(extra, DOCKLINE_CRASH_AT="delete veth"))
+        run = add(
+            sandbox,
+            dockline_bin,
+            name,
+            conf(),
+            extra_env=dict(extra, DOCKLINE_CRASH_AT="delete veth"),
+        )
         assert run.code == 0, run.stdout + run.stderr

@@ -55,6 +55,7 @@ Differences recorded, not asserted:
 Discrepancies (dockline not a drop-in; these tests fail until it is fixed)
 are marked "DROP-IN" at the tests that find them.
 """
+
 from __future__ import annotations
 
 import copy
@@ -65,15 +66,30 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from diffhelpers import (BRIDGE, DL, MASQ_CHAIN_PREFIX, NETWORK, REF, SIDES, V4, V6,  # noqa: E402
-                         assert_same, bridge_conf, both, comparable, ip_json, normalize_result,
-                         result_matches_kernel)
+from conftest import DOCKLINE_BIN, REFERENCE_BIN, VENV_PYTHON, call_plugin
+from diffhelpers import (
+    BRIDGE,
+    DL,
+    MASQ_CHAIN_PREFIX,
+    NETWORK,
+    REF,
+    SIDES,
+    V4,
+    V6,
+    assert_same,
+    both,
+    bridge_conf,
+    comparable,
+    ip_json,
+    normalize_result,
+    result_matches_kernel,
+)
+from dockline.bridge.naming import host_veth_name
 
-from conftest import DOCKLINE_BIN, REFERENCE_BIN, VENV_PYTHON, call_plugin  # noqa: E402
-from dockline.bridge.naming import host_veth_name  # noqa: E402
-
-pytestmark = pytest.mark.skipif(not (REFERENCE_BIN / "bridge").exists(),
-                                reason="reference plugins not installed in /usr/lib/cni")
+pytestmark = pytest.mark.skipif(
+    not (REFERENCE_BIN / "bridge").exists(),
+    reason="reference plugins not installed in /usr/lib/cni",
+)
 
 DUAL = [V4, V6]
 RESOLV = "/etc/cni/net.d/resolv.conf"
@@ -88,6 +104,7 @@ def _launchers(dockline_bin):
 
 def add_del_scenario(conf: dict, pre: str = "", add_kw: dict | None = None):
     """netns c1, ``pre``, ADD, snapshot, DEL, snapshot, DEL again."""
+
     def scenario(side):
         side.netns("c1")
         if pre:
@@ -98,6 +115,7 @@ def add_del_scenario(conf: dict, pre: str = "", add_kw: dict | None = None):
         out["snap_del"] = side.snapshot()
         out["del2"] = side.delete(conf, **(add_kw or {}))
         return out
+
     return scenario
 
 
@@ -127,11 +145,17 @@ def assert_same_add(runs: dict, requested_macs: dict | None = None) -> tuple[dic
         runs[side]["add"].ok()
         result_matches_kernel(runs[side]["add"].json, runs[side]["snap"])
     ref, dl = runs[REF], runs[DL]
-    assert_same(normalize_result(ref["add"].json, REF, requested_macs),
-                normalize_result(dl["add"].json, DL, requested_macs), "ADD result")
+    assert_same(
+        normalize_result(ref["add"].json, REF, requested_macs),
+        normalize_result(dl["add"].json, DL, requested_macs),
+        "ADD result",
+    )
     result = ref["add"].json
-    assert_same(_without_cross_family_sysctls(ref["snap"], result),
-                _without_cross_family_sysctls(dl["snap"], result), "kernel state after ADD")
+    assert_same(
+        _without_cross_family_sysctls(ref["snap"], result),
+        _without_cross_family_sysctls(dl["snap"], result),
+        "kernel state after ADD",
+    )
     for side in SIDES:
         snap = runs[side]["snap"]
         assert all(p["name_ok"] for p in snap["ports"]), (side, snap["raw"]["host_veths"])
@@ -153,8 +177,11 @@ def assert_clean_del(runs: dict) -> None:
         assert snap["ipam"] == {}, side
         assert snap["masq_sources"] == [], side
         assert snap["bridge"] is not None, side
-    assert_same(comparable(runs[REF]["snap_del"]), comparable(runs[DL]["snap_del"]),
-                "kernel state after DEL")
+    assert_same(
+        comparable(runs[REF]["snap_del"]),
+        comparable(runs[DL]["snap_del"]),
+        "kernel state after DEL",
+    )
 
 
 # ------------------------------------------------------------------ ADD/DEL
@@ -201,7 +228,9 @@ def _expect_v6_defgw(result, snap):
     assert result["routes"] == [{"dst": "::/0", "gw": "fd00:1::1"}]
     assert ("inet6", "fd00:1::1", 64, "global", None) in snap["bridge"]["addrs"]
     assert snap["sysctl"]["net/ipv6/conf/all/forwarding"] == "1"
-    assert any(r["dst"] == "default" and r.get("gateway") == "fd00:1::1" for r in _c(snap)["routes6"])
+    assert any(
+        r["dst"] == "default" and r.get("gateway") == "fd00:1::1" for r in _c(snap)["routes6"]
+    )
     assert _eth0(snap)["sysctl"]["net/ipv6/conf/eth0/accept_dad"] == "0"
     assert _eth0(snap)["tentative"] == []
 
@@ -233,8 +262,17 @@ def _expect_promisc(result, snap):
 
 
 def _expect_plain_port(result, snap):
-    assert snap["ports"] == [{"kind": "veth", "name_ok": True, "up": True, "mtu": 1500,
-                              "hairpin": False, "isolated": False, "peer_netns": True}]
+    assert snap["ports"] == [
+        {
+            "kind": "veth",
+            "name_ok": True,
+            "up": True,
+            "mtu": 1500,
+            "hairpin": False,
+            "isolated": False,
+            "peer_netns": True,
+        }
+    ]
     assert snap["bridge"]["kind"] == "bridge" and snap["bridge"]["up"]
     assert not snap["bridge"]["promisc"]
     assert _eth0(snap)["kind"] == "veth" and _eth0(snap)["up"]
@@ -273,30 +311,64 @@ ADD_CASES = {
     "v4-isGateway": (bridge_conf(isGateway=True), "", _expect_v4_gw),
     "v4-isDefaultGateway": (bridge_conf(isDefaultGateway=True), "", _expect_v4_defgw),
     "v6-isDefaultGateway": (bridge_conf(ranges=[V6], isDefaultGateway=True), "", _expect_v6_defgw),
-    "dual-isDefaultGateway-ipMasq": (bridge_conf(ranges=DUAL, isDefaultGateway=True, ipMasq=True),
-                                     "", _expect_dual_masq),
+    "dual-isDefaultGateway-ipMasq": (
+        bridge_conf(ranges=DUAL, isDefaultGateway=True, ipMasq=True),
+        "",
+        _expect_dual_masq,
+    ),
     "mtu": (bridge_conf(isGateway=True, mtu=1400), "", _expect_mtu),
-    "mtu-existing-bridge": (bridge_conf(isGateway=True, mtu=1400),
-                            f"ip link add {BRIDGE} type bridge", _expect_existing_bridge_mtu),
-    "hairpinMode-dual": (bridge_conf(ranges=DUAL, isGateway=True, hairpinMode=True), "",
-                         _expect_hairpin),
-    "promiscMode": (bridge_conf(ranges=DUAL, isGateway=True, promiscMode=True), "",
-                    _expect_promisc),
+    "mtu-existing-bridge": (
+        bridge_conf(isGateway=True, mtu=1400),
+        f"ip link add {BRIDGE} type bridge",
+        _expect_existing_bridge_mtu,
+    ),
+    "hairpinMode-dual": (
+        bridge_conf(ranges=DUAL, isGateway=True, hairpinMode=True),
+        "",
+        _expect_hairpin,
+    ),
+    "promiscMode": (
+        bridge_conf(ranges=DUAL, isGateway=True, promiscMode=True),
+        "",
+        _expect_promisc,
+    ),
     "gateway-address-already-there": (
         bridge_conf(isGateway=True),
-        f"ip link add {BRIDGE} type bridge && ip addr add 10.1.2.1/24 dev {BRIDGE}", _expect_gw_kept),
+        f"ip link add {BRIDGE} type bridge && ip addr add 10.1.2.1/24 dev {BRIDGE}",
+        _expect_gw_kept,
+    ),
     "forceAddress-same-subnet": (
         bridge_conf(isGateway=True, forceAddress=True),
-        f"ip link add {BRIDGE} type bridge && ip addr add 10.1.2.99/24 dev {BRIDGE}", _expect_forced),
-    "ipam-gateway": (bridge_conf(ranges=[[{"subnet": "10.1.2.0/24", "gateway": "10.1.2.254"}]],
-                                 isDefaultGateway=True), "", _expect_custom_gw),
-    "ipam-routes": (bridge_conf(ipam={"type": "host-local", "ranges": [V4],
-                                      "routes": [{"dst": "192.168.0.0/16"}]}, isGateway=True),
-                    "", _expect_ipam_routes),
+        f"ip link add {BRIDGE} type bridge && ip addr add 10.1.2.99/24 dev {BRIDGE}",
+        _expect_forced,
+    ),
+    "ipam-gateway": (
+        bridge_conf(
+            ranges=[[{"subnet": "10.1.2.0/24", "gateway": "10.1.2.254"}]], isDefaultGateway=True
+        ),
+        "",
+        _expect_custom_gw,
+    ),
+    "ipam-routes": (
+        bridge_conf(
+            ipam={"type": "host-local", "ranges": [V4], "routes": [{"dst": "192.168.0.0/16"}]},
+            isGateway=True,
+        ),
+        "",
+        _expect_ipam_routes,
+    ),
     "ipam-default-route-with-gw": (
-        bridge_conf(ipam={"type": "host-local", "ranges": [V4],
-                          "routes": [{"dst": "0.0.0.0/0", "gw": "10.1.2.254"}]},
-                    isDefaultGateway=True), "", _expect_ipam_default_gw),
+        bridge_conf(
+            ipam={
+                "type": "host-local",
+                "ranges": [V4],
+                "routes": [{"dst": "0.0.0.0/0", "gw": "10.1.2.254"}],
+            },
+            isDefaultGateway=True,
+        ),
+        "",
+        _expect_ipam_default_gw,
+    ),
 }
 
 
@@ -342,14 +414,25 @@ def test_dns():
     def scenario(side):
         side.netns(*confs)
         side.sh(WRITE_RESOLV)
-        hl_conf = {**bridge_conf(ipam=dict(ipam, dataDir="/var/lib/cni/standalone")), "type": "host-local"}
-        ipam_alone = call_plugin(side.sb, side.bindir / "host-local", "ADD", hl_conf,
-                                 containerid="x", netns="/run/netns/c1", ifname="eth9",
-                                 path=str(side.bindir))
+        hl_conf = {
+            **bridge_conf(ipam=dict(ipam, dataDir="/var/lib/cni/standalone")),
+            "type": "host-local",
+        }
+        ipam_alone = call_plugin(
+            side.sb,
+            side.bindir / "host-local",
+            "ADD",
+            hl_conf,
+            containerid="x",
+            netns="/run/netns/c1",
+            ifname="eth9",
+            path=str(side.bindir),
+        )
         out = {"ipam": ipam_alone.ok().json}
         for ns, conf in confs.items():
             out[ns] = side.add(conf, ns=ns).ok().json["dns"]
         return out
+
     runs = both(scenario)
     for side in SIDES:
         assert runs[side]["ipam"]["dns"] == ipam_dns, side  # host-local does read resolvConf
@@ -364,15 +447,18 @@ def test_ipam_default_route_without_gateway_and_isDefaultGateway():
     and isDefaultGateway is set: the reference adds its own default route
     next to IPAM's and fails with "file exists"; dockline replaces IPAM's
     gateway-less default route with one via the gateway."""
-    conf = bridge_conf(ipam={"type": "host-local", "ranges": [V4], "routes": [{"dst": "0.0.0.0/0"}]},
-                       isDefaultGateway=True)
+    conf = bridge_conf(
+        ipam={"type": "host-local", "ranges": [V4], "routes": [{"dst": "0.0.0.0/0"}]},
+        isDefaultGateway=True,
+    )
     runs = both(add_del_scenario(conf))
     ref = runs[REF]["add"]
     assert ref.code != 0 and "file exists" in ref.json["msg"]
     dl = runs[DL]["add"].ok().json
     assert dl["routes"] == [{"dst": "0.0.0.0/0", "gw": "10.1.2.1"}]
-    assert [r for r in _c(runs[DL]["snap"])["routes4"] if r["dst"] == "default"] == \
-        [{"dst": "default", "gateway": "10.1.2.1", "dev": "eth0"}]
+    assert [r for r in _c(runs[DL]["snap"])["routes4"] if r["dst"] == "default"] == [
+        {"dst": "default", "gateway": "10.1.2.1", "dev": "eth0"}
+    ]
     runs[DL]["del"].ok()
     assert runs[DL]["snap_del"]["ports"] == [] and runs[DL]["snap_del"]["ipam"] == {}
 
@@ -384,12 +470,17 @@ def test_result_per_version(version):
     ref = runs[REF]["add"].ok().json
     assert ref["cniVersion"] == version
     assert len(ref["interfaces"]) == 3 and ref["interfaces"][2]["sandbox"] == "/run/netns/c1"
-    ips = [{"interface": 2, "address": "10.1.2.2/24", "gateway": "10.1.2.1"},
-           {"interface": 2, "address": "fd00:1::2/64", "gateway": "fd00:1::1"}]
+    ips = [
+        {"interface": 2, "address": "10.1.2.2/24", "gateway": "10.1.2.1"},
+        {"interface": 2, "address": "fd00:1::2/64", "gateway": "fd00:1::1"},
+    ]
     if version != "1.0.0":
         ips[0]["version"], ips[1]["version"] = "4", "6"
     assert ref["ips"] == ips
-    assert ref["routes"] == [{"dst": "0.0.0.0/0", "gw": "10.1.2.1"}, {"dst": "::/0", "gw": "fd00:1::1"}]
+    assert ref["routes"] == [
+        {"dst": "0.0.0.0/0", "gw": "10.1.2.1"},
+        {"dst": "::/0", "gw": "fd00:1::1"},
+    ]
     assert ref["dns"] == {}
     assert_same_add(runs)
     assert_clean_del(runs)
@@ -410,6 +501,7 @@ def test_result_1_1_0_dockline_only():
             out["check"] = side.check(conf11, out["add"].json)
             out["links"] = {l["ifname"]: l for l in ip_json(side.sb, "ip", "-j", "link", "show")}
         return out
+
     runs = both(scenario)
     ref, dl = runs[REF]["add"].ok().json, runs[DL]["add"].ok().json
     result_matches_kernel(dl, runs[DL]["snap"])
@@ -419,8 +511,11 @@ def test_result_1_1_0_dockline_only():
         if "mtu" in iface:
             assert iface["mtu"] == runs[DL]["links"][iface["name"]]["mtu"], iface
     assert all("mtu" not in i for i in ref["interfaces"])
-    as_1_0 = {**dl, "cniVersion": "1.0.0",
-              "interfaces": [{k: v for k, v in i.items() if k != "mtu"} for i in dl["interfaces"]]}
+    as_1_0 = {
+        **dl,
+        "cniVersion": "1.0.0",
+        "interfaces": [{k: v for k, v in i.items() if k != "mtu"} for i in dl["interfaces"]],
+    }
     assert_same(normalize_result(ref, REF), normalize_result(as_1_0, DL), "result")
     runs[DL]["check"].ok()
 
@@ -440,6 +535,7 @@ def test_bridge_accept_ra(pre):
             side.sh(pre)
         side.add(conf).ok()
         return side.sh(f"cat /proc/sys/net/ipv6/conf/{BRIDGE}/accept_ra").stdout.strip()
+
     runs = both(scenario)
     assert runs[REF] == "0"
     assert runs[DL] == runs[REF]
@@ -457,9 +553,12 @@ def test_bridge_mac_stays_when_ports_change(gateway):
         side.netns("c1")
         side.sh(f"ip link add {BRIDGE} type bridge")  # pre-existing, MAC not pinned
         mac = side.add(conf).ok().json["interfaces"][0]["mac"]
-        side.sh(f"ip link add vx type veth peer name vy && ip link set vx address 02:00:00:00:00:01 "
-                f"&& ip link set vx master {BRIDGE} && ip link set vx up")
+        side.sh(
+            f"ip link add vx type veth peer name vy && ip link set vx address 02:00:00:00:00:01 "
+            f"&& ip link set vx master {BRIDGE} && ip link set vx up"
+        )
         return mac, ip_json(side.sb, "ip", "-j", "link", "show", BRIDGE)[0]["address"]
+
     runs = both(scenario)
     reported, now = runs[DL]
     assert now == reported
@@ -481,8 +580,12 @@ def test_requested_mac(source):
         conf["args"] = {"cni": {"mac": MAC_ARGS}}
     if source in ("CNI_ARGS", "all-three"):
         env = f"IgnoreUnknown=1;MAC={MAC_ENV}"
-    expected = {"runtimeConfig": MAC_RT, "args.cni": MAC_ARGS, "CNI_ARGS": MAC_ENV,
-                "all-three": MAC_RT}[source]
+    expected = {
+        "runtimeConfig": MAC_RT,
+        "args.cni": MAC_ARGS,
+        "CNI_ARGS": MAC_ENV,
+        "all-three": MAC_RT,
+    }[source]
     runs = both(add_del_scenario(conf, add_kw={"args": env}))
     for side in SIDES:
         assert runs[side]["add"].ok().json["interfaces"][2]["mac"] == expected, side
@@ -517,6 +620,7 @@ def _failed_add_scenario(conf, pre=""):
         out["del"] = side.delete(conf)
         out["snap_del"] = side.snapshot()
         return out
+
     return scenario
 
 
@@ -549,7 +653,9 @@ def test_gateway_conflict_same_subnet_without_forceAddress():
     for side in SIDES:
         run = runs[side]
         assert run["add"].code != 0, side
-        assert "already has an IP address different from 10.1.2.1/24" in run["add"].json["msg"], side
+        assert "already has an IP address different from 10.1.2.1/24" in run["add"].json["msg"], (
+            side
+        )
         assert run["snap"]["bridge"]["addrs"] == [("inet", "10.1.2.99", 24, "global", None)]
         assert run["snap"]["ipam"] == {}, side
         run["del"].ok()
@@ -619,12 +725,16 @@ def test_del_after_failed_add_spares_other_containers():
         out["snap_before"] = side.snapshot(("c1", "c2"))
         host_veth = out["snap_before"]["raw"]["host_veths"][0]
         out["premise"] = {
-            "c1 eth0 peer": ip_json(side.sb, "ip", "-n", "c1", "-j", "link", "show", "p0")[0]["ifindex"],
-            "c2 host veth": ip_json(side.sb, "ip", "-j", "link", "show", host_veth)[0]["ifindex"]}
+            "c1 eth0 peer": ip_json(side.sb, "ip", "-n", "c1", "-j", "link", "show", "p0")[0][
+                "ifindex"
+            ],
+            "c2 host veth": ip_json(side.sb, "ip", "-j", "link", "show", host_veth)[0]["ifindex"],
+        }
         out["add1"] = side.add(conf, ns="c1")
         out["del1"] = side.delete(conf, ns="c1")
         out["snap"] = side.snapshot(("c1", "c2"))
         return out
+
     runs = both(scenario)
     for side in SIDES:
         run = runs[side]
@@ -636,7 +746,9 @@ def test_del_after_failed_add_spares_other_containers():
         assert run["add1"].code != 0, side
         run["del1"].ok()
         snap = run["snap"]
-        assert len(snap["ports"]) == 1, f"{side}: c2's host veth is gone: {snap['raw']['host_veths']}"
+        assert len(snap["ports"]) == 1, (
+            f"{side}: c2's host veth is gone: {snap['raw']['host_veths']}"
+        )
         assert snap["raw"]["host_veths"] == before["raw"]["host_veths"], side
         assert snap["containers"]["c2"] == before["containers"]["c2"], side
         assert snap["ipam"] == {"net1/10.1.2.2": "c2\r\neth0"}, side
@@ -657,14 +769,16 @@ def test_ipam_exhausted_leaves_no_veth():
         out["del2"] = side.delete(conf, ns="c2")
         out["snap_del"] = side.snapshot(("c1", "c2"))
         return out
+
     runs = both(scenario)
     for side in SIDES:
         run = runs[side]
         assert run["add1"].ok().json["ips"][0]["address"] == "10.1.2.2/30", side
         assert run["add2"].code != 0, side
         assert run["snap"]["ipam"] == {"net1/10.1.2.2": "c1\r\neth0"}, side
-        assert run["snap"]["containers"]["c1"]["links"]["eth0"]["addrs"] == \
-            [("inet", "10.1.2.2", 30, "global", "10.1.2.3")], side
+        assert run["snap"]["containers"]["c1"]["links"]["eth0"]["addrs"] == [
+            ("inet", "10.1.2.2", 30, "global", "10.1.2.3")
+        ], side
         run["del2"].ok()
         assert len(run["snap_del"]["ports"]) == 1, side  # c1's
         assert run["snap_del"]["containers"]["c2"]["links"] == {}, side
@@ -694,6 +808,7 @@ def test_del_after_netns_deleted():
                 break
             time.sleep(0.05)
         return out
+
     runs = both(scenario)
     for side in SIDES:
         run = runs[side]
@@ -724,6 +839,7 @@ def test_del_without_netns():
         out["del2"] = side.call("DEL", conf, ns=None, containerid="c1")
         out["snap_del"] = side.snapshot()
         return out
+
     runs = both(scenario)
     for side in SIDES:
         run = runs[side]
@@ -745,6 +861,7 @@ def test_del_never_added():
     def scenario(side):
         side.netns("c1")
         return side.delete(conf), side.snapshot()
+
     runs = both(scenario)
     for side in SIDES:
         runs[side][0].ok()
@@ -757,6 +874,7 @@ def test_interop_reference_add_dockline_del(sandbox):
     """A container attached by the reference is detached by dockline's DEL
     (same sandbox, same config): veth pair and reservation gone."""
     from diffhelpers import Side, snapshot
+
     conf = bridge_conf(ranges=DUAL, isDefaultGateway=True)
     ref = Side(REF, sandbox)
     ref.netns("c1", "c2")
@@ -779,6 +897,7 @@ def test_interop_reference_add_dockline_del_ipmasq(sandbox):
     with ipMasq, no masquerade path remains for its address (the reference's
     CNI-… chain would otherwise stay forever)."""
     from diffhelpers import Side, snapshot
+
     conf = bridge_conf(isGateway=True, ipMasq=True)
     ref = Side(REF, sandbox)
     ref.netns("c1")
@@ -801,12 +920,15 @@ def test_check(version):
         out = {"ok": side.check(conf, add)}
         side.sh(f"ip -n c1 addr del {CONTAINER_IP4}/24 dev eth0")
         out["no_addr"] = side.check(conf, add)
-        side.sh(f"ip -n c1 addr add {CONTAINER_IP4}/24 dev eth0 && "
-                "ip -n c1 route add default via 10.1.2.1 dev eth0")
+        side.sh(
+            f"ip -n c1 addr add {CONTAINER_IP4}/24 dev eth0 && "
+            "ip -n c1 route add default via 10.1.2.1 dev eth0"
+        )
         out["restored"] = side.check(conf, add)
         side.sh(f"ip link del {add['interfaces'][1]['name']}")
         out["no_veth"] = side.check(conf, add)
         return out
+
     runs = both(scenario)
     for side in SIDES:
         run = runs[side]
@@ -843,6 +965,7 @@ def test_check_detects(mutation):
         before = side.check(conf, add)
         side.sh(script)
         return before, side.check(conf, add)
+
     runs = both(scenario)
     for side in SIDES:
         runs[side][0].ok()
@@ -859,6 +982,7 @@ def test_check_not_in_0_3_1():
         side.netns("c1")
         add = side.add(conf).ok().json
         return side.check(conf, add)
+
     runs = both(scenario)
     for side in SIDES:
         assert runs[side].code != 0, side
@@ -894,13 +1018,16 @@ def test_disable_container_interface():
         out["del"] = side.delete(l2, ns="c1")
         out["snap_del"] = side.snapshot(("c1", "c2"))
         return out
+
     runs = both(scenario)
     dl, ref = runs[DL], runs[REF]
     assert "ips" not in dl["l2"].ok().json
     eth0 = dl["snap"]["containers"]["c1"]["links"]["eth0"]
     assert eth0["kind"] == "veth" and not eth0["up"] and eth0["addrs"] == []
     assert [p["up"] for p in dl["snap"]["ports"]] == [True]  # host end up, on the bridge
-    assert dl["ipam"].code != 0 and dl["ipam"].json["code"] == 7 and "IPAM" in dl["ipam"].json["msg"]
+    assert (
+        dl["ipam"].code != 0 and dl["ipam"].json["code"] == 7 and "IPAM" in dl["ipam"].json["msg"]
+    )
     assert dl["snap"]["containers"]["c2"]["links"] == {} and dl["snap"]["ipam"] == {}
     dl["del"].ok()
     assert dl["snap_del"]["ports"] == [] and dl["snap_del"]["containers"]["c1"]["links"] == {}
@@ -913,8 +1040,11 @@ def test_disable_container_interface():
 def _macspoof_rules(side) -> list[str]:
     text = side.sh("nft list ruleset 2>/dev/null || true").stdout
     # (dockline's RA guard keeps one constant rule keyed on a set of ports)
-    return [line.strip() for line in text.splitlines()
-            if ("ether saddr" in line or "drop" in line) and "nd-router-advert" not in line]
+    return [
+        line.strip()
+        for line in text.splitlines()
+        if ("ether saddr" in line or "drop" in line) and "nd-router-advert" not in line
+    ]
 
 
 def test_macspoofchk():
@@ -930,14 +1060,16 @@ def test_macspoofchk():
         out["del"] = side.delete(conf)
         out["rules_del"] = _macspoof_rules(side)
         return out
+
     runs = both(scenario)
     for side in SIDES:
         run = runs[side]
         mac = run["add"].ok().json["interfaces"][2]["mac"]
         # The reference writes "ether saddr MAC return" then "drop";
         # dockline one rule "iifname PORT ether saddr != MAC drop".
-        assert any(f"ether saddr {mac}" in r or f"ether saddr != {mac}" in r
-                   for r in run["rules"]), (side, run["rules"])
+        assert any(
+            f"ether saddr {mac}" in r or f"ether saddr != {mac}" in r for r in run["rules"]
+        ), (side, run["rules"])
         assert any("drop" in r for r in run["rules"]), (side, run["rules"])
         run["del"].ok()
         assert run["rules_del"] == [], side
@@ -949,9 +1081,11 @@ _VLAN_SUPPORT: list[bool] = []
 def _vlan_supported() -> bool:
     if not _VLAN_SUPPORT:
         from sandbox import Sandbox
+
         with Sandbox() as sb:
-            _VLAN_SUPPORT.append(sb.sh("ip link add vtest type bridge vlan_filtering 1",
-                                       check=False).returncode == 0)
+            _VLAN_SUPPORT.append(
+                sb.sh("ip link add vtest type bridge vlan_filtering 1", check=False).returncode == 0
+            )
     return _VLAN_SUPPORT[0]
 
 
@@ -962,16 +1096,21 @@ def test_vlan(gateway):
     VLAN 1 and, with isGateway, puts the gateway address on a ``br0.<vlan>``
     veth (a 4th result interface) instead of the bridge."""
     if not _vlan_supported():
-        pytest.skip("kernel without CONFIG_BRIDGE_VLAN_FILTERING "
-                    "(EOPNOTSUPP creating a vlan_filtering bridge)")
+        pytest.skip(
+            "kernel without CONFIG_BRIDGE_VLAN_FILTERING "
+            "(EOPNOTSUPP creating a vlan_filtering bridge)"
+        )
     conf = bridge_conf(isGateway=gateway, vlan=100)
 
     def scenario(side):
         side.netns("c1")
         out = {"add": side.add(conf), "snap": side.snapshot()}
-        out["vlans"] = {entry["ifname"]: {v["vlan"]: sorted(v.get("flags", [])) for v in entry["vlans"]}
-                        for entry in ip_json(side.sb, "bridge", "-j", "vlan", "show")}
+        out["vlans"] = {
+            entry["ifname"]: {v["vlan"]: sorted(v.get("flags", [])) for v in entry["vlans"]}
+            for entry in ip_json(side.sb, "bridge", "-j", "vlan", "show")
+        }
         return out
+
     runs = both(scenario)
     for side in SIDES:
         run = runs[side]
@@ -981,8 +1120,11 @@ def test_vlan(gateway):
     ref_port = runs[REF]["add"].json["interfaces"][1]["name"]
     dl_port = runs[DL]["add"].json["interfaces"][1]["name"]
     assert_same(runs[REF]["vlans"][ref_port], runs[DL]["vlans"][dl_port], "VLANs of the port")
-    assert_same(normalize_result(runs[REF]["add"].json, REF), normalize_result(runs[DL]["add"].json, DL),
-                "ADD result")
+    assert_same(
+        normalize_result(runs[REF]["add"].json, REF),
+        normalize_result(runs[DL]["add"].json, DL),
+        "ADD result",
+    )
     assert_same(runs[REF]["snap"]["bridge"], runs[DL]["snap"]["bridge"], "bridge")
     assert_same(runs[REF]["snap"]["host_links"], runs[DL]["snap"]["host_links"], "other host links")
 
@@ -1036,8 +1178,10 @@ def test_traffic_between_containers_and_to_gateway():
             "sleep 0.3\n"
             f"ip netns exec c2 timeout 15 {py} -c '{CLIENT}' 10.1.2.2 fd00:1::2\n"
             f"ip netns exec c1 timeout 15 {py} -c '{CLIENT}' 10.1.2.1\n"
-            "wait\n")
+            "wait\n"
+        )
         return side.sh(script, check=False).stdout
+
     runs = both(scenario)
     for side in SIDES:
         lines = runs[side].splitlines()

@@ -2,10 +2,10 @@
 IPv6 router advertisements and unconfigured IPv6 in containers, DEL with
 a config it cannot read, and hostile environment or stdin (each a CNI
 error, nothing created)."""
+
 import json
 
 import pytest
-
 from conftest import call_plugin
 from test_bridge import add, conf, delete, dual_conf, links, store
 
@@ -29,14 +29,25 @@ def test_dual_stack_container_keeps_ipv6_without_router_adverts(sandbox, docklin
 
 
 def _masq_rules(sb):
-    return [line for line in sb.sh("iptables-save -t nat; nft list ruleset").stdout.splitlines()
-            if "DL-" in line or "dl-" in line]
+    return [
+        line
+        for line in sb.sh("iptables-save -t nat; nft list ruleset").stdout.splitlines()
+        if "DL-" in line or "dl-" in line
+    ]
 
 
-@pytest.mark.parametrize("garbage", [
-    {"bridge": "bad/name"}, {"mtu": "huge"}, {"ipMasq": "yes"}, {"vlanTrunk": 7},
-    {"cniVersion": "9.9.9"}, {"dns": []}, {"runtimeConfig": {"mac": 12}},
-])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        {"bridge": "bad/name"},
+        {"mtu": "huge"},
+        {"ipMasq": "yes"},
+        {"vlanTrunk": 7},
+        {"cniVersion": "9.9.9"},
+        {"dns": []},
+        {"runtimeConfig": {"mac": 12}},
+    ],
+)
 def test_del_with_an_unreadable_config_still_removes_everything(sandbox, dockline_bin, garbage):
     good = conf(ipMasq=True)
     add(sandbox, dockline_bin, "web", good).ok()
@@ -61,17 +72,25 @@ def _nothing_made(sb):
     assert "dl0" not in links(sb)
 
 
-@pytest.mark.parametrize("variable,value", [
-    ("CNI_ARGS", b"IgnoreUnknown=1;K8S_POD_NAME=\xff\xfe"),
-    ("CNI_NETNS", b"/run/netns/web\n-A INPUT"),
-    ("CNI_PATH", b"/opt/cni/bin\x1b[2J"),
-    ("CNI_IFNAME", b"eth\xc3"),
-])
+@pytest.mark.parametrize(
+    "variable,value",
+    [
+        ("CNI_ARGS", b"IgnoreUnknown=1;K8S_POD_NAME=\xff\xfe"),
+        ("CNI_NETNS", b"/run/netns/web\n-A INPUT"),
+        ("CNI_PATH", b"/opt/cni/bin\x1b[2J"),
+        ("CNI_IFNAME", b"eth\xc3"),
+    ],
+)
 def test_hostile_environment_is_code_4_and_creates_nothing(sandbox, dockline_bin, variable, value):
     sandbox.sh("ip netns add web")
-    env = {b"PATH": b"/usr/sbin:/usr/bin:/sbin:/bin", b"CNI_COMMAND": b"ADD",
-           b"CNI_CONTAINERID": b"web", b"CNI_NETNS": b"/run/netns/web", b"CNI_IFNAME": b"eth0",
-           b"CNI_PATH": str(dockline_bin).encode()}
+    env = {
+        b"PATH": b"/usr/sbin:/usr/bin:/sbin:/bin",
+        b"CNI_COMMAND": b"ADD",
+        b"CNI_CONTAINERID": b"web",
+        b"CNI_NETNS": b"/run/netns/web",
+        b"CNI_IFNAME": b"eth0",
+        b"CNI_PATH": str(dockline_bin).encode(),
+    }
     env[variable.encode()] = value
     proc = sandbox.run([str(dockline_bin / "bridge")], input=json.dumps(conf()).encode(), env=env)
     out = json.loads(proc.stdout)
@@ -80,15 +99,19 @@ def test_hostile_environment_is_code_4_and_creates_nothing(sandbox, dockline_bin
     _nothing_made(sandbox)
 
 
-@pytest.mark.parametrize("stdin", [
-    b'{"cniVersion": "1.0.0", "name": "net1", "type": "bridge", "mtu": 1e400}',
-    b'{"cniVersion": "1.0.0", "name": "net1", "type": "bridge", "bridge": "\\ud800"}',
-    b'{"cniVersion": "1.0.0", "name": "net1", "x": ' + b"[" * 50000 + b"]" * 50000 + b"}",
-    b'{"cniVersion": "1.0.0", "name": "net1", "mtu": ' + b"9" * 5000 + b"}",
-])
+@pytest.mark.parametrize(
+    "stdin",
+    [
+        b'{"cniVersion": "1.0.0", "name": "net1", "type": "bridge", "mtu": 1e400}',
+        b'{"cniVersion": "1.0.0", "name": "net1", "type": "bridge", "bridge": "\\ud800"}',
+        b'{"cniVersion": "1.0.0", "name": "net1", "x": ' + b"[" * 50000 + b"]" * 50000 + b"}",
+        b'{"cniVersion": "1.0.0", "name": "net1", "mtu": ' + b"9" * 5000 + b"}",
+    ],
+)
 def test_hostile_stdin_is_code_6_and_creates_nothing(sandbox, dockline_bin, stdin):
     sandbox.sh("ip netns add web")
-    run = call_plugin(sandbox, dockline_bin / "bridge", "ADD", stdin, containerid="web",
-                      netns="/run/netns/web")
+    run = call_plugin(
+        sandbox, dockline_bin / "bridge", "ADD", stdin, containerid="web", netns="/run/netns/web"
+    )
     assert run.code != 0 and run.json["code"] == 6, run.stdout + run.stderr
     _nothing_made(sandbox)

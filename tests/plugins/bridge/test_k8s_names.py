@@ -3,6 +3,7 @@ scoped by K8S_POD_NAMESPACE, a pod name (the runtime's identity) never
 fails an ADD, links resolve within the pod's namespace, and explicit
 aliases stay unique per namespace.  CNI_ARGS as containerd's CRI sends
 them, in a private sandbox."""
+
 import json
 
 from conftest import REPO
@@ -13,12 +14,26 @@ REGISTRY = "/var/lib/cni/networks/dockline/.dockline-names.json"
 
 def k8s(sb, command, netns, namespace, pod, cid=None, cap=None):
     cid = cid or f"{namespace}-{pod}-sandbox"
-    args = (f"IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={pod};"
-            f"K8S_POD_INFRA_CONTAINER_ID={cid};K8S_POD_UID=uid-{cid}")
-    argv = [str(REPO / "scripts" / "cni"), command, "dockline", f"/run/netns/{netns}",
-            "--id", cid, "--args", args, "--cap-args", json.dumps(cap or {})]
-    return sb.run(argv, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-                             "CNI_PATH": str(REPO / ".build" / "cni-bin")})
+    args = (
+        f"IgnoreUnknown=1;K8S_POD_NAMESPACE={namespace};K8S_POD_NAME={pod};"
+        f"K8S_POD_INFRA_CONTAINER_ID={cid};K8S_POD_UID=uid-{cid}"
+    )
+    argv = [
+        str(REPO / "scripts" / "cni"),
+        command,
+        "dockline",
+        f"/run/netns/{netns}",
+        "--id",
+        cid,
+        "--args",
+        args,
+        "--cap-args",
+        json.dumps(cap or {}),
+    ]
+    return sb.run(
+        argv,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_PATH": str(REPO / ".build" / "cni-bin")},
+    )
 
 
 def v4(result):
@@ -105,13 +120,31 @@ def test_registry_of_the_previous_format_still_works(sandbox, dockline_bin):
     sandbox.sh("ip netns add db; ip netns add web")
     db = ok(k8s(sandbox, "add", "db", "a", "ignored", cid="db"))
     # rewrite it as the previous dockline wrote it: names only, no scope
-    old = {"attachments": {"db:eth0": {"names": ["db"], "ips": [v4(db)], "hosts": None,
-                                       "tag": "0123456789abcdef", "links": []}}}
+    old = {
+        "attachments": {
+            "db:eth0": {
+                "names": ["db"],
+                "ips": [v4(db)],
+                "hosts": None,
+                "tag": "0123456789abcdef",
+                "links": [],
+            }
+        }
+    }
     sandbox.run(["sh", "-c", f"cat > {REGISTRY}"], input=json.dumps(old), check=True)
-    run = sandbox.run([str(REPO / "scripts" / "cni"), "add", "dockline", "/run/netns/web", "--id", "web",
-                       "--cap-args", json.dumps({"links": ["db:dbapp"]})],
-                      env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-                           "CNI_PATH": str(REPO / ".build" / "cni-bin")})
+    run = sandbox.run(
+        [
+            str(REPO / "scripts" / "cni"),
+            "add",
+            "dockline",
+            "/run/netns/web",
+            "--id",
+            "web",
+            "--cap-args",
+            json.dumps({"links": ["db:dbapp"]}),
+        ],
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_PATH": str(REPO / ".build" / "cni-bin")},
+    )
     ok(run)
     assert resolve(sandbox, "web", "dbapp") == v4(db)
     ok(k8s(sandbox, "del", "db", "a", "ignored", cid="db"))

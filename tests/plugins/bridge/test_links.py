@@ -1,11 +1,11 @@
 """Docker-style links on a dockline bridge: web reaches its db container
 under the alias dbapp through its hosts file, in a private sandbox."""
+
 import json
 import shutil
 import tempfile
 
 import pytest
-
 from conftest import REPO, VENV_PYTHON
 
 CAPS = {"ips": True, "mac": True, "aliases": True, "links": True, "hostsFile": True}
@@ -19,12 +19,22 @@ def setup(sb, **bridge):
 
 
 def cni(sb, command, name, cid=None, pod=None, cap=None, netns=None):
-    args = [str(REPO / "scripts" / "cni"), command, "dockline", netns or f"/run/netns/{name}",
-            "--id", cid or name, "--cap-args", json.dumps(cap or {})]
+    args = [
+        str(REPO / "scripts" / "cni"),
+        command,
+        "dockline",
+        netns or f"/run/netns/{name}",
+        "--id",
+        cid or name,
+        "--cap-args",
+        json.dumps(cap or {}),
+    ]
     if pod:
         args += ["--args", f"IgnoreUnknown=1;K8S_POD_NAME={pod}"]
-    return sb.run(args, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-                             "CNI_PATH": str(REPO / ".build" / "cni-bin")})
+    return sb.run(
+        args,
+        env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_PATH": str(REPO / ".build" / "cni-bin")},
+    )
 
 
 def ok(run):
@@ -39,23 +49,29 @@ def err(run):
 
 def state(sb):
     """Everything a failed ADD must leave untouched."""
-    return sb.sh("ls -la /var/lib/cni/networks/dockline 2>/dev/null | awk '{print $NF}';"
-                 "cat /var/lib/cni/networks/dockline/.dockline-names.json 2>/dev/null;"
-                 "ip -br link show master dockline0 2>/dev/null; cat /etc/netns/*/hosts 2>/dev/null",
-                 check=False).stdout
+    return sb.sh(
+        "ls -la /var/lib/cni/networks/dockline 2>/dev/null | awk '{print $NF}';"
+        "cat /var/lib/cni/networks/dockline/.dockline-names.json 2>/dev/null;"
+        "ip -br link show master dockline0 2>/dev/null; cat /etc/netns/*/hosts 2>/dev/null",
+        check=False,
+    ).stdout
 
 
 def serve_and_fetch(sb, server, client, url):
-    sb.sh(f"ip netns exec {server} {VENV_PYTHON} -c \"import http.server, socket\n"
-          "class S(http.server.HTTPServer): address_family = socket.AF_INET6\n"
-          "class H(http.server.BaseHTTPRequestHandler):\n"
-          "    def do_GET(self):\n"
-          "        self.send_response(200); self.end_headers(); self.wfile.write(b'db says hi')\n"
-          "    def log_message(self, *a): pass\n"
-          "s = S(('::', 8080), H); s.handle_request()\" >/dev/null 2>&1 &")
-    return sb.sh(f"for i in $(seq 50); do ip netns exec {client} {VENV_PYTHON} -c \"import urllib.request as u;"
-                 f" print(u.urlopen('{url}', timeout=2).read().decode())\" 2>/dev/null && break; sleep 0.1; done",
-                 check=False).stdout.strip()
+    sb.sh(
+        f'ip netns exec {server} {VENV_PYTHON} -c "import http.server, socket\n'
+        "class S(http.server.HTTPServer): address_family = socket.AF_INET6\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200); self.end_headers(); self.wfile.write(b'db says hi')\n"
+        "    def log_message(self, *a): pass\n"
+        "s = S(('::', 8080), H); s.handle_request()\" >/dev/null 2>&1 &"
+    )
+    return sb.sh(
+        f'for i in $(seq 50); do ip netns exec {client} {VENV_PYTHON} -c "import urllib.request as u;'
+        f" print(u.urlopen('{url}', timeout=2).read().decode())\" 2>/dev/null && break; sleep 0.1; done",
+        check=False,
+    ).stdout.strip()
 
 
 def test_web_reaches_db_by_alias(sandbox, dockline_bin):
@@ -122,12 +138,20 @@ def test_duplicate_name_fails_clearly(sandbox, dockline_bin):
     ok(cni(sandbox, "add", "db3", pod="db"))
 
 
-@pytest.mark.parametrize("cap", [
-    {"links": ["../x:alias"]}, {"links": ["db:a b"]}, {"links": ["db:a\nb"]},
-    {"links": ["db:" + "a" * 300]}, {"aliases": ["we b"]}, {"aliases": ["x/y"]},
-    {"links": [{"name": "db", "alias": "evil\t10.0.0.1 google.com"}]}, {"links": [42]},
-    {"hostsFile": "relative/hosts", "links": ["db"]},
-])
+@pytest.mark.parametrize(
+    "cap",
+    [
+        {"links": ["../x:alias"]},
+        {"links": ["db:a b"]},
+        {"links": ["db:a\nb"]},
+        {"links": ["db:" + "a" * 300]},
+        {"aliases": ["we b"]},
+        {"aliases": ["x/y"]},
+        {"links": [{"name": "db", "alias": "evil\t10.0.0.1 google.com"}]},
+        {"links": [42]},
+        {"hostsFile": "relative/hosts", "links": ["db"]},
+    ],
+)
 def test_hostile_names_are_refused(sandbox, dockline_bin, cap):
     setup(sandbox)
     sandbox.sh("ip netns add db; ip netns add web")
@@ -140,9 +164,11 @@ def test_hostile_names_are_refused(sandbox, dockline_bin, cap):
 
 def test_hosts_file_symlink_is_refused(sandbox, dockline_bin):
     setup(sandbox)
-    sandbox.sh("ip netns add db; ip netns add web; mkdir -p /etc/netns/web;"
-               "echo '1.2.3.4 precious' > /etc/cni/net.d/precious; "
-               "ln -s /etc/cni/net.d/precious /etc/netns/web/hosts")
+    sandbox.sh(
+        "ip netns add db; ip netns add web; mkdir -p /etc/netns/web;"
+        "echo '1.2.3.4 precious' > /etc/cni/net.d/precious; "
+        "ln -s /etc/cni/net.d/precious /etc/netns/web/hosts"
+    )
     ok(cni(sandbox, "add", "db", pod="db"))
     before = state(sandbox)
     e = err(cni(sandbox, "add", "web", cap={"links": ["db"]}))
@@ -160,11 +186,14 @@ def runtime_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_runtime_hosts_file_is_edited_in_place_and_user_lines_survive(sandbox, dockline_bin,
-                                                                     runtime_dir):
+def test_runtime_hosts_file_is_edited_in_place_and_user_lines_survive(
+    sandbox, dockline_bin, runtime_dir
+):
     setup(sandbox)
     hosts = f"{runtime_dir}/web-hosts"  # the path a runtime would bind-mount
-    sandbox.sh(f"ip netns add db; ip netns add web; printf '127.0.0.1\\tlocalhost\\n10.9.9.9\\tmine\\n' > {hosts}")
+    sandbox.sh(
+        f"ip netns add db; ip netns add web; printf '127.0.0.1\\tlocalhost\\n10.9.9.9\\tmine\\n' > {hosts}"
+    )
     inode = sandbox.sh(f"stat -c %i {hosts}").stdout
     ok(cni(sandbox, "add", "db", pod="db"))
     ok(cni(sandbox, "add", "web", cap={"links": ["db:dbapp"], "hostsFile": hosts}))
@@ -172,18 +201,25 @@ def test_runtime_hosts_file_is_edited_in_place_and_user_lines_survive(sandbox, d
     assert text.startswith("127.0.0.1\tlocalhost\n10.9.9.9\tmine\n") and "dbapp db" in text
     sandbox.sh(f"echo '10.8.8.8 added-later' >> {hosts}")
     ok(cni(sandbox, "del", "web", cap={"links": ["db:dbapp"], "hostsFile": hosts}))
-    assert sandbox.sh(f"cat {hosts}").stdout == "127.0.0.1\tlocalhost\n10.9.9.9\tmine\n10.8.8.8 added-later\n"
+    assert (
+        sandbox.sh(f"cat {hosts}").stdout
+        == "127.0.0.1\tlocalhost\n10.9.9.9\tmine\n10.8.8.8 added-later\n"
+    )
     assert sandbox.sh(f"stat -c %i {hosts}").stdout == inode
 
 
 def test_links_without_any_hosts_file_fail(sandbox, dockline_bin):
     setup(sandbox)
     # a netns bound outside /run/netns, inside the sandbox's own tmpfs
-    sandbox.sh("ip netns add db; mkdir -p /var/lib/cni/other; touch /var/lib/cni/other/ns; "
-               "mount --bind /run/netns/db /var/lib/cni/other/ns")
+    sandbox.sh(
+        "ip netns add db; mkdir -p /var/lib/cni/other; touch /var/lib/cni/other/ns; "
+        "mount --bind /run/netns/db /var/lib/cni/other/ns"
+    )
     ok(cni(sandbox, "add", "db", pod="db", cid="db"))
-    sandbox.sh("ip netns add web2; touch /var/lib/cni/other/web2; "
-               "mount --bind /run/netns/web2 /var/lib/cni/other/web2")
+    sandbox.sh(
+        "ip netns add web2; touch /var/lib/cni/other/web2; "
+        "mount --bind /run/netns/web2 /var/lib/cni/other/web2"
+    )
     e = err(cni(sandbox, "add", "web2", cap={"links": ["db"]}, netns="/var/lib/cni/other/web2"))
     assert e["code"] == 7 and "hosts file" in e["msg"]
 

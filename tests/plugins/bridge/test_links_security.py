@@ -2,6 +2,7 @@
 sandbox with real files: nothing outside the rule is ever opened for
 writing, a refused ADD creates nothing at all (not even the bridge), and
 a container holding a lock on its own hosts file blocks nobody."""
+
 import contextlib
 import hashlib
 import os
@@ -12,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import VENV_PYTHON
 from test_links import cni, err, ok, setup
 
@@ -30,13 +30,16 @@ def rundir():
 def flocked(sb, path):
     """A process in the sandbox holding an exclusive flock on ``path``
     (the holder itself, so killing it frees the lock)."""
-    code = ("import fcntl, os, sys, time\n"
-            "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
-            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
-            "print('locked', flush=True)\n"
-            "time.sleep(120)\n")
-    holder = subprocess.Popen(sb.nsenter() + [str(VENV_PYTHON), "-c", code, str(path)],
-                              stdout=subprocess.PIPE, text=True)
+    code = (
+        "import fcntl, os, sys, time\n"
+        "fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)\n"
+        "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(120)\n"
+    )
+    holder = subprocess.Popen(
+        sb.nsenter() + [str(VENV_PYTHON), "-c", code, str(path)], stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         yield holder
@@ -65,7 +68,9 @@ def refused(sb, cap, timeout=20):
     return e
 
 
-def test_hosts_file_that_is_a_symlink_is_refused_before_anything_exists(sandbox, dockline_bin, rundir):
+def test_hosts_file_that_is_a_symlink_is_refused_before_anything_exists(
+    sandbox, dockline_bin, rundir
+):
     setup(sandbox)
     sandbox.sh("ip netns add web")
     (rundir / "precious").write_text("1.2.3.4 precious\n")
@@ -122,14 +127,35 @@ def _digest(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest(), st.st_mtime_ns, st.st_ino
 
 
-@pytest.mark.parametrize("path", [
-    "/etc/shadow", "/etc/hosts", "/etc/ssh/ssh_known_hosts", "/proc/sys/kernel/core_pattern",
-    "/proc/self/hosts", "/sys/kernel/hosts", "/dev/shm/x-hosts", "/root/.hosts",
-    "/var/lib/cni/networks/dockline/hosts", "/var/lib/cni/results/dockline-web-hosts",
-    "/etc/netns/web/../../shadow", "/etc/netns/web/../../hosts", "/tmp/../etc/hosts",
-    "/tmp//x-hosts", "/tmp/x-hosts/", "/tmp/./x-hosts", "relative/hosts", "hosts", "",
-    "/tmp/x\nhosts", "/tmp/x\rhosts", "/tmp/x\u2028-hosts", "/tmp/known_hosts", "/tmp/.rhosts",
-])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/etc/shadow",
+        "/etc/hosts",
+        "/etc/ssh/ssh_known_hosts",
+        "/proc/sys/kernel/core_pattern",
+        "/proc/self/hosts",
+        "/sys/kernel/hosts",
+        "/dev/shm/x-hosts",
+        "/root/.hosts",
+        "/var/lib/cni/networks/dockline/hosts",
+        "/var/lib/cni/results/dockline-web-hosts",
+        "/etc/netns/web/../../shadow",
+        "/etc/netns/web/../../hosts",
+        "/tmp/../etc/hosts",
+        "/tmp//x-hosts",
+        "/tmp/x-hosts/",
+        "/tmp/./x-hosts",
+        "relative/hosts",
+        "hosts",
+        "",
+        "/tmp/x\nhosts",
+        "/tmp/x\rhosts",
+        "/tmp/x\u2028-hosts",
+        "/tmp/known_hosts",
+        "/tmp/.rhosts",
+    ],
+)
 def test_paths_outside_the_rule_are_refused(sandbox, dockline_bin, path):
     setup(sandbox)
     sandbox.sh("ip netns add web")
@@ -140,8 +166,21 @@ def test_paths_outside_the_rule_are_refused(sandbox, dockline_bin, path):
     assert [_digest(p) for p in watched] == before
 
 
-BAD_NAMES = ["a\rb", "a\x0bb", "a\x0cb", "a\u2028b", "a\u2029b", "a\x85b", "a\x1cb", "a\x1eb",
-             "a\x7fb", "a\x01b", "a\u00e9b", "a\tb", "a b"]
+BAD_NAMES = [
+    "a\rb",
+    "a\x0bb",
+    "a\x0cb",
+    "a\u2028b",
+    "a\u2029b",
+    "a\x85b",
+    "a\x1cb",
+    "a\x1eb",
+    "a\x7fb",
+    "a\x01b",
+    "a\u00e9b",
+    "a\tb",
+    "a b",
+]
 
 
 @pytest.mark.parametrize("where", ["alias", "podman-alias", "link", "link-alias", "pod"])
@@ -149,10 +188,17 @@ def test_names_with_line_breaks_or_controls_are_refused(sandbox, dockline_bin, w
     setup(sandbox)
     sandbox.sh("ip netns add web")
     for bad in BAD_NAMES:
-        cap = {"aliases": [bad]} if where == "alias" else \
-            {"aliases": {"dockline": ["ok", bad]}} if where == "podman-alias" else \
-            {"links": [f"{bad}:x"]} if where == "link" else \
-            {"links": [{"Name": "db", "ALIAS": bad}]} if where == "link-alias" else {}
+        cap = (
+            {"aliases": [bad]}
+            if where == "alias"
+            else {"aliases": {"dockline": ["ok", bad]}}
+            if where == "podman-alias"
+            else {"links": [f"{bad}:x"]}
+            if where == "link"
+            else {"links": [{"Name": "db", "ALIAS": bad}]}
+            if where == "link-alias"
+            else {}
+        )
         e = err(cni(sandbox, "add", "web", cap=cap, pod=bad if where == "pod" else None))
         # CNI_ARGS may be refused by the dispatcher already (code 4)
         assert e["code"] == 7 or (where == "pod" and e["code"] == 4), (bad, e)
@@ -163,8 +209,10 @@ def test_user_lines_are_kept_byte_for_byte(sandbox, dockline_bin, rundir):
     setup(sandbox)
     sandbox.sh("ip netns add db; ip netns add web")
     hosts = rundir / "hosts"
-    original = (b"127.0.0.1\tlocalhost\r\n10.9.9.9\tmine\rtricky\n"
-                b"10.1.1.1 x\x0by\x0cz\xe2\x80\xa8w\n# a comment \xff\xfe\n")
+    original = (
+        b"127.0.0.1\tlocalhost\r\n10.9.9.9\tmine\rtricky\n"
+        b"10.1.1.1 x\x0by\x0cz\xe2\x80\xa8w\n# a comment \xff\xfe\n"
+    )
     hosts.write_bytes(original)
     inode = hosts.stat().st_ino
     db = ok(cni(sandbox, "add", "db", pod="db"))
@@ -172,7 +220,7 @@ def test_user_lines_are_kept_byte_for_byte(sandbox, dockline_bin, rundir):
     ok(cni(sandbox, "add", "web", cap=cap))
     text = hosts.read_bytes()
     assert text.startswith(original)
-    added = text[len(original):].decode().splitlines()
+    added = text[len(original) :].decode().splitlines()
     db_v4 = db["ips"][0]["address"].split("/")[0]
     assert added[0].startswith(f"{db_v4}\tdbapp db\t# dockline-link ") and len(added) == 2
     ok(cni(sandbox, "check", "web", cap=cap))
@@ -215,7 +263,10 @@ def test_busy_edit_lock_is_try_again_on_add_and_skipped_on_del(sandbox, dockline
         e = err(cni(sandbox, "add", "web2", cap={"links": ["db"]}))
         assert e["code"] == 11 and time.monotonic() - t0 < 15, e
         assert "eth0" not in sandbox.sh("ip -n web2 -br link").stdout
-        assert "web2" not in sandbox.sh("cat /var/lib/cni/networks/dockline/.dockline-names.json").stdout
+        assert (
+            "web2"
+            not in sandbox.sh("cat /var/lib/cni/networks/dockline/.dockline-names.json").stdout
+        )
         t0 = time.monotonic()
         ok(cni(sandbox, "del", "web"))
         assert time.monotonic() - t0 < 15
@@ -245,9 +296,12 @@ def test_relative_data_dir_is_refused(sandbox, dockline_bin):
     setup(sandbox)
     sandbox.sh("ip netns add web")
     import json
+
     conf = json.loads(sandbox.sh("cat /etc/cni/net.d/20.conflist").stdout)
     conf["plugins"][0]["ipam"]["dataDir"] = "relative/dir"
-    sandbox.run(["sh", "-c", "cat > /etc/cni/net.d/20.conflist"], input=json.dumps(conf), check=True)
+    sandbox.run(
+        ["sh", "-c", "cat > /etc/cni/net.d/20.conflist"], input=json.dumps(conf), check=True
+    )
     e = err(cni(sandbox, "add", "web", cap={"aliases": ["web"]}))
     assert e["code"] == 7
     assert "dockline0" not in sandbox.sh("ip -br link").stdout

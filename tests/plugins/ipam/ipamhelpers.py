@@ -1,6 +1,7 @@
 """Helpers for the IPAM tests: store snapshots taken inside the sandbox,
 CNI error checks, and a differential runner that plays the same sequence of
 calls against the reference plugin and dockline, each in its own sandbox."""
+
 from __future__ import annotations
 
 import copy
@@ -8,10 +9,10 @@ import io
 import json
 import re
 import tarfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from conftest import REFERENCE_BIN, PluginRun, call_plugin
 from sandbox import Sandbox
@@ -52,8 +53,9 @@ def hl_ipam(**ipam) -> dict:
     return out
 
 
-def hl_conf(version: str | None = "1.0.0", name: str = "net1", *,
-            top: dict | None = None, **ipam) -> dict:
+def hl_conf(
+    version: str | None = "1.0.0", name: str = "net1", *, top: dict | None = None, **ipam
+) -> dict:
     """A network config whose ipam section is host-local.  Without ranges or
     a legacy subnet the single range 10.1.2.0/24 is used."""
     if "ranges" not in ipam and "subnet" not in ipam:
@@ -77,6 +79,7 @@ def with_version(conf, version: str):
 @dataclass
 class Snap:
     """Contents of a directory tree: files (name -> bytes), dirs, modes."""
+
     files: dict = field(default_factory=dict)
     dirs: set = field(default_factory=set)
     modes: dict = field(default_factory=dict)
@@ -88,12 +91,15 @@ class Snap:
         """Files below prefix (relative to the snapshot root), keyed by the
         rest of the path."""
         prefix = prefix.rstrip("/") + "/"
-        return {k[len(prefix):]: v for k, v in self.files.items() if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in self.files.items() if k.startswith(prefix)}
 
     def reservations(self, prefix: str = "networks/net1") -> dict:
         """IP files only (no lock, no last_reserved_ip.*)."""
-        return {k: v for k, v in self.under(prefix).items()
-                if k != "lock" and not k.startswith("last_reserved_ip.")}
+        return {
+            k: v
+            for k, v in self.under(prefix).items()
+            if k != "lock" and not k.startswith("last_reserved_ip.")
+        }
 
     def __eq__(self, other):
         return isinstance(other, Snap) and self.content() == other.content()
@@ -101,8 +107,9 @@ class Snap:
 
 def snapshot(sb: Sandbox, root: str = STATE_ROOT) -> Snap:
     """Read the tree below root from inside the sandbox (tar, exact bytes)."""
-    proc = sb.run(["sh", "-c", 'test -d "$1" || exit 0; tar -C "$1" -cf - .', "sh", root],
-                  text=False)
+    proc = sb.run(
+        ["sh", "-c", 'test -d "$1" || exit 0; tar -C "$1" -cf - .', "sh", root], text=False
+    )
     assert proc.returncode == 0, proc.stderr
     snap = Snap()
     if not proc.stdout:
@@ -127,8 +134,18 @@ def write_files(sb: Sandbox, files: dict[str, bytes | str], mode: str = "644") -
     for path, data in files.items():
         if isinstance(data, str):
             data = data.encode()
-        sb.run(["sh", "-c", 'mkdir -p "$(dirname "$1")" && cat > "$1" && chmod "$2" "$1"',
-                "sh", path, mode], input=data, check=True)
+        sb.run(
+            [
+                "sh",
+                "-c",
+                'mkdir -p "$(dirname "$1")" && cat > "$1" && chmod "$2" "$1"',
+                "sh",
+                path,
+                mode,
+            ],
+            input=data,
+            check=True,
+        )
 
 
 def reservation(cid: str, ifname: str = "eth0") -> bytes:
@@ -143,7 +160,9 @@ def assert_cni_error(run: PluginRun, code: int | None = None, *, msg_contains: s
     try:
         err = json.loads(run.stdout)
     except ValueError:
-        raise AssertionError(f"stdout is not a JSON error object: {run.stdout!r} (stderr {run.stderr!r})")
+        raise AssertionError(
+            f"stdout is not a JSON error object: {run.stdout!r} (stderr {run.stderr!r})"
+        )
     assert isinstance(err, dict), err
     assert set(err) <= ERROR_KEYS, f"unexpected keys in error: {sorted(set(err) - ERROR_KEYS)}"
     assert isinstance(err.get("code"), int) and not isinstance(err["code"], bool), err
@@ -163,7 +182,8 @@ def assert_not_catchall(err: dict):
     """dockline must not use the Go libraries' catch-all code 999."""
     assert err["code"] != 999, f"dockline used the catch-all code 999: {err}"
     assert err["code"] in SPEC_CODES | DOCUMENTED_CODES, (
-        f"code {err['code']} is neither a spec code nor documented in dockline's errors.py: {err}")
+        f"code {err['code']} is neither a spec code nor documented in dockline's errors.py: {err}"
+    )
 
 
 # ---------------------------------------------------------------- differential
@@ -199,15 +219,28 @@ class Outcome:
         return [res[k]["ip"] for k in ("ip4", "ip6") if k in res]
 
 
-def play(binary: Path, calls: list[Call], setup: Callable[[Sandbox], None] | None = None,
-         snap: bool = True, root: str = STATE_ROOT) -> list[Outcome]:
+def play(
+    binary: Path,
+    calls: list[Call],
+    setup: Callable[[Sandbox], None] | None = None,
+    snap: bool = True,
+    root: str = STATE_ROOT,
+) -> list[Outcome]:
     with Sandbox() as sb:
         if setup:
             setup(sb)
         out = []
         for c in calls:
-            run = call_plugin(sb, binary, c.command, c.config, containerid=c.containerid,
-                              ifname=c.ifname, args=c.args, netns=c.netns)
+            run = call_plugin(
+                sb,
+                binary,
+                c.command,
+                c.config,
+                containerid=c.containerid,
+                ifname=c.ifname,
+                args=c.args,
+                netns=c.netns,
+            )
             out.append(Outcome(c, run, snapshot(sb, root) if snap else None))
         return out
 
@@ -215,8 +248,14 @@ def play(binary: Path, calls: list[Call], setup: Callable[[Sandbox], None] | Non
 _POOL = ThreadPoolExecutor(max_workers=4)
 
 
-def pair(dockline_bin: Path, plugin: str, calls: list[Call], *,
-         setup: Callable[[Sandbox], None] | None = None, root: str = STATE_ROOT):
+def pair(
+    dockline_bin: Path,
+    plugin: str,
+    calls: list[Call],
+    *,
+    setup: Callable[[Sandbox], None] | None = None,
+    root: str = STATE_ROOT,
+):
     """Play calls against reference and dockline without comparing: for the
     documented, deliberate differences, whose tests assert each side."""
     f_ref = _POOL.submit(play, REFERENCE_BIN / plugin, calls, setup, True, root)
@@ -224,11 +263,16 @@ def pair(dockline_bin: Path, plugin: str, calls: list[Call], *,
     return f_ref.result(), f_dl.result()
 
 
-def differential(dockline_bin: Path, plugin: str, calls: list[Call], *,
-                 setup: Callable[[Sandbox], None] | None = None,
-                 dockline_version: str | None = None,
-                 compare_store: bool | list[bool] = True,
-                 root: str = STATE_ROOT):
+def differential(
+    dockline_bin: Path,
+    plugin: str,
+    calls: list[Call],
+    *,
+    setup: Callable[[Sandbox], None] | None = None,
+    dockline_version: str | None = None,
+    compare_store: bool | list[bool] = True,
+    root: str = STATE_ROOT,
+):
     """Play calls against reference and dockline (parallel, separate
     sandboxes); assert both behave the same step by step.
 
@@ -237,8 +281,17 @@ def differential(dockline_bin: Path, plugin: str, calls: list[Call], *,
     Returns (reference outcomes, dockline outcomes)."""
     dl_calls = calls
     if dockline_version:
-        dl_calls = [Call(c.command, with_version(c.config, dockline_version), c.containerid,
-                         c.ifname, c.args, c.netns) for c in calls]
+        dl_calls = [
+            Call(
+                c.command,
+                with_version(c.config, dockline_version),
+                c.containerid,
+                c.ifname,
+                c.args,
+                c.netns,
+            )
+            for c in calls
+        ]
     f_ref = _POOL.submit(play, REFERENCE_BIN / plugin, calls, setup, True, root)
     f_dl = _POOL.submit(play, Path(dockline_bin) / plugin, dl_calls, setup, True, root)
     ref, dl = f_ref.result(), f_dl.result()
@@ -248,9 +301,11 @@ def differential(dockline_bin: Path, plugin: str, calls: list[Call], *,
     for i, (r, d) in enumerate(zip(ref, dl)):
         c = r.call
         where = f"step {i}: {c.command} cid={c.containerid} if={c.ifname} args={c.args}"
-        assert r.ok == d.ok, (f"{where}: reference {'succeeded' if r.ok else 'failed'} "
-                              f"({r.run.stdout.strip()}), dockline "
-                              f"{'succeeded' if d.ok else 'failed'} ({d.run.stdout.strip()} {d.run.stderr.strip()[-500:]})")
+        assert r.ok == d.ok, (
+            f"{where}: reference {'succeeded' if r.ok else 'failed'} "
+            f"({r.run.stdout.strip()}), dockline "
+            f"{'succeeded' if d.ok else 'failed'} ({d.run.stdout.strip()} {d.run.stderr.strip()[-500:]})"
+        )
         if r.ok:
             rj, dj = r.run.json, d.run.json
             if dockline_version and isinstance(dj, dict) and "cniVersion" in dj:
@@ -266,6 +321,8 @@ def differential(dockline_bin: Path, plugin: str, calls: list[Call], *,
                 assert_not_catchall(derr)
         cmp = compare_store[i] if isinstance(compare_store, list) else compare_store
         if cmp:
-            assert d.snap == r.snap, (f"{where}: store differs\nreference: {r.snap.files} dirs={sorted(r.snap.dirs)}"
-                                      f"\ndockline:  {d.snap.files} dirs={sorted(d.snap.dirs)}")
+            assert d.snap == r.snap, (
+                f"{where}: store differs\nreference: {r.snap.files} dirs={sorted(r.snap.dirs)}"
+                f"\ndockline:  {d.snap.files} dirs={sorted(d.snap.dirs)}"
+            )
     return ref, dl

@@ -10,21 +10,17 @@ Explicit assertions on the reference's outcomes pin down what the
 scenario exercises, so a scenario cannot silently degrade into comparing
 two identical failures.
 """
+
 from __future__ import annotations
 
 import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
+import ipamhelpers as H
 import pytest
-
 from conftest import REFERENCE_BIN, call_plugin
 
-
-
-
-import ipamhelpers as H  # noqa: E402  (tests/plugins/ipam/ipamhelpers.py)
 Call, differential, hl_conf = H.Call, H.differential, H.hl_conf
 NET1 = "networks/net1"
 
@@ -50,36 +46,94 @@ def write_resolv(sb):
 V4 = [[{"subnet": "10.1.2.0/24"}]]
 V6 = [[{"subnet": "fd00:1:2::/64"}]]
 DUAL = V4 + V6
-ROUTES = [{"dst": "0.0.0.0/0"}, {"dst": "192.168.0.0/16", "gw": "10.1.2.254"},
-          {"dst": "::/0"}, {"dst": "fd99::/64", "gw": "fd00:1:2::fe"}]
+ROUTES = [
+    {"dst": "0.0.0.0/0"},
+    {"dst": "192.168.0.0/16", "gw": "10.1.2.254"},
+    {"dst": "::/0"},
+    {"dst": "fd99::/64", "gw": "fd00:1:2::fe"},
+]
 
 # name -> (ipam keys, top-level keys, sandbox setup)
 CONFIGS = {
     "v4": (dict(ranges=V4), None, None),
     "v6": (dict(ranges=V6), None, None),
     "dual": (dict(ranges=DUAL), None, None),
-    "multi-range-set": (dict(ranges=[[
-        {"subnet": "10.1.2.0/24", "rangeStart": "10.1.2.254", "rangeEnd": "10.1.2.254"},
-        {"subnet": "10.1.3.0/24", "rangeStart": "10.1.3.10", "rangeEnd": "10.1.3.20",
-         "gateway": "10.1.3.9"}]]), None, None),
-    "range-start-end-gateway": (dict(ranges=[[
-        {"subnet": "10.1.2.0/24", "rangeStart": "10.1.2.100", "rangeEnd": "10.1.2.200",
-         "gateway": "10.1.2.254"}]]), None, None),
-    "gateway-is-range-start": (dict(ranges=[[
-        {"subnet": "10.1.2.0/24", "rangeStart": "10.1.2.10", "gateway": "10.1.2.10"}]]), None, None),
-    "legacy-keys": (dict(subnet="10.1.2.0/24", rangeStart="10.1.2.20", rangeEnd="10.1.2.30",
-                         gateway="10.1.2.1"), None, None),
+    "multi-range-set": (
+        dict(
+            ranges=[
+                [
+                    {"subnet": "10.1.2.0/24", "rangeStart": "10.1.2.254", "rangeEnd": "10.1.2.254"},
+                    {
+                        "subnet": "10.1.3.0/24",
+                        "rangeStart": "10.1.3.10",
+                        "rangeEnd": "10.1.3.20",
+                        "gateway": "10.1.3.9",
+                    },
+                ]
+            ]
+        ),
+        None,
+        None,
+    ),
+    "range-start-end-gateway": (
+        dict(
+            ranges=[
+                [
+                    {
+                        "subnet": "10.1.2.0/24",
+                        "rangeStart": "10.1.2.100",
+                        "rangeEnd": "10.1.2.200",
+                        "gateway": "10.1.2.254",
+                    }
+                ]
+            ]
+        ),
+        None,
+        None,
+    ),
+    "gateway-is-range-start": (
+        dict(
+            ranges=[[{"subnet": "10.1.2.0/24", "rangeStart": "10.1.2.10", "gateway": "10.1.2.10"}]]
+        ),
+        None,
+        None,
+    ),
+    "legacy-keys": (
+        dict(
+            subnet="10.1.2.0/24", rangeStart="10.1.2.20", rangeEnd="10.1.2.30", gateway="10.1.2.1"
+        ),
+        None,
+        None,
+    ),
     "legacy-plus-ranges": (dict(subnet="10.1.2.0/24", ranges=V6), None, None),
     "routes": (dict(ranges=DUAL, routes=ROUTES), None, None),
     "data-dir": (dict(ranges=V4, dataDir="/var/lib/cni/custom/dir"), None, None),
     "resolv-conf": (dict(ranges=V4, resolvConf="/etc/cni/net.d/resolv.conf"), None, write_resolv),
-    "ipv6-non-canonical": (dict(ranges=[[
-        {"subnet": "FD00:0001:0002:0000::/64", "rangeStart": "fd00:1:2::00a",
-         "rangeEnd": "fd00:1:2:0:0:0:0:ff"}]]), None, None),
-    "runtime-ip-ranges": (dict(ranges=V4),
-                          {"runtimeConfig": {"ipRanges": [[{"subnet": "10.5.0.0/24"}]]}}, None),
-    "full": (dict(ranges=DUAL, routes=ROUTES, resolvConf="/etc/cni/net.d/resolv.conf"),
-             None, write_resolv),
+    "ipv6-non-canonical": (
+        dict(
+            ranges=[
+                [
+                    {
+                        "subnet": "FD00:0001:0002:0000::/64",
+                        "rangeStart": "fd00:1:2::00a",
+                        "rangeEnd": "fd00:1:2:0:0:0:0:ff",
+                    }
+                ]
+            ]
+        ),
+        None,
+        None,
+    ),
+    "runtime-ip-ranges": (
+        dict(ranges=V4),
+        {"runtimeConfig": {"ipRanges": [[{"subnet": "10.5.0.0/24"}]]}},
+        None,
+    ),
+    "full": (
+        dict(ranges=DUAL, routes=ROUTES, resolvConf="/etc/cni/net.d/resolv.conf"),
+        None,
+        write_resolv,
+    ),
 }
 
 
@@ -119,8 +173,18 @@ def test_lifecycle_every_version(dockline_bin, version, kind):
     if kind == "full":
         assert first["dns"]["nameservers"] == ["192.0.2.53", "2001:db8::53"]
     check_ok = version in ("0.4.0", "1.0.0")
-    assert [o.ok for o in ref] == [True, True, True, check_ok, True, False, check_ok,
-                                   True, True, True]
+    assert [o.ok for o in ref] == [
+        True,
+        True,
+        True,
+        check_ok,
+        True,
+        False,
+        check_ok,
+        True,
+        True,
+        True,
+    ]
     assert ref[-1].snap.reservations(NET1) == {}
 
 
@@ -137,11 +201,17 @@ EXPECTED_FIRST_THREE = {
     "range-start-end-gateway": [["10.1.2.100/24"], ["10.1.2.101/24"], ["10.1.2.102/24"]],
     "gateway-is-range-start": [["10.1.2.11/24"], ["10.1.2.12/24"], ["10.1.2.13/24"]],
     "legacy-keys": [["10.1.2.20/24"], ["10.1.2.21/24"], ["10.1.2.22/24"]],
-    "legacy-plus-ranges": [["10.1.2.2/24", "fd00:1:2::2/64"], ["10.1.2.3/24", "fd00:1:2::3/64"],
-                           ["10.1.2.4/24", "fd00:1:2::4/64"]],
+    "legacy-plus-ranges": [
+        ["10.1.2.2/24", "fd00:1:2::2/64"],
+        ["10.1.2.3/24", "fd00:1:2::3/64"],
+        ["10.1.2.4/24", "fd00:1:2::4/64"],
+    ],
     "ipv6-non-canonical": [["fd00:1:2::a/64"], ["fd00:1:2::b/64"], ["fd00:1:2::c/64"]],
-    "runtime-ip-ranges": [["10.5.0.2/24", "10.1.2.2/24"], ["10.5.0.3/24", "10.1.2.3/24"],
-                          ["10.5.0.4/24", "10.1.2.4/24"]],
+    "runtime-ip-ranges": [
+        ["10.5.0.2/24", "10.1.2.2/24"],
+        ["10.5.0.3/24", "10.1.2.3/24"],
+        ["10.5.0.4/24", "10.1.2.4/24"],
+    ],
 }
 
 
@@ -159,7 +229,10 @@ def test_store_layout_data_dir(dockline_bin):
     conf, _ = make("data-dir")
     ref, dl = differential(dockline_bin, "host-local", [Call("ADD", conf, "c1", "eth0")])
     assert ref[0].snap.under("custom/dir/net1") == {
-        "10.1.2.2": b"c1\r\neth0", "last_reserved_ip.0": b"10.1.2.2", "lock": b""}
+        "10.1.2.2": b"c1\r\neth0",
+        "last_reserved_ip.0": b"10.1.2.2",
+        "lock": b"",
+    }
     assert "networks" not in ref[0].snap.dirs
 
 
@@ -167,9 +240,13 @@ def test_store_layout_dual_stack_exact_bytes(dockline_bin):
     cid = "0123456789abcdef" * 4
     conf, _ = make("dual")
     ref, dl = differential(dockline_bin, "host-local", [Call("ADD", conf, cid, "net1")])
-    expected = {"10.1.2.2": f"{cid}\r\nnet1".encode(), "fd00:1:2::2": f"{cid}\r\nnet1".encode(),
-                "last_reserved_ip.0": b"10.1.2.2", "last_reserved_ip.1": b"fd00:1:2::2",
-                "lock": b""}
+    expected = {
+        "10.1.2.2": f"{cid}\r\nnet1".encode(),
+        "fd00:1:2::2": f"{cid}\r\nnet1".encode(),
+        "last_reserved_ip.0": b"10.1.2.2",
+        "last_reserved_ip.1": b"fd00:1:2::2",
+        "lock": b"",
+    }
     assert ref[0].snap.under(NET1) == expected
     assert dl[0].snap.under(NET1) == expected
 
@@ -192,8 +269,11 @@ def test_resolv_conf_dns(dockline_bin):
     conf, setup = make("resolv-conf")
     ref, dl = differential(dockline_bin, "host-local", [Call("ADD", conf)], setup=setup)
     assert ref[0].result["dns"] == {
-        "nameservers": ["192.0.2.53", "2001:db8::53"], "domain": "example.test",
-        "search": ["a.example.test", "b.example.test"], "options": ["ndots:2", "timeout:1", "rotate"]}
+        "nameservers": ["192.0.2.53", "2001:db8::53"],
+        "domain": "example.test",
+        "search": ["a.example.test", "b.example.test"],
+        "options": ["ndots:2", "timeout:1", "rotate"],
+    }
 
 
 def test_resolv_conf_missing_is_error_and_stores_nothing(dockline_bin):
@@ -228,8 +308,9 @@ def test_dockline_1_1_0_answers_like_1_0_0(dockline_bin, kind):
     """The reference stops at 1.0.0 (code 1 for 1.1.0); dockline must give
     the 1.0.0 answer with cniVersion 1.1.0 and the same store."""
     conf, setup = make(kind, "1.0.0")
-    ref, dl = differential(dockline_bin, "host-local", lifecycle(conf), setup=setup,
-                           dockline_version="1.1.0")
+    ref, dl = differential(
+        dockline_bin, "host-local", lifecycle(conf), setup=setup, dockline_version="1.1.0"
+    )
     assert dl[0].result["cniVersion"] == "1.1.0"
     assert ref[0].result["cniVersion"] == "1.0.0"
 
@@ -242,7 +323,10 @@ def test_reference_rejects_1_1_0(sandbox):
 
 # ------------------------------------------------------------------ requested IPs
 REQUEST_CHANNELS = {
-    "cni-args": lambda conf, ip: (conf, f"IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=x;IP={ip}"),
+    "cni-args": lambda conf, ip: (
+        conf,
+        f"IgnoreUnknown=1;K8S_POD_NAMESPACE=default;K8S_POD_NAME=x;IP={ip}",
+    ),
     "cni-args-cidr": lambda conf, ip: (conf, f"IgnoreUnknown=1;IP={ip}/24"),
     "args-cni-ips": lambda conf, ip: (dict(conf, args={"cni": {"ips": [ip]}}), None),
     "runtime-config-ips": lambda conf, ip: (dict(conf, runtimeConfig={"ips": [f"{ip}/24"]}), None),
@@ -259,11 +343,13 @@ def test_requested_ip(dockline_bin, channel):
         conf, args = req(base, ip)
         return Call("ADD", conf, cid, args=args)
 
-    calls = [ask("c1", "10.1.2.50"),
-             ask("c2", "10.1.2.50"),          # taken
-             Call("ADD", base, "c3"),         # round-robin continues after .50
-             Call("DEL", base, "c1"),
-             ask("c4", "10.1.2.50")]
+    calls = [
+        ask("c1", "10.1.2.50"),
+        ask("c2", "10.1.2.50"),  # taken
+        Call("ADD", base, "c3"),  # round-robin continues after .50
+        Call("DEL", base, "c1"),
+        ask("c4", "10.1.2.50"),
+    ]
     ref, dl = differential(dockline_bin, "host-local", calls)
     assert [o.ips() for o in ref] == [["10.1.2.50/24"], [], ["10.1.2.51/24"], [], ["10.1.2.50/24"]]
     assert [o.ok for o in ref] == [True, False, True, True, True]
@@ -272,13 +358,17 @@ def test_requested_ip(dockline_bin, channel):
 
 def test_requested_ips_dual_stack(dockline_bin):
     base = hl_conf(ranges=DUAL)
-    calls = [Call("ADD", dict(base, runtimeConfig={"ips": ["fd00:1:2::50/64", "10.1.2.50/24"]}), "c1"),
-             Call("ADD", dict(base, args={"cni": {"ips": ["fd00:1:2::60"]}}), "c2"),
-             Call("ADD", base, "c3", args="IP=10.1.2.70")]
+    calls = [
+        Call("ADD", dict(base, runtimeConfig={"ips": ["fd00:1:2::50/64", "10.1.2.50/24"]}), "c1"),
+        Call("ADD", dict(base, args={"cni": {"ips": ["fd00:1:2::60"]}}), "c2"),
+        Call("ADD", base, "c3", args="IP=10.1.2.70"),
+    ]
     ref, dl = differential(dockline_bin, "host-local", calls)
-    assert [o.ips() for o in ref] == [["10.1.2.50/24", "fd00:1:2::50/64"],
-                                      ["10.1.2.51/24", "fd00:1:2::60/64"],
-                                      ["10.1.2.70/24", "fd00:1:2::61/64"]]
+    assert [o.ips() for o in ref] == [
+        ["10.1.2.50/24", "fd00:1:2::50/64"],
+        ["10.1.2.51/24", "fd00:1:2::60/64"],
+        ["10.1.2.70/24", "fd00:1:2::61/64"],
+    ]
 
 
 REQUEST_ERRORS = {
@@ -287,8 +377,10 @@ REQUEST_ERRORS = {
     "outside-every-range-dual": (DUAL, "IP=10.9.9.9"),
     "wrong-family": (V4, "IP=fd00:1:2::5"),
     "is-gateway": (V4, "IP=10.1.2.1"),
-    "in-subnet-outside-range": ([[{"subnet": "10.1.2.0/24", "rangeStart": "10.1.2.100",
-                                  "rangeEnd": "10.1.2.110"}]], "IP=10.1.2.50"),
+    "in-subnet-outside-range": (
+        [[{"subnet": "10.1.2.0/24", "rangeStart": "10.1.2.100", "rangeEnd": "10.1.2.110"}]],
+        "IP=10.1.2.50",
+    ),
     "network-address": (V4, "IP=10.1.2.0"),
     "broadcast": (V4, "IP=10.1.2.255"),
     "not-an-ip": (V4, "IP=foo"),
@@ -313,13 +405,23 @@ def test_requested_ip_errors(dockline_bin, case):
 
 REQUEST_SPELLINGS = {
     # name: (top-level config keys, CNI_ARGS, addresses the reference gives)
-    "v6-non-canonical-args": ({}, "IP=FD00:0001:0002:0000::0050", ["10.1.2.2/24", "fd00:1:2::50/64"]),
-    "v6-non-canonical-runtime": ({"runtimeConfig": {"ips": ["FD00:1:2::0050/64"]}}, None,
-                                 ["10.1.2.2/24", "fd00:1:2::50/64"]),
+    "v6-non-canonical-args": (
+        {},
+        "IP=FD00:0001:0002:0000::0050",
+        ["10.1.2.2/24", "fd00:1:2::50/64"],
+    ),
+    "v6-non-canonical-runtime": (
+        {"runtimeConfig": {"ips": ["FD00:1:2::0050/64"]}},
+        None,
+        ["10.1.2.2/24", "fd00:1:2::50/64"],
+    ),
     # Go's net.IP treats an IPv4-mapped IPv6 address as the IPv4 address
     "v4-mapped-v6-args": ({}, "IP=::ffff:10.1.2.50", ["10.1.2.50/24", "fd00:1:2::2/64"]),
-    "v4-mapped-v6-runtime": ({"runtimeConfig": {"ips": ["::ffff:10.1.2.50"]}}, None,
-                             ["10.1.2.50/24", "fd00:1:2::2/64"]),
+    "v4-mapped-v6-runtime": (
+        {"runtimeConfig": {"ips": ["::ffff:10.1.2.50"]}},
+        None,
+        ["10.1.2.50/24", "fd00:1:2::2/64"],
+    ),
     "v4-leading-zero": ({}, "IP=10.1.2.050", []),
     "v4-spaces": ({"args": {"cni": {"ips": [" 10.1.2.50 "]}}}, None, []),
 }
@@ -336,7 +438,9 @@ def test_requested_ip_spellings(dockline_bin, case):
 
 def test_empty_ip_arg_means_no_request(dockline_bin):
     conf = hl_conf()
-    ref, dl = differential(dockline_bin, "host-local", [Call("ADD", conf, args="IgnoreUnknown=1;IP=")])
+    ref, dl = differential(
+        dockline_bin, "host-local", [Call("ADD", conf, args="IgnoreUnknown=1;IP=")]
+    )
     assert ref[0].ips() == ["10.1.2.2/24"]
 
 
@@ -345,7 +449,9 @@ def test_requested_ip_list_in_cni_args(dockline_bin):
     and refuses a comma list; dockline accepts lists, as newer upstream
     versions do."""
     conf = hl_conf(ranges=DUAL)
-    ref, dl = H.pair(dockline_bin, "host-local", [Call("ADD", conf, args="IP=10.1.2.50,fd00:1:2::50")])
+    ref, dl = H.pair(
+        dockline_bin, "host-local", [Call("ADD", conf, args="IP=10.1.2.50,fd00:1:2::50")]
+    )
     assert not ref[0].ok
     assert dl[0].ips() == ["10.1.2.50/24", "fd00:1:2::50/64"]
 
@@ -354,8 +460,9 @@ def test_two_requested_ips_for_one_range_set(dockline_bin):
     """Which one the reference tries first is random (Go map order), so only
     the outcome and the reservations are compared, not last_reserved_ip."""
     conf = dict(hl_conf(), runtimeConfig={"ips": ["10.1.2.80"]})
-    ref, dl = differential(dockline_bin, "host-local",
-                           [Call("ADD", conf, args="IP=10.1.2.81")], compare_store=False)
+    ref, dl = differential(
+        dockline_bin, "host-local", [Call("ADD", conf, args="IP=10.1.2.81")], compare_store=False
+    )
     assert not ref[0].ok
     assert ref[0].snap.reservations(NET1) == {} and dl[0].snap.reservations(NET1) == {}
 
@@ -377,36 +484,63 @@ def test_requested_ip_bypasses_duplicate_check(dockline_bin):
 # ------------------------------------------------------------------ round robin
 def test_round_robin_does_not_reuse_released(dockline_bin):
     conf = hl_conf()
-    calls = [Call("ADD", conf, "a"), Call("DEL", conf, "a"), Call("ADD", conf, "b"),
-             Call("DEL", conf, "b"), Call("ADD", conf, "c")]
+    calls = [
+        Call("ADD", conf, "a"),
+        Call("DEL", conf, "a"),
+        Call("ADD", conf, "b"),
+        Call("DEL", conf, "b"),
+        Call("ADD", conf, "c"),
+    ]
     ref, dl = differential(dockline_bin, "host-local", calls)
     assert [o.ips() for o in ref] == [["10.1.2.2/24"], [], ["10.1.2.3/24"], [], ["10.1.2.4/24"]]
 
 
 def test_round_robin_wraps_and_exhausts(dockline_bin):
-    conf = hl_conf(ranges=[[{"subnet": "10.1.2.0/24", "rangeStart": "10.1.2.10", "rangeEnd": "10.1.2.12"}]])
-    calls = [Call("ADD", conf, "a"), Call("ADD", conf, "b"), Call("DEL", conf, "a"),
-             Call("ADD", conf, "c"), Call("ADD", conf, "d"), Call("ADD", conf, "e"),
-             Call("DEL", conf, "b"), Call("ADD", conf, "f")]
+    conf = hl_conf(
+        ranges=[[{"subnet": "10.1.2.0/24", "rangeStart": "10.1.2.10", "rangeEnd": "10.1.2.12"}]]
+    )
+    calls = [
+        Call("ADD", conf, "a"),
+        Call("ADD", conf, "b"),
+        Call("DEL", conf, "a"),
+        Call("ADD", conf, "c"),
+        Call("ADD", conf, "d"),
+        Call("ADD", conf, "e"),
+        Call("DEL", conf, "b"),
+        Call("ADD", conf, "f"),
+    ]
     ref, dl = differential(dockline_bin, "host-local", calls)
-    assert [o.ips() for o in ref] == [["10.1.2.10/24"], ["10.1.2.11/24"], [], ["10.1.2.12/24"],
-                                      ["10.1.2.10/24"], [], [], ["10.1.2.11/24"]]
+    assert [o.ips() for o in ref] == [
+        ["10.1.2.10/24"],
+        ["10.1.2.11/24"],
+        [],
+        ["10.1.2.12/24"],
+        ["10.1.2.10/24"],
+        [],
+        [],
+        ["10.1.2.11/24"],
+    ]
     assert not ref[5].ok
     assert ref[5].snap == ref[4].snap and dl[5].snap == dl[4].snap
 
 
 def test_round_robin_wraps_past_gateway(dockline_bin):
     conf = hl_conf(ranges=[[{"subnet": "10.1.2.0/29"}]])
-    setup = lambda sb: H.write_files(sb, {"/var/lib/cni/networks/net1/last_reserved_ip.0": "10.1.2.6"})
+    setup = lambda sb: H.write_files(
+        sb, {"/var/lib/cni/networks/net1/last_reserved_ip.0": "10.1.2.6"}
+    )
     ref, dl = differential(dockline_bin, "host-local", [Call("ADD", conf)], setup=setup)
     assert ref[0].ips() == ["10.1.2.2/29"]
 
 
-@pytest.mark.parametrize("subnet,count,first,last", [
-    ("10.1.2.0/30", 1, "10.1.2.2/30", "10.1.2.2/30"),
-    ("10.1.2.0/29", 5, "10.1.2.2/29", "10.1.2.6/29"),
-    ("fd00:1:2::/126", 2, "fd00:1:2::2/126", "fd00:1:2::3/126"),
-])
+@pytest.mark.parametrize(
+    "subnet,count,first,last",
+    [
+        ("10.1.2.0/30", 1, "10.1.2.2/30", "10.1.2.2/30"),
+        ("10.1.2.0/29", 5, "10.1.2.2/29", "10.1.2.6/29"),
+        ("fd00:1:2::/126", 2, "fd00:1:2::2/126", "fd00:1:2::3/126"),
+    ],
+)
 def test_exhaustion(dockline_bin, subnet, count, first, last):
     conf = hl_conf(ranges=[[{"subnet": subnet}]])
     calls = [Call("ADD", conf, f"c{i}") for i in range(count + 1)]
@@ -433,13 +567,33 @@ def test_exhaustion_dual_stack_releases_first_family(dockline_bin):
 
 
 def test_multiple_ranges_in_one_set_round_robin(dockline_bin):
-    conf = hl_conf(ranges=[[{"subnet": "10.1.2.0/24", "rangeStart": "10.1.2.10", "rangeEnd": "10.1.2.11"},
-                            {"subnet": "10.1.3.0/24", "rangeStart": "10.1.3.10", "rangeEnd": "10.1.3.11"}]])
+    conf = hl_conf(
+        ranges=[
+            [
+                {"subnet": "10.1.2.0/24", "rangeStart": "10.1.2.10", "rangeEnd": "10.1.2.11"},
+                {"subnet": "10.1.3.0/24", "rangeStart": "10.1.3.10", "rangeEnd": "10.1.3.11"},
+            ]
+        ]
+    )
     calls = [Call("ADD", conf, f"c{i}") for i in range(5)]
-    calls += [Call("DEL", conf, "c1"), Call("ADD", conf, "c5"), Call("DEL", conf, "c0"), Call("ADD", conf, "c6")]
+    calls += [
+        Call("DEL", conf, "c1"),
+        Call("ADD", conf, "c5"),
+        Call("DEL", conf, "c0"),
+        Call("ADD", conf, "c6"),
+    ]
     ref, dl = differential(dockline_bin, "host-local", calls)
-    assert [o.ips() for o in ref] == [["10.1.2.10/24"], ["10.1.2.11/24"], ["10.1.3.10/24"],
-                                      ["10.1.3.11/24"], [], [], ["10.1.2.11/24"], [], ["10.1.2.10/24"]]
+    assert [o.ips() for o in ref] == [
+        ["10.1.2.10/24"],
+        ["10.1.2.11/24"],
+        ["10.1.3.10/24"],
+        ["10.1.3.11/24"],
+        [],
+        [],
+        ["10.1.2.11/24"],
+        [],
+        ["10.1.2.10/24"],
+    ]
     assert ref[2].result["ips"][0]["gateway"] == "10.1.3.1"
 
 
@@ -457,15 +611,18 @@ LAST_RESERVED = {
 @pytest.mark.parametrize("case", sorted(LAST_RESERVED))
 def test_last_reserved_ip_file(dockline_bin, case):
     content, expected = LAST_RESERVED[case]
-    files = {"/var/lib/cni/networks/net1/last_reserved_ip.0": content,
-             "/var/lib/cni/networks/net1/10.1.2.102": b"other\r\neth0"}
+    files = {
+        "/var/lib/cni/networks/net1/last_reserved_ip.0": content,
+        "/var/lib/cni/networks/net1/10.1.2.102": b"other\r\neth0",
+    }
     setup = lambda sb: H.write_files(sb, files)
     conf = hl_conf()
-    ref, dl = differential(dockline_bin, "host-local",
-                           [Call("ADD", conf, "c1"), Call("ADD", conf, "c2")], setup=setup)
+    ref, dl = differential(
+        dockline_bin, "host-local", [Call("ADD", conf, "c1"), Call("ADD", conf, "c2")], setup=setup
+    )
     assert ref[0].ips() == [expected]
     if case == "inside":
-        assert ref[1].ips() == ["10.1.2.103/24"]   # .102 is taken
+        assert ref[1].ips() == ["10.1.2.103/24"]  # .102 is taken
 
 
 def test_last_reserved_ip_with_trailing_newline(dockline_bin):
@@ -473,8 +630,12 @@ def test_last_reserved_ip_with_trailing_newline(dockline_bin):
     read by dockline (next: .101); the reference fails to parse it and
     restarts at the beginning of the range."""
     files = {"/var/lib/cni/networks/net1/last_reserved_ip.0": b"10.1.2.100\n"}
-    ref, dl = H.pair(dockline_bin, "host-local", [Call("ADD", hl_conf(), "c1")],
-                     setup=lambda sb: H.write_files(sb, files))
+    ref, dl = H.pair(
+        dockline_bin,
+        "host-local",
+        [Call("ADD", hl_conf(), "c1")],
+        setup=lambda sb: H.write_files(sb, files),
+    )
     assert ref[0].ips() == ["10.1.2.2/24"]
     assert dl[0].ips() == ["10.1.2.101/24"]
 
@@ -492,11 +653,14 @@ def test_gateway_outside_subnet(dockline_bin):
 
 def test_last_reserved_ip_of_other_range_index(dockline_bin):
     """Each range set has its own last_reserved_ip.<index>."""
-    files = {"/var/lib/cni/networks/net1/last_reserved_ip.0": b"10.1.2.40",
-             "/var/lib/cni/networks/net1/last_reserved_ip.1": b"fd00:1:2::90"}
+    files = {
+        "/var/lib/cni/networks/net1/last_reserved_ip.0": b"10.1.2.40",
+        "/var/lib/cni/networks/net1/last_reserved_ip.1": b"fd00:1:2::90",
+    }
     conf = hl_conf(ranges=DUAL)
-    ref, dl = differential(dockline_bin, "host-local", [Call("ADD", conf)],
-                           setup=lambda sb: H.write_files(sb, files))
+    ref, dl = differential(
+        dockline_bin, "host-local", [Call("ADD", conf)], setup=lambda sb: H.write_files(sb, files)
+    )
     assert ref[0].ips() == ["10.1.2.41/24", "fd00:1:2::91/64"]
 
 
@@ -505,16 +669,24 @@ def test_ipv6_range_end_is_last_address(dockline_bin):
     before the broadcast address)."""
     files = {"/var/lib/cni/networks/net1/last_reserved_ip.0": b"fd00:1:2:0:ffff:ffff:ffff:fffe"}
     conf = hl_conf(ranges=V6)
-    ref, dl = differential(dockline_bin, "host-local", [Call("ADD", conf, "c1"), Call("ADD", conf, "c2")],
-                           setup=lambda sb: H.write_files(sb, files))
+    ref, dl = differential(
+        dockline_bin,
+        "host-local",
+        [Call("ADD", conf, "c1"), Call("ADD", conf, "c2")],
+        setup=lambda sb: H.write_files(sb, files),
+    )
     assert [o.ips() for o in ref] == [["fd00:1:2:0:ffff:ffff:ffff:ffff/64"], ["fd00:1:2::2/64"]]
 
 
 # ------------------------------------------------------------------ duplicates, DEL, CHECK
 def test_duplicate_allocation(dockline_bin):
     conf = hl_conf(ranges=DUAL)
-    calls = [Call("ADD", conf, "c1", "eth0"), Call("ADD", conf, "c1", "eth0"),
-             Call("ADD", conf, "c1", "eth1"), Call("CHECK", conf, "c1", "eth1")]
+    calls = [
+        Call("ADD", conf, "c1", "eth0"),
+        Call("ADD", conf, "c1", "eth0"),
+        Call("ADD", conf, "c1", "eth1"),
+        Call("CHECK", conf, "c1", "eth1"),
+    ]
     ref, dl = differential(dockline_bin, "host-local", calls)
     assert [o.ok for o in ref] == [True, False, True, True]
     assert ref[1].snap == ref[0].snap and dl[1].snap == dl[0].snap
@@ -532,14 +704,16 @@ def test_duplicate_detected_across_config_change(dockline_bin):
 def test_del_semantics(dockline_bin):
     conf = hl_conf(ranges=DUAL)
     other = hl_conf(ranges=[[{"subnet": "10.7.0.0/24"}]])
-    calls = [Call("DEL", conf, "ghost"),                   # unknown container, fresh store
-             Call("ADD", conf, "c1", "eth0"),
-             Call("DEL", conf, "c1", "eth1"),              # other ifname: keeps c1/eth0
-             Call("CHECK", conf, "c1", "eth0"),
-             Call("DEL", other, "c1", "eth0"),             # config no longer covers the IP
-             Call("CHECK", conf, "c1", "eth0"),
-             Call("DEL", conf, "c1", "eth0"),
-             Call("DEL", conf, "c1", "eth0", netns=None)]
+    calls = [
+        Call("DEL", conf, "ghost"),  # unknown container, fresh store
+        Call("ADD", conf, "c1", "eth0"),
+        Call("DEL", conf, "c1", "eth1"),  # other ifname: keeps c1/eth0
+        Call("CHECK", conf, "c1", "eth0"),
+        Call("DEL", other, "c1", "eth0"),  # config no longer covers the IP
+        Call("CHECK", conf, "c1", "eth0"),
+        Call("DEL", conf, "c1", "eth0"),
+        Call("DEL", conf, "c1", "eth0", netns=None),
+    ]
     ref, dl = differential(dockline_bin, "host-local", calls)
     assert [o.ok for o in ref] == [True, True, True, True, True, False, True, True]
     assert ref[0].snap.under(NET1) == {"lock": b""}
@@ -553,9 +727,13 @@ def test_cni_args_on_del_and_check(dockline_bin):
     DEL does not read CNI_ARGS (it releases by container ID and ifname, and
     must not fail on input it cannot parse), so only CHECK fails."""
     conf = hl_conf()
-    calls = [Call("ADD", conf), Call("CHECK", conf, args="FOO=bar"),
-             Call("CHECK", conf, args="IgnoreUnknown=1;FOO=bar"), Call("DEL", conf, args="FOO=bar"),
-             Call("DEL", conf, args="IgnoreUnknown=1;FOO=bar;IP=10.1.2.77")]
+    calls = [
+        Call("ADD", conf),
+        Call("CHECK", conf, args="FOO=bar"),
+        Call("CHECK", conf, args="IgnoreUnknown=1;FOO=bar"),
+        Call("DEL", conf, args="FOO=bar"),
+        Call("DEL", conf, args="IgnoreUnknown=1;FOO=bar;IP=10.1.2.77"),
+    ]
     ref, dl = H.pair(dockline_bin, "host-local", calls)
     assert [o.ok for o in ref] == [True, False, True, False, True]
     assert ref[-1].snap.reservations(NET1) == {}
@@ -583,20 +761,39 @@ def test_legacy_reservation_files(dockline_bin):
     """Files written by old host-local hold only the container ID; the
     reference matches them (trimmed) for CHECK, duplicates and DEL."""
     d = "/var/lib/cni/networks/net1/"
-    files = {d + "10.1.2.7": b"c1", d + "10.1.2.8": b"c2\r\neth0\n", d + "10.1.2.9": b"  c3\n",
-             d + "last_reserved_ip.0": b"10.1.2.9"}
+    files = {
+        d + "10.1.2.7": b"c1",
+        d + "10.1.2.8": b"c2\r\neth0\n",
+        d + "10.1.2.9": b"  c3\n",
+        d + "last_reserved_ip.0": b"10.1.2.9",
+    }
     conf = hl_conf()
-    calls = [Call("CHECK", conf, "c1"), Call("ADD", conf, "c1"), Call("ADD", conf, "c2"),
-             Call("DEL", conf, "c1"), Call("CHECK", conf, "c1"), Call("DEL", conf, "c2"),
-             Call("CHECK", conf, "c3", "eth7"), Call("DEL", conf, "c3", "eth7")]
-    ref, dl = differential(dockline_bin, "host-local", calls, setup=lambda sb: H.write_files(sb, files))
+    calls = [
+        Call("CHECK", conf, "c1"),
+        Call("ADD", conf, "c1"),
+        Call("ADD", conf, "c2"),
+        Call("DEL", conf, "c1"),
+        Call("CHECK", conf, "c1"),
+        Call("DEL", conf, "c2"),
+        Call("CHECK", conf, "c3", "eth7"),
+        Call("DEL", conf, "c3", "eth7"),
+    ]
+    ref, dl = differential(
+        dockline_bin, "host-local", calls, setup=lambda sb: H.write_files(sb, files)
+    )
     assert [o.ok for o in ref] == [True, False, False, True, False, True, True, True]
     assert ref[-1].snap.reservations(NET1) == {}
 
 
 def test_networks_are_separate(dockline_bin):
     n1, n2 = hl_conf(name="net1"), hl_conf(name="net-2.x_y")
-    calls = [Call("ADD", n1), Call("ADD", n2), Call("DEL", n1), Call("CHECK", n2), Call("ADD", n1, "c2")]
+    calls = [
+        Call("ADD", n1),
+        Call("ADD", n2),
+        Call("DEL", n1),
+        Call("CHECK", n2),
+        Call("ADD", n1, "c2"),
+    ]
     ref, dl = differential(dockline_bin, "host-local", calls)
     assert [o.ips() for o in ref] == [["10.1.2.2/24"], ["10.1.2.2/24"], [], [], ["10.1.2.3/24"]]
     assert ref[-1].snap.under("networks/net-2.x_y")["10.1.2.2"] == b"c1\r\neth0"
@@ -611,8 +808,9 @@ CONFIG_ERRORS = {
     "mixed-family-set": hl_conf(ranges=[[{"subnet": "10.1.2.0/24"}, {"subnet": "fd00::/64"}]]),
     "host-bits": hl_conf(ranges=[[{"subnet": "10.1.2.5/24"}]]),
     "range-start-outside": hl_conf(ranges=[[{"subnet": "10.1.2.0/24", "rangeStart": "10.1.3.5"}]]),
-    "range-start-after-end": hl_conf(ranges=[[{"subnet": "10.1.2.0/24", "rangeStart": "10.1.2.20",
-                                               "rangeEnd": "10.1.2.10"}]]),
+    "range-start-after-end": hl_conf(
+        ranges=[[{"subnet": "10.1.2.0/24", "rangeStart": "10.1.2.20", "rangeEnd": "10.1.2.10"}]]
+    ),
     "bad-subnet": hl_conf(ranges=[[{"subnet": "nonsense"}]]),
 }
 
@@ -650,8 +848,10 @@ def test_interop_reference_then_dockline(sandbox, dockline_bin):
     conf = hl_conf(ranges=DUAL)
     assert _run(sandbox, ref_bin, "ADD", conf, "r1").ok().json["ips"][0]["address"] == "10.1.2.2/24"
     # dockline continues round-robin after the reference's last reservation
-    assert [i["address"] for i in _run(sandbox, dl_bin, "ADD", conf, "d1").ok().json["ips"]] == \
-        ["10.1.2.3/24", "fd00:1:2::3/64"]
+    assert [i["address"] for i in _run(sandbox, dl_bin, "ADD", conf, "d1").ok().json["ips"]] == [
+        "10.1.2.3/24",
+        "fd00:1:2::3/64",
+    ]
     _run(sandbox, dl_bin, "CHECK", conf, "r1").ok()
     # dockline refuses a duplicate of the reference's reservation
     assert _run(sandbox, dl_bin, "ADD", conf, "r1").code != 0
@@ -660,33 +860,45 @@ def test_interop_reference_then_dockline(sandbox, dockline_bin):
     assert _run(sandbox, ref_bin, "ADD", conf, "r2").ok().json["ips"][0]["address"] == "10.1.2.4/24"
     _run(sandbox, ref_bin, "DEL", conf, "d1").ok()
     snap = H.snapshot(sandbox)
-    assert snap.under(NET1) == {"10.1.2.4": b"r2\r\neth0", "fd00:1:2::4": b"r2\r\neth0",
-                                "last_reserved_ip.0": b"10.1.2.4", "last_reserved_ip.1": b"fd00:1:2::4",
-                                "lock": b""}
+    assert snap.under(NET1) == {
+        "10.1.2.4": b"r2\r\neth0",
+        "fd00:1:2::4": b"r2\r\neth0",
+        "last_reserved_ip.0": b"10.1.2.4",
+        "last_reserved_ip.1": b"fd00:1:2::4",
+        "lock": b"",
+    }
 
 
 def test_interop_dockline_then_reference(sandbox, dockline_bin):
     ref_bin, dl_bin = REFERENCE_BIN / "host-local", dockline_bin / "host-local"
-    conf = hl_conf(ranges=[[{"subnet": "10.1.2.0/24", "rangeStart": "10.1.2.10", "rangeEnd": "10.1.2.12"}]])
+    conf = hl_conf(
+        ranges=[[{"subnet": "10.1.2.0/24", "rangeStart": "10.1.2.10", "rangeEnd": "10.1.2.12"}]]
+    )
     _run(sandbox, dl_bin, "ADD", conf, "d1").ok()
     _run(sandbox, dl_bin, "ADD", conf, "d2").ok()
     _run(sandbox, ref_bin, "CHECK", conf, "d1").ok()
-    assert _run(sandbox, ref_bin, "ADD", conf, "r1").ok().json["ips"][0]["address"] == "10.1.2.12/24"
+    assert (
+        _run(sandbox, ref_bin, "ADD", conf, "r1").ok().json["ips"][0]["address"] == "10.1.2.12/24"
+    )
     # full now, for both
     assert _run(sandbox, dl_bin, "ADD", conf, "d3").code != 0
     _run(sandbox, ref_bin, "DEL", conf, "d1").ok()
     # dockline wraps to the address the reference just released
     assert _run(sandbox, dl_bin, "ADD", conf, "d3").ok().json["ips"][0]["address"] == "10.1.2.10/24"
     _run(sandbox, dl_bin, "DEL", conf, "r1").ok()
-    assert H.snapshot(sandbox).reservations(NET1) == {"10.1.2.10": b"d3\r\neth0",
-                                                      "10.1.2.11": b"d2\r\neth0"}
+    assert H.snapshot(sandbox).reservations(NET1) == {
+        "10.1.2.10": b"d3\r\neth0",
+        "10.1.2.11": b"d2\r\neth0",
+    }
 
 
 # ------------------------------------------------------------------ concurrency
 def _parallel_adds(sb, binaries, conf, n):
     with ThreadPoolExecutor(max_workers=n) as pool:
-        futures = [pool.submit(_run, sb, binaries[i % len(binaries)], "ADD", conf, f"ctr{i:02d}")
-                   for i in range(n)]
+        futures = [
+            pool.submit(_run, sb, binaries[i % len(binaries)], "ADD", conf, f"ctr{i:02d}")
+            for i in range(n)
+        ]
         return [f.result() for f in futures]
 
 
@@ -710,9 +922,13 @@ def test_concurrent_adds(sandbox, dockline_bin, impl):
 
 
 def test_concurrent_adds_mixed_implementations(sandbox, dockline_bin):
-    conf = hl_conf(ranges=[[{"subnet": "10.1.2.0/24", "rangeStart": "10.1.2.10", "rangeEnd": "10.1.2.41"}]])
-    runs = _parallel_adds(sandbox, [REFERENCE_BIN / "host-local", dockline_bin / "host-local"], conf, 32)
-    _check_parallel(sandbox, runs, 32)   # exactly fills the 32-address range
+    conf = hl_conf(
+        ranges=[[{"subnet": "10.1.2.0/24", "rangeStart": "10.1.2.10", "rangeEnd": "10.1.2.41"}]]
+    )
+    runs = _parallel_adds(
+        sandbox, [REFERENCE_BIN / "host-local", dockline_bin / "host-local"], conf, 32
+    )
+    _check_parallel(sandbox, runs, 32)  # exactly fills the 32-address range
     assert _run(sandbox, dockline_bin / "host-local", "ADD", conf, "one-too-many").code != 0
 
 
@@ -725,8 +941,12 @@ def test_waits_for_flock_held_by_other_process(sandbox, dockline_bin, impl):
     conf = hl_conf()
     _run(sandbox, binary, "ADD", conf, "first").ok()
     lock = "/var/lib/cni/networks/net1/lock"
-    holder = subprocess.Popen(sandbox.nsenter() + ["flock", lock, "sh", "-c", "echo held; read x"],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        sandbox.nsenter() + ["flock", lock, "sh", "-c", "echo held; read x"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     with ThreadPoolExecutor(max_workers=1) as pool:
         try:
             assert holder.stdout.readline().strip() == "held"
@@ -746,14 +966,33 @@ def test_waits_for_flock_held_by_other_process(sandbox, dockline_bin, impl):
 
 
 # ------------------------------------------------------------------ VERSION
-@pytest.mark.parametrize("stdin", ['{"cniVersion":"1.0.0"}', '{"cniVersion":"0.3.1"}',
-                                   '{"cniVersion":"1.1.0"}', ""])
+@pytest.mark.parametrize(
+    "stdin", ['{"cniVersion":"1.0.0"}', '{"cniVersion":"0.3.1"}', '{"cniVersion":"1.1.0"}', ""]
+)
 def test_version(sandbox, dockline_bin, stdin):
-    run = call_plugin(sandbox, dockline_bin / "host-local", "VERSION", stdin,
-                      containerid=None, netns=None, ifname=None).ok()
+    run = call_plugin(
+        sandbox,
+        dockline_bin / "host-local",
+        "VERSION",
+        stdin,
+        containerid=None,
+        netns=None,
+        ifname=None,
+    ).ok()
     out = run.json
     assert out["supportedVersions"] == H.DOCKLINE_VERSIONS
     assert out["cniVersion"] in H.DOCKLINE_VERSIONS
-    ref = call_plugin(sandbox, REFERENCE_BIN / "host-local", "VERSION", stdin,
-                      containerid=None, netns=None, ifname=None).ok().json
+    ref = (
+        call_plugin(
+            sandbox,
+            REFERENCE_BIN / "host-local",
+            "VERSION",
+            stdin,
+            containerid=None,
+            netns=None,
+            ifname=None,
+        )
+        .ok()
+        .json
+    )
     assert ref["supportedVersions"] == H.REF_VERSIONS

@@ -9,21 +9,22 @@ undecodable input, 1 for versions, 7 for the network name) and the spec's
 "invalid network configuration" (7) for configs the reference rejects with
 its catch-all.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
 
+import ipamhelpers as H
 import pytest
-
 from conftest import REFERENCE_BIN, call_plugin
 
-
-
-
-import ipamhelpers as H  # noqa: E402  (tests/plugins/ipam/ipamhelpers.py)
 hl_conf = H.hl_conf
 NET1 = "/var/lib/cni/networks/net1/"
-SEED = {NET1 + "10.1.2.2": b"c0\r\neth0", NET1 + "last_reserved_ip.0": b"10.1.2.2", NET1 + "lock": b""}
+SEED = {
+    NET1 + "10.1.2.2": b"c0\r\neth0",
+    NET1 + "last_reserved_ip.0": b"10.1.2.2",
+    NET1 + "lock": b"",
+}
 
 
 @pytest.fixture
@@ -54,12 +55,16 @@ def expect_error(sb, binary, command, conf, code=None, *, msg_contains=None, **k
         err = H.assert_cni_error(run, code, msg_contains=msg_contains)
         H.assert_not_catchall(err)
     after = H.snapshot(sb)
-    assert after == before, f"store changed by a failed {command}:\nbefore {before.files}\nafter  {after.files}"
+    assert after == before, (
+        f"store changed by a failed {command}:\nbefore {before.files}\nafter  {after.files}"
+    )
     return err
 
 
 # ------------------------------------------------------------------ decoding, versions, name
-@pytest.mark.parametrize("stdin", ["{bad", "", "not json", "[1, 2]", '"string"', "{\"cniVersion\": \"1.0.0\",}"])
+@pytest.mark.parametrize(
+    "stdin", ["{bad", "", "not json", "[1, 2]", '"string"', '{"cniVersion": "1.0.0",}']
+)
 @pytest.mark.parametrize("command", ["ADD", "DEL", "CHECK"])
 def test_malformed_json(seeded, hl, command, stdin):
     expect_error(seeded, hl, command, stdin, 6)
@@ -102,17 +107,27 @@ def test_overlong_network_name(seeded, hl):
 
 
 # ------------------------------------------------------------------ environment
-@pytest.mark.parametrize("command,var", [
-    ("ADD", "CNI_CONTAINERID"), ("ADD", "CNI_IFNAME"), ("ADD", "CNI_NETNS"),
-    ("DEL", "CNI_CONTAINERID"), ("DEL", "CNI_IFNAME"),
-    ("CHECK", "CNI_CONTAINERID"), ("CHECK", "CNI_IFNAME"), ("CHECK", "CNI_NETNS"),
-])
+@pytest.mark.parametrize(
+    "command,var",
+    [
+        ("ADD", "CNI_CONTAINERID"),
+        ("ADD", "CNI_IFNAME"),
+        ("ADD", "CNI_NETNS"),
+        ("DEL", "CNI_CONTAINERID"),
+        ("DEL", "CNI_IFNAME"),
+        ("CHECK", "CNI_CONTAINERID"),
+        ("CHECK", "CNI_IFNAME"),
+        ("CHECK", "CNI_NETNS"),
+    ],
+)
 def test_missing_environment(seeded, hl, command, var):
     kw = {"CNI_CONTAINERID": "containerid", "CNI_IFNAME": "ifname", "CNI_NETNS": "netns"}
     expect_error(seeded, hl, command, hl_conf(), 4, msg_contains=var, **{kw[var]: None})
 
 
-@pytest.mark.parametrize("cid", ["../x", "a/b", "", "-x", ".x", "_x", "x y", "x\ny", "c0/../c0", "x;y"])
+@pytest.mark.parametrize(
+    "cid", ["../x", "a/b", "", "-x", ".x", "_x", "x y", "x\ny", "c0/../c0", "x;y"]
+)
 @pytest.mark.parametrize("command", ["ADD", "DEL", "CHECK"])
 def test_hostile_container_id(seeded, hl, command, cid):
     expect_error(seeded, hl, command, hl_conf(), 4, containerid=cid)
@@ -150,7 +165,9 @@ BAD_RANGES = {
     "mixed-family-set": [[{"subnet": "10.1.2.0/24"}, {"subnet": "fd00::/64"}]],
     "range-start-outside": [[{"subnet": "10.1.2.0/24", "rangeStart": "10.1.3.5"}]],
     "range-end-outside": [[{"subnet": "10.1.2.0/24", "rangeEnd": "10.1.3.5"}]],
-    "range-start-after-end": [[{"subnet": "10.1.2.0/24", "rangeStart": "10.1.2.20", "rangeEnd": "10.1.2.10"}]],
+    "range-start-after-end": [
+        [{"subnet": "10.1.2.0/24", "rangeStart": "10.1.2.20", "rangeEnd": "10.1.2.10"}]
+    ],
     "range-start-other-family": [[{"subnet": "10.1.2.0/24", "rangeStart": "fd00::5"}]],
     "host-bits-set": [[{"subnet": "10.1.2.5/24"}]],
     "not-a-subnet": [[{"subnet": "nonsense"}]],
@@ -175,8 +192,9 @@ def test_del_with_bad_ranges_still_releases(seeded, hl, case):
     call_plugin(seeded, hl, "DEL", hl_conf(ranges=BAD_RANGES[case]), containerid="c0").ok()
     after = H.snapshot(seeded)
     assert after.reservations() == {}
-    assert after.under("networks/net1") == {k: v for k, v in before.under("networks/net1").items()
-                                            if k != "10.1.2.2"}
+    assert after.under("networks/net1") == {
+        k: v for k, v in before.under("networks/net1").items() if k != "10.1.2.2"
+    }
 
 
 @pytest.mark.parametrize("ipam", [None, "host-local", ["x"]])
@@ -213,8 +231,16 @@ def test_two_addresses_per_family_before_0_3_0(seeded, hl):
 
 
 # ------------------------------------------------------------------ allocation failures
-@pytest.mark.parametrize("args", ["IP=10.9.9.9", "IP=fd00::9", "IP=10.1.2.1", "IP=10.1.2.255",
-                                  "IgnoreUnknown=1;K8S_POD_NAME=x;IP=10.1.2.0"])
+@pytest.mark.parametrize(
+    "args",
+    [
+        "IP=10.9.9.9",
+        "IP=fd00::9",
+        "IP=10.1.2.1",
+        "IP=10.1.2.255",
+        "IgnoreUnknown=1;K8S_POD_NAME=x;IP=10.1.2.0",
+    ],
+)
 def test_requested_ip_outside_every_range(seeded, hl, args):
     """Nothing is kept.  (The reference still advances last_reserved_ip for
     the range it allocated from before noticing; test_host_local_diff
@@ -241,7 +267,9 @@ def test_requested_ip_unparsable_in_runtime_config(seeded, hl):
 
 
 def test_exhausted_range(sandbox, hl):
-    conf = hl_conf(ranges=[[{"subnet": "10.1.2.0/29", "rangeStart": "10.1.2.2", "rangeEnd": "10.1.2.3"}]])
+    conf = hl_conf(
+        ranges=[[{"subnet": "10.1.2.0/29", "rangeStart": "10.1.2.2", "rangeEnd": "10.1.2.3"}]]
+    )
     call_plugin(sandbox, hl, "ADD", conf, containerid="a").ok()
     call_plugin(sandbox, hl, "ADD", conf, containerid="b").ok()
     err = expect_error(sandbox, hl, "ADD", conf, containerid="c")
@@ -256,8 +284,9 @@ def test_check_without_reservation(seeded, hl):
     expect_error(seeded, hl, "CHECK", hl_conf(), containerid="nobody")
 
 
-@pytest.mark.parametrize("args", ["FOO=bar", "IP=10.1.2.50;FOO=bar", "IgnoreUnknown=0;FOO=bar",
-                                  "K8S_POD_NAME=x"])
+@pytest.mark.parametrize(
+    "args", ["FOO=bar", "IP=10.1.2.50;FOO=bar", "IgnoreUnknown=0;FOO=bar", "K8S_POD_NAME=x"]
+)
 def test_unknown_cni_args_key(seeded, hl, args):
     expect_error(seeded, hl, "ADD", hl_conf(), args=args)
 
@@ -269,8 +298,13 @@ def test_malformed_cni_args(seeded, hl, args):
 
 @pytest.mark.parametrize("ignore", ["1", "true", "True"])
 def test_ignore_unknown_accepts_unknown_keys(seeded, hl, ignore):
-    run = call_plugin(seeded, hl, "ADD", hl_conf(),
-                      args=f"IgnoreUnknown={ignore};K8S_POD_NAME=x;K8S_POD_INFRA_CONTAINER_ID=y").ok()
+    run = call_plugin(
+        seeded,
+        hl,
+        "ADD",
+        hl_conf(),
+        args=f"IgnoreUnknown={ignore};K8S_POD_NAME=x;K8S_POD_INFRA_CONTAINER_ID=y",
+    ).ok()
     assert run.json["ips"][0]["address"] == "10.1.2.3/24"
 
 
@@ -278,22 +312,24 @@ def test_ignore_unknown_accepts_unknown_keys(seeded, hl, ignore):
 def gc_conf(attachments, **ipam):
     conf = hl_conf("1.1.0", **ipam)
     if attachments is not None:
-        conf["cni.dev/valid-attachments"] = [{"containerID": c, "ifname": i} for c, i in attachments]
+        conf["cni.dev/valid-attachments"] = [
+            {"containerID": c, "ifname": i} for c, i in attachments
+        ]
     return conf
 
 
 GC_STORE = {
     NET1 + "10.1.2.2": b"keep\r\neth0",
     NET1 + "10.1.2.3": b"gone\r\neth0",
-    NET1 + "10.1.2.4": b"keep\r\neth1",        # same container, other interface
-    NET1 + "10.1.2.5": b"legacy",              # pre-ifname format, container still valid
-    NET1 + "10.1.2.6": b"stale-legacy",        # pre-ifname format, container gone
+    NET1 + "10.1.2.4": b"keep\r\neth1",  # same container, other interface
+    NET1 + "10.1.2.5": b"legacy",  # pre-ifname format, container still valid
+    NET1 + "10.1.2.6": b"stale-legacy",  # pre-ifname format, container gone
     NET1 + "fd00:1:2::2": b"keep\r\neth0",
     NET1 + "fd00:1:2::3": b"gone\r\neth0",
     NET1 + "last_reserved_ip.0": b"10.1.2.6",
     NET1 + "last_reserved_ip.1": b"fd00:1:2::3",
     NET1 + "lock": b"",
-    "/var/lib/cni/networks/net2/10.1.2.7": b"gone\r\neth0",   # another network: untouched
+    "/var/lib/cni/networks/net2/10.1.2.7": b"gone\r\neth0",  # another network: untouched
     "/var/lib/cni/networks/net2/lock": b"",
 }
 DUAL = [[{"subnet": "10.1.2.0/24"}], [{"subnet": "fd00:1:2::/64"}]]
@@ -310,8 +346,13 @@ def test_gc_releases_unlisted(sandbox, hl):
     assert run.stdout.strip() == ""
     snap = H.snapshot(sandbox)
     assert snap.under("networks/net1") == {
-        "10.1.2.2": b"keep\r\neth0", "fd00:1:2::2": b"keep\r\neth0", "10.1.2.5": b"legacy",
-        "last_reserved_ip.0": b"10.1.2.6", "last_reserved_ip.1": b"fd00:1:2::3", "lock": b""}
+        "10.1.2.2": b"keep\r\neth0",
+        "fd00:1:2::2": b"keep\r\neth0",
+        "10.1.2.5": b"legacy",
+        "last_reserved_ip.0": b"10.1.2.6",
+        "last_reserved_ip.1": b"fd00:1:2::3",
+        "lock": b"",
+    }
     assert snap.under("networks/net2") == {"10.1.2.7": b"gone\r\neth0", "lock": b""}
 
 
@@ -319,7 +360,10 @@ def test_gc_empty_list_releases_everything(sandbox, hl):
     H.write_files(sandbox, GC_STORE)
     gc(sandbox, hl, gc_conf([], ranges=DUAL)).ok()
     assert H.snapshot(sandbox).under("networks/net1") == {
-        "last_reserved_ip.0": b"10.1.2.6", "last_reserved_ip.1": b"fd00:1:2::3", "lock": b""}
+        "last_reserved_ip.0": b"10.1.2.6",
+        "last_reserved_ip.1": b"fd00:1:2::3",
+        "lock": b"",
+    }
 
 
 def test_gc_then_add_reuses_and_keeps_round_robin(sandbox, hl):
@@ -327,17 +371,31 @@ def test_gc_then_add_reuses_and_keeps_round_robin(sandbox, hl):
     for cid in ("a", "b", "c", "d", "e"):
         call_plugin(sandbox, hl, "ADD", conf, containerid=cid).ok()
     H.assert_cni_error(call_plugin(sandbox, hl, "ADD", conf, containerid="f"))
-    gc(sandbox, hl, gc_conf([("a", "eth0"), ("c", "eth0"), ("e", "eth0")],
-                            ranges=[[{"subnet": "10.1.2.0/29"}]])).ok()
-    got = [call_plugin(sandbox, hl, "ADD", conf, containerid=c).ok().json["ips"][0]["address"]
-           for c in ("f", "g")]
+    gc(
+        sandbox,
+        hl,
+        gc_conf(
+            [("a", "eth0"), ("c", "eth0"), ("e", "eth0")], ranges=[[{"subnet": "10.1.2.0/29"}]]
+        ),
+    ).ok()
+    got = [
+        call_plugin(sandbox, hl, "ADD", conf, containerid=c).ok().json["ips"][0]["address"]
+        for c in ("f", "g")
+    ]
     assert got == ["10.1.2.3/29", "10.1.2.5/29"]
 
 
 def test_gc_custom_data_dir(sandbox, hl):
     d = "/var/lib/cni/custom/net1/"
-    H.write_files(sandbox, {d + "10.1.2.2": b"gone\r\neth0", d + "10.1.2.3": b"keep\r\neth0", d + "lock": b"",
-                            NET1 + "10.1.2.2": b"gone\r\neth0"})
+    H.write_files(
+        sandbox,
+        {
+            d + "10.1.2.2": b"gone\r\neth0",
+            d + "10.1.2.3": b"keep\r\neth0",
+            d + "lock": b"",
+            NET1 + "10.1.2.2": b"gone\r\neth0",
+        },
+    )
     gc(sandbox, hl, gc_conf([("keep", "eth0")], dataDir="/var/lib/cni/custom")).ok()
     snap = H.snapshot(sandbox)
     assert snap.under("custom/net1") == {"10.1.2.3": b"keep\r\neth0", "lock": b""}
@@ -358,10 +416,17 @@ def test_gc_needs_1_1_0(seeded, hl, version):
     expect_error(seeded, hl, "GC", conf, 1, containerid=None, ifname=None, netns=None)
 
 
-@pytest.mark.parametrize("bad", [{"containerID": "c0", "ifname": "eth0"}, "x",
-                                 [{"containerID": 5, "ifname": "eth0"}],
-                                 [{"containerID": "c0", "ifname": ["eth0"]}], ["c0"]],
-                         ids=["object", "string", "int-id", "list-ifname", "string-entry"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"containerID": "c0", "ifname": "eth0"},
+        "x",
+        [{"containerID": 5, "ifname": "eth0"}],
+        [{"containerID": "c0", "ifname": ["eth0"]}],
+        ["c0"],
+    ],
+    ids=["object", "string", "int-id", "list-ifname", "string-entry"],
+)
 def test_gc_malformed_attachments(seeded, hl, bad):
     """A list the plugin cannot read must not be taken as "nothing is
     valid": that would release every reservation."""
@@ -403,8 +468,16 @@ def test_status_ok_before_first_add(sandbox, hl):
 
 def test_status_unwritable_store(sandbox, hl):
     sandbox.sh("mkdir -p /var/lib/cni/ro && mount -t tmpfs -o ro dockline-ro /var/lib/cni/ro")
-    expect_error(sandbox, hl, "STATUS", hl_conf("1.1.0", dataDir="/var/lib/cni/ro"), 50,
-                 containerid=None, ifname=None, netns=None)
+    expect_error(
+        sandbox,
+        hl,
+        "STATUS",
+        hl_conf("1.1.0", dataDir="/var/lib/cni/ro"),
+        50,
+        containerid=None,
+        ifname=None,
+        netns=None,
+    )
 
 
 def test_add_to_unwritable_store(sandbox, hl):
@@ -414,9 +487,19 @@ def test_add_to_unwritable_store(sandbox, hl):
 
 @pytest.mark.parametrize("version", ["0.4.0", "1.0.0"])
 def test_status_needs_1_1_0(seeded, hl, version):
-    expect_error(seeded, hl, "STATUS", hl_conf(version), 1, containerid=None, ifname=None, netns=None)
+    expect_error(
+        seeded, hl, "STATUS", hl_conf(version), 1, containerid=None, ifname=None, netns=None
+    )
 
 
 def test_status_bad_config(seeded, hl):
-    expect_error(seeded, hl, "STATUS", hl_conf("1.1.0", ranges=[[{"subnet": "10.1.2.0/31"}]]), 7,
-                 containerid=None, ifname=None, netns=None)
+    expect_error(
+        seeded,
+        hl,
+        "STATUS",
+        hl_conf("1.1.0", ranges=[[{"subnet": "10.1.2.0/31"}]]),
+        7,
+        containerid=None,
+        ifname=None,
+        netns=None,
+    )

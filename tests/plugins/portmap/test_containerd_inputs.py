@@ -3,20 +3,23 @@ drives it on a Kubernetes node: the reference `loopback` beside, CNI_ARGS
 with the pod's identity, a 64-hex sandbox ID, and port mappings marshalled
 with Go's field names.  Run against dockline and the reference plugins:
 same result shape, the published port answers, DEL leaves nothing."""
+
 import json
 
 import pytest
-
 from conftest import REFERENCE_BIN, REPO
 from test_portmap import HOST4, setup_network, start_servers, tcp_probe
 
 SANDBOX_ID = "5f1c2b3a" * 8
-CNI_ARGS = ("IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web;"
-            f"K8S_POD_INFRA_CONTAINER_ID={SANDBOX_ID};K8S_POD_UID=0b7e3c9a-1d2f-4e5a-9b8c-7d6e5f4a3b2c")
+CNI_ARGS = (
+    "IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=web;"
+    f"K8S_POD_INFRA_CONTAINER_ID={SANDBOX_ID};K8S_POD_UID=0b7e3c9a-1d2f-4e5a-9b8c-7d6e5f4a3b2c"
+)
 # go-cni's PortMapping has no JSON tags: Go field names, empty HostIP
-GO_MAPPINGS = {"portMappings": [{"HostPort": 18080, "ContainerPort": 80, "Protocol": "tcp",
-                                 "HostIP": ""}],
-               "io.kubernetes.cri.pod-annotations": {"example.com/team": "shop"}}
+GO_MAPPINGS = {
+    "portMappings": [{"HostPort": 18080, "ContainerPort": 80, "Protocol": "tcp", "HostIP": ""}],
+    "io.kubernetes.cri.pod-annotations": {"example.com/team": "shop"},
+}
 
 
 def containerd_conflist(sb, impl, dockline_bin):
@@ -32,8 +35,18 @@ def containerd_conflist(sb, impl, dockline_bin):
 
 
 def cri(sb, cni_path, command, cap_args=None):
-    args = [str(REPO / "scripts" / "cni"), command, "dockline", "/run/netns/web",
-            "--id", SANDBOX_ID, "--args", CNI_ARGS, "--cap-args", json.dumps(cap_args or {})]
+    args = [
+        str(REPO / "scripts" / "cni"),
+        command,
+        "dockline",
+        "/run/netns/web",
+        "--id",
+        SANDBOX_ID,
+        "--args",
+        CNI_ARGS,
+        "--cap-args",
+        json.dumps(cap_args or {}),
+    ]
     return sb.run(args, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_PATH": cni_path})
 
 
@@ -41,10 +54,14 @@ def leftovers(sb):
     rules = sb.sh("iptables-save; ip6tables-save; nft list ruleset").stdout
     return {
         "rules": [line for line in rules.splitlines() if "18080" in line],
-        "veths": [line for line in sb.sh("ip -o link show type veth").stdout.splitlines()
-                  if "ext0" not in line],  # the test's own "other machine"
-        "reservations": sb.sh("ls /var/lib/cni/networks/dockline | grep -v -e lock -e last_ || true")
-                          .stdout.split(),
+        "veths": [
+            line
+            for line in sb.sh("ip -o link show type veth").stdout.splitlines()
+            if "ext0" not in line
+        ],  # the test's own "other machine"
+        "reservations": sb.sh(
+            "ls /var/lib/cni/networks/dockline | grep -v -e lock -e last_ || true"
+        ).stdout.split(),
     }
 
 
@@ -67,14 +84,19 @@ def test_containerd_pod_with_a_published_port(sandbox, dockline_bin, impl):
     assert cri(sandbox, cni_path, "del", GO_MAPPINGS).returncode == 0
 
 
-@pytest.mark.parametrize("garbage", [
-    {"portMappings": [{"HostPort": "eighty"}]},
-    {"portMappings": "18080:80"},
-    {"portMappings": [{"hostPort": 18080, "containerPort": 80, "hostIP": "fd00::1%eth0"}]},
-    {"portMappings": [None, 7, []]},
-])
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        {"portMappings": [{"HostPort": "eighty"}]},
+        {"portMappings": "18080:80"},
+        {"portMappings": [{"hostPort": 18080, "containerPort": 80, "hostIP": "fd00::1%eth0"}]},
+        {"portMappings": [None, 7, []]},
+    ],
+)
 @pytest.mark.parametrize("impl", ["dockline-iptables", "dockline-nftables"])
-def test_del_with_capability_args_it_cannot_read_still_cleans_up(sandbox, dockline_bin, impl, garbage):
+def test_del_with_capability_args_it_cannot_read_still_cleans_up(
+    sandbox, dockline_bin, impl, garbage
+):
     cni_path = containerd_conflist(sandbox, impl, dockline_bin)
     sandbox.sh("ip netns add web")
     assert cri(sandbox, cni_path, "add", GO_MAPPINGS).returncode == 0

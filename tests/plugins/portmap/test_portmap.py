@@ -4,11 +4,10 @@ the host), the host over its own address and over 127.0.0.1, another
 container via the host's address, and the container itself (hairpin).
 The same matrix runs against the reference plugins, both dockline
 backends, TCP and UDP, IPv4 and IPv6."""
+
 import json
-from pathlib import Path
 
 import pytest
-
 from conftest import REFERENCE_BIN, REPO, VENV_PYTHON
 
 CONFLIST = json.loads((REPO / "conf" / "30-dockline-portmap.conflist").read_text())
@@ -28,61 +27,85 @@ def setup_network(sb, impl, dockline_bin):
         conf["plugins"][0]["ipMasqBackend"] = backend
     else:
         conf["cniVersion"] = "1.0.0"  # Debian's reference plugins stop there
-    sb.run(["sh", "-c", f"cat > /etc/cni/net.d/30.conflist"], input=json.dumps(conf), check=True)
+    sb.run(["sh", "-c", "cat > /etc/cni/net.d/30.conflist"], input=json.dumps(conf), check=True)
     # An "external machine": namespace ext, routed to the host over a veth.
     # (no IPv6 DAD on the test's own links: a tentative link-local address
     # holds neighbour discovery back for a second or two)
-    sb.sh("ip netns add ext; ip link add ext0 type veth peer name eth0 netns ext;"
-          "sysctl -qw net.ipv6.conf.ext0.accept_dad=0;"
-          "ip netns exec ext sysctl -qw net.ipv6.conf.eth0.accept_dad=0;"
-          f"ip addr add {HOST4}/24 dev ext0; ip addr add {HOST6}/64 dev ext0 nodad; ip link set ext0 up;"
-          "ip -n ext addr add 192.0.2.2/24 dev eth0; ip -n ext addr add 2001:db8::2/64 dev eth0 nodad;"
-          "ip -n ext link set eth0 up; ip -n ext link set lo up;"
-          f"ip -n ext route add default via {HOST4}; ip -n ext -6 route add default via {HOST6}")
+    sb.sh(
+        "ip netns add ext; ip link add ext0 type veth peer name eth0 netns ext;"
+        "sysctl -qw net.ipv6.conf.ext0.accept_dad=0;"
+        "ip netns exec ext sysctl -qw net.ipv6.conf.eth0.accept_dad=0;"
+        f"ip addr add {HOST4}/24 dev ext0; ip addr add {HOST6}/64 dev ext0 nodad; ip link set ext0 up;"
+        "ip -n ext addr add 192.0.2.2/24 dev eth0; ip -n ext addr add 2001:db8::2/64 dev eth0 nodad;"
+        "ip -n ext link set eth0 up; ip -n ext link set lo up;"
+        f"ip -n ext route add default via {HOST4}; ip -n ext -6 route add default via {HOST6}"
+    )
     return str(dockline_bin) if which == "dockline" else str(REFERENCE_BIN)
 
 
 def cni(sb, cni_path, command, name, cap_args=None, ifname="eth0", cid=None):
-    args = [str(REPO / "scripts" / "cni"), command, "dockline", f"/run/netns/{name}",
-            "--id", cid or name, "--ifname", ifname, "--cap-args", json.dumps(cap_args or {})]
+    args = [
+        str(REPO / "scripts" / "cni"),
+        command,
+        "dockline",
+        f"/run/netns/{name}",
+        "--id",
+        cid or name,
+        "--ifname",
+        ifname,
+        "--cap-args",
+        json.dumps(cap_args or {}),
+    ]
     return sb.run(args, env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_PATH": cni_path})
 
 
 def tcp_probe(sb, where, address, port=8080):
     host = f"[{address}]" if ":" in address else address
     prefix = f"ip netns exec {where} " if where else ""
-    return sb.sh(f"{prefix}{VENV_PYTHON} -c \"import urllib.request as u; "
-                 f"print(u.urlopen('http://{host}:{port}/', timeout=2).read().decode().strip())\"",
-                 check=False).stdout.strip()
+    return sb.sh(
+        f'{prefix}{VENV_PYTHON} -c "import urllib.request as u; '
+        f"print(u.urlopen('http://{host}:{port}/', timeout=2).read().decode().strip())\"",
+        check=False,
+    ).stdout.strip()
 
 
 def udp_probe(sb, where, address, port=5353):
     family = "AF_INET6" if ":" in address else "AF_INET"
     prefix = f"ip netns exec {where} " if where else ""
-    code = (f"import socket; s = socket.socket(socket.{family}, socket.SOCK_DGRAM); s.settimeout(2); "
-            f"s.sendto(b'ping', ('{address}', {port})); print(s.recvfrom(100)[0].decode())")
-    return sb.sh(f"{prefix}{VENV_PYTHON} -c \"{code}\"", check=False).stdout.strip()
+    code = (
+        f"import socket; s = socket.socket(socket.{family}, socket.SOCK_DGRAM); s.settimeout(2); "
+        f"s.sendto(b'ping', ('{address}', {port})); print(s.recvfrom(100)[0].decode())"
+    )
+    return sb.sh(f'{prefix}{VENV_PYTHON} -c "{code}"', check=False).stdout.strip()
 
 
 def start_servers(sb):
     """web answers HTTP on :80 (v4+v6) with 'web' and UDP echo on :53.
     Waits for the bridge's IPv6 addresses to leave DAD: dockline creates
     its bridge without DAD, the reference's stays tentative for ~2 s."""
-    sb.sh("for i in $(seq 50); do ip -6 addr show dev dockline0 tentative | grep -q inet6 || break;"
-          " sleep 0.1; done")
+    sb.sh(
+        "for i in $(seq 50); do ip -6 addr show dev dockline0 tentative | grep -q inet6 || break;"
+        " sleep 0.1; done"
+    )
     sb.sh("mkdir -p /run/netns/www && echo web > /run/netns/www/index.html")
-    sb.sh(f"ip netns exec web {VENV_PYTHON} -m http.server 80 --bind :: --directory /run/netns/www "
-          ">/dev/null 2>&1 & "
-          f"ip netns exec web {VENV_PYTHON} -c \"import socket\n"
-          "s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
-          "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n"
-          "s.bind(('::', 53))\n"
-          "while True:\n    d, a = s.recvfrom(100)\n    s.sendto(b'pong', a)\" >/dev/null 2>&1 &"
-          "for i in $(seq 50); do ip netns exec web ss -ltn | grep -q ':80 ' && break; sleep 0.1; done")
+    sb.sh(
+        f"ip netns exec web {VENV_PYTHON} -m http.server 80 --bind :: --directory /run/netns/www "
+        ">/dev/null 2>&1 & "
+        f'ip netns exec web {VENV_PYTHON} -c "import socket\n'
+        "s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+        "s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)\n"
+        "s.bind(('::', 53))\n"
+        "while True:\n    d, a = s.recvfrom(100)\n    s.sendto(b'pong', a)\" >/dev/null 2>&1 &"
+        "for i in $(seq 50); do ip netns exec web ss -ltn | grep -q ':80 ' && break; sleep 0.1; done"
+    )
 
 
-MAPPINGS = {"portMappings": [{"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
-                             {"hostPort": 5353, "containerPort": 53, "protocol": "udp"}]}
+MAPPINGS = {
+    "portMappings": [
+        {"hostPort": 8080, "containerPort": 80, "protocol": "tcp"},
+        {"hostPort": 5353, "containerPort": 53, "protocol": "udp"},
+    ]
+}
 
 
 @pytest.mark.parametrize("impl", sorted(IMPLS))
@@ -127,7 +150,13 @@ def test_same_host_port_twice_is_refused_and_leaves_nothing(sandbox, dockline_bi
     sandbox.sh("ip netns add web; ip netns add web2")
     assert cni(sandbox, cni_path, "add", "web", MAPPINGS).returncode == 0
     before = sandbox.sh("iptables-save -t nat | grep -v '^#'; nft list ruleset").stdout
-    run = cni(sandbox, cni_path, "add", "web2", {"portMappings": [{"hostPort": 8080, "containerPort": 80}]})
+    run = cni(
+        sandbox,
+        cni_path,
+        "add",
+        "web2",
+        {"portMappings": [{"hostPort": 8080, "containerPort": 80}]},
+    )
     assert run.returncode != 0
     err = json.loads(run.stdout)
     assert err["code"] == 100 and "host port" in err["msg"]
@@ -135,25 +164,46 @@ def test_same_host_port_twice_is_refused_and_leaves_nothing(sandbox, dockline_bi
     # portmap left nothing for web2 (the bridge's part is the runtime's
     # DEL to undo, as for any failed chain)
     assert "10.89.0.3:80" not in after
-    assert before.count("dnat") == after.count("dnat") and before.count("DNAT") == after.count("DNAT")
+    assert before.count("dnat") == after.count("dnat") and before.count("DNAT") == after.count(
+        "DNAT"
+    )
     # the runtime DELs the failed ADD: the first container keeps its port
     cni(sandbox, cni_path, "del", "web2")
     start_servers(sandbox)
     assert tcp_probe(sandbox, "ext", HOST4) == "web"
     # another host IP or protocol is no conflict
-    run = cni(sandbox, cni_path, "add", "web2", {"portMappings": [
-        {"hostPort": 8080, "containerPort": 80, "protocol": "udp"},
-        {"hostPort": 8080, "containerPort": 80, "hostIP": HOST4}]})
+    run = cni(
+        sandbox,
+        cni_path,
+        "add",
+        "web2",
+        {
+            "portMappings": [
+                {"hostPort": 8080, "containerPort": 80, "protocol": "udp"},
+                {"hostPort": 8080, "containerPort": 80, "hostIP": HOST4},
+            ]
+        },
+    )
     assert run.returncode == 0, run.stdout
 
 
 @pytest.mark.parametrize("impl", ["dockline-iptables", "dockline-nftables"])
 def test_host_ip_restricts_to_one_address(sandbox, dockline_bin, impl):
     cni_path = setup_network(sandbox, impl, dockline_bin)
-    sandbox.sh("ip netns add web; ip addr add 198.51.100.1/24 dev ext0;"
-               "ip -n ext addr add 198.51.100.2/24 dev eth0")
-    assert cni(sandbox, cni_path, "add", "web", {"portMappings": [
-        {"hostPort": 8080, "containerPort": 80, "hostIP": "198.51.100.1"}]}).returncode == 0
+    sandbox.sh(
+        "ip netns add web; ip addr add 198.51.100.1/24 dev ext0;"
+        "ip -n ext addr add 198.51.100.2/24 dev eth0"
+    )
+    assert (
+        cni(
+            sandbox,
+            cni_path,
+            "add",
+            "web",
+            {"portMappings": [{"hostPort": 8080, "containerPort": 80, "hostIP": "198.51.100.1"}]},
+        ).returncode
+        == 0
+    )
     start_servers(sandbox)
     assert tcp_probe(sandbox, "ext", "198.51.100.1") == "web"
     assert tcp_probe(sandbox, "ext", HOST4) != "web"
@@ -164,8 +214,16 @@ def test_check_and_gc(sandbox, dockline_bin, impl):
     cni_path = setup_network(sandbox, impl, dockline_bin)
     sandbox.sh("ip netns add web; ip netns add gone")
     assert cni(sandbox, cni_path, "add", "web", MAPPINGS).returncode == 0
-    assert cni(sandbox, cni_path, "add", "gone", {"portMappings": [
-        {"hostPort": 9090, "containerPort": 80}]}).returncode == 0
+    assert (
+        cni(
+            sandbox,
+            cni_path,
+            "add",
+            "gone",
+            {"portMappings": [{"hostPort": 9090, "containerPort": 80}]},
+        ).returncode
+        == 0
+    )
     assert cni(sandbox, cni_path, "check", "web", MAPPINGS).returncode == 0
     # GC with only "web" valid: the scripts/cni runtime lists its cache
     sandbox.sh("rm /var/lib/cni/results/dockline-gone-eth0")
@@ -194,21 +252,37 @@ def test_no_mappings_is_a_no_op(sandbox, dockline_bin):
 
 def test_chained_only(sandbox, dockline_bin):
     from conftest import call_plugin
-    conf = {"cniVersion": "1.0.0", "name": "n", "type": "portmap",
-            "runtimeConfig": {"portMappings": [{"hostPort": 1, "containerPort": 1}]}}
+
+    conf = {
+        "cniVersion": "1.0.0",
+        "name": "n",
+        "type": "portmap",
+        "runtimeConfig": {"portMappings": [{"hostPort": 1, "containerPort": 1}]},
+    }
     run = call_plugin(sandbox, dockline_bin / "portmap", "ADD", conf)
     assert run.code != 0 and run.json["code"] == 7 and "chained" in run.json["msg"]
 
 
-@pytest.mark.parametrize("bad", [
-    {"hostPort": 0, "containerPort": 80}, {"hostPort": 70000, "containerPort": 80},
-    {"hostPort": 80, "containerPort": 80, "protocol": "icmp"},
-    {"hostPort": 80, "containerPort": 80, "hostIP": "nope"}, "80:80"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"hostPort": 0, "containerPort": 80},
+        {"hostPort": 70000, "containerPort": 80},
+        {"hostPort": 80, "containerPort": 80, "protocol": "icmp"},
+        {"hostPort": 80, "containerPort": 80, "hostIP": "nope"},
+        "80:80",
+    ],
+)
 def test_bad_mappings_are_code_7(sandbox, dockline_bin, bad):
     from conftest import call_plugin
-    conf = {"cniVersion": "1.0.0", "name": "n", "type": "portmap",
-            "runtimeConfig": {"portMappings": [bad]},
-            "prevResult": {"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.2/24"}]}}
+
+    conf = {
+        "cniVersion": "1.0.0",
+        "name": "n",
+        "type": "portmap",
+        "runtimeConfig": {"portMappings": [bad]},
+        "prevResult": {"cniVersion": "1.0.0", "ips": [{"address": "10.0.0.2/24"}]},
+    }
     run = call_plugin(sandbox, dockline_bin / "portmap", "ADD", conf)
     assert run.code != 0 and run.json["code"] == 7
 
@@ -236,14 +310,20 @@ def test_concurrent_adds_race_for_one_host_port(sandbox, dockline_bin, impl):
     racing for port 7000. Every own port is published, and exactly one of
     the racers gets 7000."""
     from concurrent.futures import ThreadPoolExecutor
+
     cni_path = setup_network(sandbox, impl, dockline_bin)
     names = [f"c{i}" for i in range(12)]
     sandbox.sh(" && ".join(f"ip netns add {n}" for n in names))
 
     def one(i):
         port = 7000 if i >= 8 else 7100 + i
-        return cni(sandbox, cni_path, "add", names[i],
-                   {"portMappings": [{"hostPort": port, "containerPort": 80}]})
+        return cni(
+            sandbox,
+            cni_path,
+            "add",
+            names[i],
+            {"portMappings": [{"hostPort": port, "containerPort": 80}]},
+        )
 
     with ThreadPoolExecutor(max_workers=12) as pool:
         runs = list(pool.map(one, range(12)))
@@ -257,6 +337,7 @@ def test_concurrent_adds_race_for_one_host_port(sandbox, dockline_bin, impl):
         assert str(7100 + i) in rules
     winner = [ip["address"].split("/")[0] for ip in json.loads(racers[0].stdout)["ips"]]
     dests = {f"{winner[0]}:80", f"[{winner[1]}]:80"}
-    to_7000 = [line for line in rules.splitlines()
-               if "7000" in line and ("DNAT" in line or "dnat" in line)]
+    to_7000 = [
+        line for line in rules.splitlines() if "7000" in line and ("DNAT" in line or "dnat" in line)
+    ]
     assert to_7000 and all(any(d in line for d in dests) for line in to_7000), to_7000

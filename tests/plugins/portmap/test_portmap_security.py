@@ -3,40 +3,66 @@ traffic: nothing from a request reaches a firewall script unchecked (the
 firewall is byte-for-byte unchanged after a refused ADD), containerd's
 Go-spelled port mappings work, DEL cleans up whatever it is given, and
 route_localnet no longer opens the host's loopback services to containers."""
+
 import json
 
 import pytest
-
 from conftest import VENV_PYTHON, call_plugin
-from test_portmap import CONFLIST, HOST4, cni, setup_network, start_servers, tcp_probe
+from test_portmap import HOST4, cni, setup_network, start_servers, tcp_probe
 
 BACKENDS = ["dockline-iptables", "dockline-nftables"]
-PREV = {"cniVersion": "1.1.0",
-        "interfaces": [{"name": "dockline0"}, {"name": "dlx"}, {"name": "eth0", "sandbox": "/run/netns/x"}],
-        "ips": [{"address": "10.89.0.9/24", "interface": 2}, {"address": "fd89::9/64", "interface": 2}]}
+PREV = {
+    "cniVersion": "1.1.0",
+    "interfaces": [
+        {"name": "dockline0"},
+        {"name": "dlx"},
+        {"name": "eth0", "sandbox": "/run/netns/x"},
+    ],
+    "ips": [{"address": "10.89.0.9/24", "interface": 2}, {"address": "fd89::9/64", "interface": 2}],
+}
 
 
 def firewall(sb) -> str:
-    return sb.sh("iptables-save | grep -v '^#'; ip6tables-save | grep -v '^#'; nft list ruleset").stdout
+    return sb.sh(
+        "iptables-save | grep -v '^#'; ip6tables-save | grep -v '^#'; nft list ruleset"
+    ).stdout
 
 
 def portmap_conf(backend, **extra):
-    conf = {"cniVersion": "1.1.0", "name": "dockline", "type": "portmap", "backend": backend,
-            "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80}]},
-            "prevResult": PREV}
+    conf = {
+        "cniVersion": "1.1.0",
+        "name": "dockline",
+        "type": "portmap",
+        "backend": backend,
+        "runtimeConfig": {"portMappings": [{"hostPort": 8080, "containerPort": 80}]},
+        "prevResult": PREV,
+    }
     conf.update(extra)
     return conf
 
 
 HOSTILE = {
-    "hostIP with a zone id and a newline": {"runtimeConfig": {"portMappings": [
-        {"hostPort": 8080, "containerPort": 80, "hostIP": "fd00::1%x\n-A INPUT -j ACCEPT"}]}},
-    "hostIP with a zone id": {"runtimeConfig": {"portMappings": [
-        {"hostPort": 8080, "containerPort": 80, "hostIP": "fe80::1%eth0"}]}},
-    "prevResult address with a zone id": {"prevResult": {**PREV, "ips": [
-        {"address": "fd89::9%x\nflush ruleset/64", "interface": 2}]}},
-    "prevResult interface name with a backslash": {"prevResult": {**PREV, "interfaces": [
-        {"name": "br\\"}, {"name": "eth0", "sandbox": "/run/netns/x"}]}},
+    "hostIP with a zone id and a newline": {
+        "runtimeConfig": {
+            "portMappings": [
+                {"hostPort": 8080, "containerPort": 80, "hostIP": "fd00::1%x\n-A INPUT -j ACCEPT"}
+            ]
+        }
+    },
+    "hostIP with a zone id": {
+        "runtimeConfig": {
+            "portMappings": [{"hostPort": 8080, "containerPort": 80, "hostIP": "fe80::1%eth0"}]
+        }
+    },
+    "prevResult address with a zone id": {
+        "prevResult": {**PREV, "ips": [{"address": "fd89::9%x\nflush ruleset/64", "interface": 2}]}
+    },
+    "prevResult interface name with a backslash": {
+        "prevResult": {
+            **PREV,
+            "interfaces": [{"name": "br\\"}, {"name": "eth0", "sandbox": "/run/netns/x"}],
+        }
+    },
     "iptables condition with a newline": {"conditionsV4": ["-s 10.0.0.0/8\n-A INPUT -j ACCEPT"]},
     "iptables condition with a target": {"conditionsV4": ["-s", "10.0.0.0/8", "-j", "ACCEPT"]},
     "iptables condition with a quote": {"conditionsV4": ['-m comment --comment "x']},
@@ -68,8 +94,9 @@ def test_hostile_input_is_code_7_and_changes_nothing(sandbox, dockline_bin, back
 @pytest.mark.parametrize("value", [80.0, "80", True, 1e3, 2**64, -80, None, [80], {"x": 80}])
 def test_port_numbers_are_decoded_as_go_does(sandbox, dockline_bin, value):
     """Go decodes only integer literals into an int field."""
-    conf = portmap_conf("nftables", runtimeConfig={"portMappings": [
-        {"HostPort": value, "ContainerPort": 80}]})
+    conf = portmap_conf(
+        "nftables", runtimeConfig={"portMappings": [{"HostPort": value, "ContainerPort": 80}]}
+    )
     run = call_plugin(sandbox, dockline_bin / "portmap", "ADD", conf)
     assert run.code != 0 and run.json["code"] == 7, run.stdout
     assert "dockline_portmap" not in sandbox.sh("nft list tables").stdout
@@ -81,9 +108,12 @@ def test_containerd_spelling_publishes_and_del_cleans(sandbox, dockline_bin, bac
     whatever case the user gave the protocol."""
     cni_path = setup_network(sandbox, backend, dockline_bin)
     sandbox.sh("ip netns add web")
-    mappings = {"portMappings": [
-        {"HostPort": 18080, "ContainerPort": 80, "Protocol": "TCP", "HostIP": ""},
-        {"hostport": 15353, "containerport": 53, "protocol": "Udp", "hostIP": ""}]}
+    mappings = {
+        "portMappings": [
+            {"HostPort": 18080, "ContainerPort": 80, "Protocol": "TCP", "HostIP": ""},
+            {"hostport": 15353, "containerport": 53, "protocol": "Udp", "hostIP": ""},
+        ]
+    }
     run = cni(sandbox, cni_path, "add", "web", mappings)
     assert run.returncode == 0, run.stdout + run.stderr
     start_servers(sandbox)
@@ -101,9 +131,12 @@ GARBAGE = {
     "portMappings entries": {"runtimeConfig": {"portMappings": [None, 7, {"HostPort": "x"}]}},
     "runtimeConfig not an object": {"runtimeConfig": [1, 2]},
     "prevResult not an object": {"prevResult": "garbage"},
-    "prevResult addresses": {"prevResult": {"cniVersion": "1.1.0", "ips": [{"address": "fd00::1%x"}]}},
-    "prevResult interfaces": {"prevResult": {"cniVersion": "1.1.0", "interfaces": [{"name": 7}],
-                                             "ips": [{"address": 5}]}},
+    "prevResult addresses": {
+        "prevResult": {"cniVersion": "1.1.0", "ips": [{"address": "fd00::1%x"}]}
+    },
+    "prevResult interfaces": {
+        "prevResult": {"cniVersion": "1.1.0", "interfaces": [{"name": 7}], "ips": [{"address": 5}]}
+    },
     "hostile conditions": {"conditionsV4": ["-j ACCEPT\n-A INPUT"], "conditionsV6": "x"},
     "unknown backend": {"backend": "pf"},
     "mark and chain": {"markMasqBit": 99, "externalSetMarkChain": "a b"},
@@ -115,14 +148,23 @@ GARBAGE = {
 def test_del_with_garbage_succeeds_and_removes_the_rules(sandbox, dockline_bin, impl, case):
     cni_path = setup_network(sandbox, impl, dockline_bin)
     sandbox.sh("ip netns add web")
-    assert cni(sandbox, cni_path, "add", "web",
-               {"portMappings": [{"hostPort": 8080, "containerPort": 80}]}).returncode == 0
+    assert (
+        cni(
+            sandbox,
+            cni_path,
+            "add",
+            "web",
+            {"portMappings": [{"hostPort": 8080, "containerPort": 80}]},
+        ).returncode
+        == 0
+    )
     assert "8080" in firewall(sandbox)
     assert sandbox.sh("cat /proc/sys/net/ipv4/conf/dockline0/route_localnet").stdout.strip() == "1"
     conf = {"cniVersion": "1.1.0", "name": "dockline", "type": "portmap"}
     conf.update(GARBAGE[case])
-    run = call_plugin(sandbox, dockline_bin / "portmap", "DEL", conf, containerid="web",
-                      netns="/run/netns/web")
+    run = call_plugin(
+        sandbox, dockline_bin / "portmap", "DEL", conf, containerid="web", netns="/run/netns/web"
+    )
     assert run.code == 0, run.stdout + run.stderr
     rules = firewall(sandbox)  # the bridge's masquerade rules stay: bridge was not DELed
     assert "8080" not in rules and "DLP-" not in rules and "chain c-" not in rules
@@ -130,8 +172,13 @@ def test_del_with_garbage_succeeds_and_removes_the_rules(sandbox, dockline_bin, 
 
 
 def test_del_without_container_id_is_still_an_error(sandbox, dockline_bin):
-    run = call_plugin(sandbox, dockline_bin / "portmap", "DEL", {"cniVersion": "1.1.0", "name": "n",
-                                                               "type": "portmap"}, containerid=None)
+    run = call_plugin(
+        sandbox,
+        dockline_bin / "portmap",
+        "DEL",
+        {"cniVersion": "1.1.0", "name": "n", "type": "portmap"},
+        containerid=None,
+    )
     assert run.code != 0 and run.json["code"] == 4
 
 
@@ -141,31 +188,42 @@ def test_conditions_are_applied(sandbox, dockline_bin, impl):
     again from the parsed tokens (10.1.2.3/8 becomes 10.0.0.0/8)."""
     cni_path = setup_network(sandbox, impl, dockline_bin)
     conf = json.loads(sandbox.sh("cat /etc/cni/net.d/30.conflist").stdout)
-    conf["plugins"][1]["conditionsV4"] = (["-s", "192.0.2.7/24", "-m addrtype ! --src-type", "LOCAL"]
-                                          if impl.endswith("iptables") else ["ip saddr 192.0.2.7/24"])
-    sandbox.run(["sh", "-c", "cat > /etc/cni/net.d/30.conflist"], input=json.dumps(conf), check=True)
+    conf["plugins"][1]["conditionsV4"] = (
+        ["-s", "192.0.2.7/24", "-m addrtype ! --src-type", "LOCAL"]
+        if impl.endswith("iptables")
+        else ["ip saddr 192.0.2.7/24"]
+    )
+    sandbox.run(
+        ["sh", "-c", "cat > /etc/cni/net.d/30.conflist"], input=json.dumps(conf), check=True
+    )
     sandbox.sh("ip netns add web")
-    run = cni(sandbox, cni_path, "add", "web", {"portMappings": [{"hostPort": 8080, "containerPort": 80}]})
+    run = cni(
+        sandbox, cni_path, "add", "web", {"portMappings": [{"hostPort": 8080, "containerPort": 80}]}
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     assert "192.0.2.0/24" in firewall(sandbox)
     start_servers(sandbox)
-    assert tcp_probe(sandbox, "ext", HOST4) == "web"          # 192.0.2.2 matches
-    assert tcp_probe(sandbox, None, "127.0.0.1") != "web"    # 127.0.0.1 does not
+    assert tcp_probe(sandbox, "ext", HOST4) == "web"  # 192.0.2.2 matches
+    assert tcp_probe(sandbox, None, "127.0.0.1") != "web"  # 127.0.0.1 does not
 
 
 # --- route_localnet ----------------------------------------------------------
 
-ATTACK = ("ip route del local 127.0.0.0/8 dev lo table local 2>/dev/null;"
-          "sysctl -qw net.ipv4.conf.eth0.route_localnet=1;"
-          "ip route add 127.0.0.1/32 via 10.89.0.1 dev eth0")
+ATTACK = (
+    "ip route del local 127.0.0.0/8 dev lo table local 2>/dev/null;"
+    "sysctl -qw net.ipv4.conf.eth0.route_localnet=1;"
+    "ip route add 127.0.0.1/32 via 10.89.0.1 dev eth0"
+)
 
 
 def _host_secret(sb):
     """A service the host binds to loopback only."""
-    sb.sh("mkdir -p /run/netns/secret && echo secret > /run/netns/secret/index.html;"
-          f"{VENV_PYTHON} -m http.server 9999 --bind 127.0.0.1 --directory /run/netns/secret "
-          ">/dev/null 2>&1 &"
-          "for i in $(seq 50); do ss -ltn | grep -q '127.0.0.1:9999 ' && break; sleep 0.1; done")
+    sb.sh(
+        "mkdir -p /run/netns/secret && echo secret > /run/netns/secret/index.html;"
+        f"{VENV_PYTHON} -m http.server 9999 --bind 127.0.0.1 --directory /run/netns/secret "
+        ">/dev/null 2>&1 &"
+        "for i in $(seq 50); do ss -ltn | grep -q '127.0.0.1:9999 ' && break; sleep 0.1; done"
+    )
 
 
 def _localnet(sb, ifname="dockline0") -> str:
@@ -180,16 +238,24 @@ def test_containers_cannot_reach_host_loopback_services(sandbox, dockline_bin, i
     127.0.0.1 from the host."""
     cni_path = setup_network(sandbox, impl, dockline_bin)
     sandbox.sh("ip netns add web; ip netns add evil")
-    assert cni(sandbox, cni_path, "add", "web", {"portMappings": [
-        {"hostPort": 8080, "containerPort": 80}]}).returncode == 0
+    assert (
+        cni(
+            sandbox,
+            cni_path,
+            "add",
+            "web",
+            {"portMappings": [{"hostPort": 8080, "containerPort": 80}]},
+        ).returncode
+        == 0
+    )
     assert cni(sandbox, cni_path, "add", "evil").returncode == 0
     _host_secret(sandbox)
     start_servers(sandbox)
     sandbox.sh(f"ip netns exec evil sh -c '{ATTACK}'")
     assert _localnet(sandbox) == "1"
-    assert tcp_probe(sandbox, None, "127.0.0.1", port=9999) == "secret"    # the host itself
-    assert tcp_probe(sandbox, "evil", "127.0.0.1", port=9999) == ""        # the attack: dropped
-    assert tcp_probe(sandbox, None, "127.0.0.1", port=8080) == "web"       # the published port
+    assert tcp_probe(sandbox, None, "127.0.0.1", port=9999) == "secret"  # the host itself
+    assert tcp_probe(sandbox, "evil", "127.0.0.1", port=9999) == ""  # the attack: dropped
+    assert tcp_probe(sandbox, None, "127.0.0.1", port=8080) == "web"  # the published port
     # the attack is real: without the guard it gets through
     if impl.endswith("nftables"):
         sandbox.sh("nft flush chain inet dockline_portmap localnet")
@@ -199,26 +265,55 @@ def test_containers_cannot_reach_host_loopback_services(sandbox, dockline_bin, i
 
 
 @pytest.mark.parametrize("impl", BACKENDS)
-def test_route_localnet_only_on_the_bridge_and_off_with_the_last_mapping(sandbox, dockline_bin, impl):
+def test_route_localnet_only_on_the_bridge_and_off_with_the_last_mapping(
+    sandbox, dockline_bin, impl
+):
     cni_path = setup_network(sandbox, impl, dockline_bin)
     sandbox.sh("ip netns add a; ip netns add b; ip netns add c")
-    assert cni(sandbox, cni_path, "add", "c").returncode == 0       # no mapping: no switch
+    assert cni(sandbox, cni_path, "add", "c").returncode == 0  # no mapping: no switch
     assert _localnet(sandbox) == "0"
-    assert cni(sandbox, cni_path, "add", "a", {"portMappings": [
-        {"hostPort": 8080, "containerPort": 80}]}).returncode == 0
-    assert cni(sandbox, cni_path, "add", "b", {"portMappings": [
-        {"hostPort": 8081, "containerPort": 80}]}).returncode == 0
-    on = [line for line in sandbox.sh("grep -H . /proc/sys/net/ipv4/conf/*/route_localnet").stdout.split()
-          if line.endswith(":1")]
-    assert on == ["/proc/sys/net/ipv4/conf/dockline0/route_localnet:1"]   # not the veths, not ext0
+    assert (
+        cni(
+            sandbox,
+            cni_path,
+            "add",
+            "a",
+            {"portMappings": [{"hostPort": 8080, "containerPort": 80}]},
+        ).returncode
+        == 0
+    )
+    assert (
+        cni(
+            sandbox,
+            cni_path,
+            "add",
+            "b",
+            {"portMappings": [{"hostPort": 8081, "containerPort": 80}]},
+        ).returncode
+        == 0
+    )
+    on = [
+        line
+        for line in sandbox.sh("grep -H . /proc/sys/net/ipv4/conf/*/route_localnet").stdout.split()
+        if line.endswith(":1")
+    ]
+    assert on == ["/proc/sys/net/ipv4/conf/dockline0/route_localnet:1"]  # not the veths, not ext0
     assert cni(sandbox, cni_path, "del", "a").returncode == 0
-    assert _localnet(sandbox) == "1"                                      # b still publishes
+    assert _localnet(sandbox) == "1"  # b still publishes
     assert cni(sandbox, cni_path, "del", "b").returncode == 0
     assert _localnet(sandbox) == "0"
-    assert cni(sandbox, cni_path, "del", "b").returncode == 0             # again: fine
+    assert cni(sandbox, cni_path, "del", "b").returncode == 0  # again: fine
     # GC drops the holds of attachments that are gone
-    assert cni(sandbox, cni_path, "add", "a", {"portMappings": [
-        {"hostPort": 8080, "containerPort": 80}]}).returncode == 0
+    assert (
+        cni(
+            sandbox,
+            cni_path,
+            "add",
+            "a",
+            {"portMappings": [{"hostPort": 8080, "containerPort": 80}]},
+        ).returncode
+        == 0
+    )
     assert _localnet(sandbox) == "1"
     sandbox.sh("rm /var/lib/cni/results/dockline-a-eth0")
     assert cni(sandbox, cni_path, "gc", "c").returncode == 0
@@ -231,7 +326,15 @@ def test_route_localnet_set_by_the_operator_stays_on(sandbox, dockline_bin):
     assert cni(sandbox, cni_path, "add", "a").returncode == 0
     sandbox.sh("sysctl -qw net.ipv4.conf.dockline0.route_localnet=1")
     assert cni(sandbox, cni_path, "del", "a").returncode == 0
-    assert cni(sandbox, cni_path, "add", "a", {"portMappings": [
-        {"hostPort": 8080, "containerPort": 80}]}).returncode == 0
+    assert (
+        cni(
+            sandbox,
+            cni_path,
+            "add",
+            "a",
+            {"portMappings": [{"hostPort": 8080, "containerPort": 80}]},
+        ).returncode
+        == 0
+    )
     assert cni(sandbox, cni_path, "del", "a").returncode == 0
     assert _localnet(sandbox) == "1"

@@ -11,7 +11,7 @@ set -eu
 REPO=$(cd "$(dirname "$0")" && pwd)
 VENV=${DOCKLINE_VENV:-$REPO/.venv}
 CNI_BIN=${1:-$REPO/.build/cni-bin}
-PACKAGES="iproute2 iptables nftables conntrack python3-venv containernetworking-plugins"
+PACKAGES="iproute2 iptables nftables conntrack python3-venv containernetworking-plugins etcd-server"
 
 if [ "${DOCKLINE_NO_APT:-}" != 1 ]; then
     missing=""

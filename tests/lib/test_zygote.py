@@ -124,8 +124,11 @@ def test_zygote_lives_in_the_callers_namespaces_only(sandbox, dockline_bin):
     call_plugin(sandbox, dockline_bin / "host-local", "ADD", CONF).ok()
     pid = wait_for_zygote(sandbox)
     assert zygotes(sandbox) == [pid]
-    mine = sandbox.sh("readlink /proc/self/ns/net /proc/self/ns/mnt").stdout
-    theirs = sandbox.sh(f"readlink /proc/{pid}/ns/net /proc/{pid}/ns/mnt").stdout
+    ns = "ns/net ns/mnt ns/pid"
+    mine = sandbox.sh(f"cd /proc/self && readlink {ns}").stdout
+    inner = sandbox.inner_pid(pid)  # the sandbox has its own pids
+    theirs = sandbox.sh(f"cd /proc/{inner} && readlink {ns}").stdout
+    assert mine.count("\n") == 3
     assert mine == theirs
 
 

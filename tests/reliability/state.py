@@ -62,8 +62,10 @@ def plugin_env(
 
 
 class Call:
-    """One plugin executable running inside the sandbox (nsenter execs it:
-    the Popen's pid is the executable itself)."""
+    """One plugin executable running inside the sandbox.  The Popen's pid
+    is nsenter's (it forks the executable into the sandbox's PID
+    namespace); killing it kills the executable too (see
+    Sandbox.nsenter)."""
 
     def __init__(self, sb: Sandbox, exe: Path, env: dict, conf: dict) -> None:
         self.exe = exe

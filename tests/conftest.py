@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from sandbox import Sandbox
+from sandbox import PRIVATE_DIRS, Sandbox, SandboxLeak
 
 REPO = Path(__file__).resolve().parent.parent
-# Launchers written by install.sh; the test command runs it first.
+# Launchers written by install.sh (scripts/test runs `DOCKLINE_EXTRAS=test ./install.sh`
+# first; DOCKLINE_CNI_BIN points elsewhere).
 DOCKLINE_BIN = Path(os.environ.get("DOCKLINE_CNI_BIN", REPO / ".build" / "cni-bin"))
 REFERENCE_BIN = Path("/usr/lib/cni")
 VENV_PYTHON = Path(os.environ.get("DOCKLINE_PYTHON", REPO / ".venv" / "bin" / "python3"))
@@ -70,14 +71,91 @@ def call_plugin(
 
 @pytest.fixture
 def sandbox():
-    with Sandbox() as sb:
+    """A fresh sandbox (tests/sandbox.py); its teardown fails the test if a
+    process of its network namespaces outlives it."""
+    sb = Sandbox()
+    leak = None
+    try:
         yield sb
+    finally:
+        try:
+            sb.close()
+        except SandboxLeak as exc:
+            leak = str(exc)
+    if leak:
+        pytest.fail(leak, pytrace=False)
+
+
+# Host directories a test could leave something in by mistake (a path
+# meant for the sandbox's tmpfs, a netns or hosts file, a socket, a
+# launcher written to the default CNI_PATH).  Only these: each is one
+# listdir, and none is written to by anything else on a test machine.
+# /tmp is left out: pytest's own tmp_path lives there and other processes
+# come and go in it, so new entries there say nothing about the test.
+WATCHED_HOST_DIRS = (
+    "/run",
+    "/run/netns",
+    "/run/dockline",
+    "/etc/netns",
+    "/etc/cni",
+    "/etc/cni/net.d",
+    "/var/lib/cni",
+    "/opt/cni",
+    "/opt/cni/bin",
+)
+
+
+def _host_entries() -> dict[str, set[str]]:
+    entries = {}
+    for d in WATCHED_HOST_DIRS:
+        try:
+            entries[d] = set(os.listdir(d))
+        except OSError:
+            entries[d] = set()
+    return entries
+
+
+def _sandbox_mount_point(path: str) -> bool:
+    """A sandbox's tmpfs mount point (or a parent of one) that the first
+    sandbox made on a fresh host: empty on the host side."""
+    if not any(p == path or p.startswith(path + "/") for p in PRIVATE_DIRS):
+        return False
+    try:
+        return os.path.isdir(path) and all(
+            os.path.join(path, e) in PRIVATE_DIRS for e in os.listdir(path)
+        )
+    except OSError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def host_untouched():
+    """Fail a test after which something new is in a watched host
+    directory (seen from the test's own, the host's, mount namespace)."""
+    before = _host_entries()
+    yield
+    after = _host_entries()
+    new = sorted(
+        path
+        for d in WATCHED_HOST_DIRS
+        for path in (os.path.join(d, e) for e in after[d] - before[d])
+        if not _sandbox_mount_point(path)
+    )
+    if new:
+        pytest.fail(
+            "new on the host during this test (the test, or another process of "
+            f"the machine, made it): {', '.join(new)}",
+            pytrace=False,
+        )
 
 
 @pytest.fixture(scope="session")
 def dockline_bin() -> Path:
     if not (DOCKLINE_BIN / "host-local").exists():
-        pytest.fail(f"{DOCKLINE_BIN} has no launchers: run ./install.sh first")
+        pytest.fail(
+            f"{DOCKLINE_BIN} has no launchers: run DOCKLINE_EXTRAS=test ./install.sh "
+            "(or scripts/test, which does) first"
+        )
     return DOCKLINE_BIN
 
 

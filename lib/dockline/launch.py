@@ -7,8 +7,9 @@ plugin once and forks a child per call; the executable (this module, ~1 ms
 of imports) passes it its environment, working directory and
 stdin/stdout/stderr, and exits with the child's status.  The child writes
 the result straight to the runtime's stdout, so the runtime sees exactly
-what an in-process run would print.  Without a zygote the call is served here, and a zygote is
-started in the background for the next calls.  See dockline.zygote.
+what an in-process run would print.  Without a zygote the call is served
+here (dockline.serve), and a zygote is started in the background for the
+next calls.  See dockline.zygote.
 """
 
 from __future__ import annotations
@@ -16,14 +17,9 @@ from __future__ import annotations
 import os
 import sys
 
-
-def serve_here(module_name: str) -> int:
-    """Serve the call described by this process's environment and stdin
-    with the plugin module's handlers (here, or in a zygote's child)."""
-    module = __import__(module_name)
-    from dockline.cni import skel
-
-    return skel.run(module.HANDLERS, module.ABOUT)
+from . import launcher
+from .plugins import TYPES
+from .serve import serve_here
 
 
 def _exit(code: int) -> None:
@@ -34,13 +30,17 @@ def _exit(code: int) -> None:
     os._exit(code)
 
 
-def launch(module: str, stamp: str, zygote: bool = True, test_hooks: bool = False) -> None:
+def launch(
+    plugin_type: str, paths: list[str], stamp: str, zygote: bool = True, test_hooks: bool = False
+) -> None:
     env = os.environ
     command = env.get("CNI_COMMAND", "")
     if command == "VERSION":  # runtimes send it before every call: keep it bare
         from dockline.cni import skel
 
         _exit(skel.run({}, "dockline"))
+    launcher.CURRENT = launcher.facts_of_this_process(paths, stamp, zygote, test_hooks)
+    module = TYPES[plugin_type]
     if test_hooks:  # the crash tests' executables: always in this process
         from dockline.bridge import undo
 
@@ -56,5 +56,5 @@ def launch(module: str, stamp: str, zygote: bool = True, test_hooks: bool = Fals
         code = serve_here(module)
         sys.stdout.flush()
         if outcome == SERVE_AND_START:
-            start_in_background(stamp)
+            start_in_background(stamp, paths)
     _exit(code)

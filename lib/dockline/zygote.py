@@ -36,19 +36,23 @@ import _socket
 import _struct
 import os
 
-AF_UNIX = 1
-SOCK_SEQPACKET = 5
-SOL_SOCKET = 1
-SCM_RIGHTS = 1
-SO_PEERCRED = 17
-SO_PEERPIDFD = 77  # Linux 6.5; Python has no name for it
-MSG_CMSG_CLOEXEC = 0x40000000
-MSG_TRUNC, MSG_CTRUNC = 0x20, 0x08
+from . import launcher
+from .plugins import TYPES
+
+# _socket, not socket: the module costs ~3 ms to import on every call.
+AF_UNIX = _socket.AF_UNIX
+SOCK_SEQPACKET = _socket.SOCK_SEQPACKET
+SOL_SOCKET = _socket.SOL_SOCKET
+SCM_RIGHTS = _socket.SCM_RIGHTS
+SO_PEERCRED = _socket.SO_PEERCRED
+SO_PEERPIDFD = getattr(_socket, "SO_PEERPIDFD", 77)  # Linux 6.5; Python 3.11 has no name
+MSG_CMSG_CLOEXEC = _socket.MSG_CMSG_CLOEXEC
+MSG_TRUNC, MSG_CTRUNC = _socket.MSG_TRUNC, _socket.MSG_CTRUNC
 IDLE_SECONDS = 300
 REQUEST_SECONDS = 5  # a client that sends nothing in time is dropped
 MAX_CHILDREN = 256
 RUN_DIR = "/run/dockline"
-MODULES = (b"bridge", b"host_local", b"static", b"portmap")
+MODULES = tuple(m.encode() for m in TYPES.values())
 MAGIC = b"dockline-zygote/2"
 STARTED = b"S"  # from here on the call may have (half) run
 REFUSED = b"R"  # followed by the reason; nothing ran
@@ -289,7 +293,7 @@ def _receive(sock, size: int) -> bytes:
     return b""
 
 
-def start_in_background(stamp: str) -> None:
+def start_in_background(stamp: str, paths: list[str]) -> None:
     """Start a zygote detached from the caller (own session, stdio on
     /dev/null: a runtime waiting for our stdout to close must not wait for
     it) in the caller's namespaces and cgroup.  Failures are ignored: the
@@ -303,8 +307,8 @@ def start_in_background(stamp: str) -> None:
             "-I",
             "-S",
             "-c",
-            "import sys; sys.path[:0] = %r; from dockline import zygote; zygote.serve(%r)"
-            % (sys.path, stamp),
+            f"import sys; sys.path[:0] = {sys.path!r}; "
+            f"from dockline import zygote; zygote.serve({stamp!r}, {paths!r})",
         ]
         os.posix_spawn(
             sys.executable,
@@ -327,7 +331,7 @@ def start_in_background(stamp: str) -> None:
 
 def _preload() -> None:
     """Import every plugin and the netlink layer, so children start warm."""
-    from . import launch  # noqa: F401  (children serve through it)
+    from . import serve  # noqa: F401  (children serve through it)
 
     for name in MODULES:
         try:
@@ -505,7 +509,7 @@ def _serve_child(conn, me: Facts, rlimit_kinds: list[int]) -> None:
         started = True
         import sys
 
-        from .launch import serve_here
+        from .serve import serve_here
 
         code = serve_here(module.decode())
         _signal.signal(_signal.SIGIO, _signal.SIG_IGN)
@@ -597,7 +601,7 @@ def _bind(stamp: str, me: Facts):
         os.close(dirfd)
 
 
-def serve(stamp: str) -> None:
+def serve(stamp: str, paths: list[str]) -> None:
     # Nothing of the starter's but its namespaces and cgroup: a runtime's
     # lock or pipe fd it forgot to mark close-on-exec must not be held for
     # minutes.  The environment is minimal already (start_in_background).
@@ -628,6 +632,9 @@ def serve(stamp: str) -> None:
         os._exit(0)
 
     _signal.signal(_signal.SIGTERM, on_term)
+    # Children delegate to dockline's own launchers in-process (see
+    # dockline.launcher.is_own): they need the facts the launchers carry.
+    launcher.CURRENT = launcher.facts_of_this_process(paths, stamp, True, False)
     _preload()
     import resource
 

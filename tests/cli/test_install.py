@@ -49,9 +49,8 @@ def test_install_writes_working_launchers(bin_dir, sandbox):
         assert first.startswith("#!/") and first.endswith(" -IS")
         assert os.path.realpath(first[2:-4]) == first[2:-4]  # the real binary, not a venv link
         assert "zygote=True" in text
-        # dockline's delegation runs these in-process: it must recognise them
-        paths, module = delegate._own_launcher(str(path))
-        assert str(REPO / "lib") in paths and module == name.replace("-", "_")
+        # the code it runs: this checkout's lib/, the plugin named by its type
+        assert f'launch("{name}", PATHS, ' in text and json.dumps(str(REPO / "lib")) in text
         version = subprocess.run(
             [str(path)], env={"CNI_COMMAND": "VERSION"}, capture_output=True, text=True, input="{}"
         )

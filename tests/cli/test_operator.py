@@ -9,7 +9,7 @@ from clitools import dockline, put_conf, repo_conf
 from conftest import REPO
 
 sys.path.insert(0, str(REPO / "lib"))
-from dockline.firewall import Owner
+from dockline.cni.attachment import Attachment
 
 CAPS_WEB = {"links": ["db:dbapp"], "portMappings": [{"hostPort": 8080, "containerPort": 80}]}
 
@@ -102,7 +102,7 @@ def test_inspect_shows_every_attachment(sandbox, dockline_bin, backend):
     assert "web" in web["names"] or web["pod"] == "web"  # the registry format may evolve
     assert web["links"] == ["db:dbapp"] and web["hostsFile"] == "/etc/netns/web/hosts"
     assert web["ports"] == ["8080/tcp->80"]
-    tag = Owner.tag_for("dockline", "web", "eth0")
+    tag = Attachment("dockline", "web", "eth0").tag
     if backend == "iptables":
         assert {f"iptables nat chain DL-{tag}", f"iptables nat chain DLP-{tag}"} <= set(
             web["firewall"]
@@ -170,7 +170,7 @@ def test_gc_releases_what_a_killed_add_left(sandbox, dockline_bin, dockline_hook
         "dockline-link" not in sandbox.sh("cat /etc/netns/dead/hosts").stdout
     )  # hosts line released
     rules = sandbox.sh("iptables-save -t nat; ip6tables-save -t nat").stdout
-    assert Owner.tag_for("dockline", "dead", "eth0") not in rules
+    assert Attachment("dockline", "dead", "eth0").tag not in rules
     inspect = json.loads(dockline(sandbox, "inspect", "dockline", "--json").stdout)
     assert sorted(a["containerID"] for a in inspect["attachments"]) == ["db", "live", "web"]
     assert all(not a["stale"] for a in inspect["attachments"])

@@ -3,12 +3,14 @@
 result and the same errors."""
 
 import os
+import sys
 
 import pytest
 from conftest import REFERENCE_BIN
+from dockline import launcher
 from dockline.cni import delegate, jsonio
 from dockline.cni.errors import CniError
-from dockline.cni.skel import Request
+from dockline.cni.skel import CmdArgs
 
 
 def make_request(tmp_path, cni_path, command="ADD", cid="c1", **ipam):
@@ -32,7 +34,7 @@ def make_request(tmp_path, cni_path, command="ADD", cid="c1", **ipam):
         "CNI_PATH": str(cni_path),
     }
     stdin = jsonio.dumps(config).encode()
-    return Request(command, env, stdin, config, "1.0.0")
+    return CmdArgs(command, env, stdin, config, "1.0.0")
 
 
 @pytest.fixture
@@ -42,9 +44,26 @@ def reference_only():
     return REFERENCE_BIN
 
 
-def test_own_launcher_is_recognised(dockline_bin, reference_only):
-    assert delegate._own_launcher(str(dockline_bin / "host-local")) is not None
-    assert delegate._own_launcher(str(reference_only / "host-local")) is None
+def test_own_launcher_is_recognised_by_its_exact_text(tmp_path, reference_only, monkeypatch):
+    """A delegated type runs in-process only from this installation's own
+    launcher for that type: the same bytes, not values read out of it."""
+    facts = launcher.Facts(sys.executable, [str(tmp_path)], "123", True)
+    own = tmp_path / "host-local"
+    own.write_text(launcher.text("host-local", facts))
+    other_type = tmp_path / "other"
+    other_type.write_text(launcher.text("static", facts))
+    other_install = tmp_path / "older"
+    other_install.write_text(launcher.text("host-local", launcher.Facts(sys.executable, [], "1", True)))
+    edited = tmp_path / "edited"
+    edited.write_text(launcher.text("host-local", facts) + "import os\n")
+    monkeypatch.setattr(launcher, "CURRENT", None)
+    assert delegate._own_module(str(own), "host-local") is None  # not started from a launcher
+    monkeypatch.setattr(launcher, "CURRENT", facts)
+    module = delegate._own_module(str(own), "host-local")
+    assert module is not None and module.__name__ == "dockline.plugins.host_local"
+    for path in (other_type, other_install, edited, reference_only / "host-local"):
+        assert delegate._own_module(str(path), "host-local") is None, path
+    assert delegate._own_module(str(own), "no-such-type") is None
 
 
 @pytest.mark.parametrize("which", ["dockline", "reference"])

@@ -122,6 +122,7 @@ def test_a_container_with_its_own_run_does_not_see_the_socket(sandbox, dockline_
     /proc, and its plugin call is served in its own process."""
     hl = dockline_bin / "host-local"
     zpid, path = warm(sandbox, dockline_bin)
+    zpid = sandbox.inner_pid(zpid)  # as the container's /proc names it
     container = [
         "unshare",
         "--mount",
@@ -510,7 +511,7 @@ def test_only_dockline_plugins_can_be_asked_for(sandbox, dockline_bin):
     assert out.startswith("REPLY R ") and "malformed request" in out
     # A plugin with that environment: served as usual, nothing planted runs.
     served = sandbox.run(
-        client + ["--module", "host_local", *planted, *env_args("ADD", "y", hl)],
+        client + ["--module", "dockline.plugins.host_local", *planted, *env_args("ADD", "y", hl)],
         input=json.dumps(CONF),
         timeout=20,
     )

@@ -33,7 +33,7 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("target")
     p.add_argument("mode", choices=("request", "send-and-exit", "silent"))
-    p.add_argument("--module", default="host_local")
+    p.add_argument("--module", default="dockline.plugins.host_local")
     p.add_argument("--env", action="append", default=[])
     p.add_argument("--payload", help="send this instead of a well-formed request")
     a = p.parse_args()

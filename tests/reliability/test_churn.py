@@ -157,7 +157,7 @@ class Churn:
 
 def _expect_matches(st: state.State, live: Live, db: dict) -> list[str]:
     """Differences between the kernel and disk state and the live set."""
-    from dockline.firewall import Owner
+    from dockline.cni.attachment import Attachment
 
     problems = []
     results = dict(live.results)
@@ -195,7 +195,7 @@ def _expect_matches(st: state.State, live: Live, db: dict) -> list[str]:
     compare(
         "masquerade rules",
         {
-            "DL-" + Owner.tag_for(NETWORK, cid, "eth0"): ip
+            "DL-" + Attachment(NETWORK, cid, "eth0").tag: ip
             for cid, ip in {**expected_ips, "db": db_ip}.items()
         },
         masq,
@@ -203,8 +203,8 @@ def _expect_matches(st: state.State, live: Live, db: dict) -> list[str]:
     chains = {l.split()[0][1:] for l in st.ipt if l.startswith(":DL")}
     compare(
         "DL-/DLP- chains",
-        {"DL-" + Owner.tag_for(NETWORK, c, "eth0") for c in list(expected_ips) + ["db"]}
-        | {"DLP-" + Owner.tag_for(NETWORK, c, "eth0") for c in expected_ips},
+        {"DL-" + Attachment(NETWORK, c, "eth0").tag for c in list(expected_ips) + ["db"]}
+        | {"DLP-" + Attachment(NETWORK, c, "eth0").tag for c in expected_ips},
         chains,
     )
     # published ports: host port of the worker -> the container's address
@@ -227,7 +227,7 @@ def _expect_matches(st: state.State, live: Live, db: dict) -> list[str]:
         have_lines.setdefault(path, []).append(text)
     want_lines = {}
     for w, cid in by_worker.items():
-        tag = Owner.tag_for(NETWORK, cid, "eth0")[8:]
+        tag = Attachment(NETWORK, cid, "eth0").tag[8:]
         want_lines[f"/etc/netns/w{w:02d}/hosts"] = [f"{db_ip}\tdbapp db\t# dockline-link {tag}"]
     compare("hosts-file lines", want_lines, have_lines)
     # route_localnet on the bridge is held by each live container with a
@@ -239,7 +239,7 @@ def _expect_matches(st: state.State, live: Live, db: dict) -> list[str]:
     }
     compare(
         "route_localnet holders",
-        {Owner.tag_for(NETWORK, cid, "eth0") for cid in expected_ips},
+        {Attachment(NETWORK, cid, "eth0").tag for cid in expected_ips},
         holders,
     )
     want_switch = f"{BRIDGE}={1 if expected_ips else 0}"

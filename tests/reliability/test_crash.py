@@ -202,9 +202,9 @@ class Runner:
         now = self.snapshot()
         problems = state.leftovers(base, now)
         if problems:
-            from dockline.firewall import Owner
+            from dockline.cni.attachment import Attachment
 
-            tag = Owner.tag_for(NETWORK, cid, "eth0")
+            tag = Attachment(NETWORK, cid, "eth0").tag
             hint = now.mentions([tag[8:], cid])
             pytest.fail(
                 f"after the kill ({killed or 'none'}) and {'GC' if by_gc else 'DEL'} "

@@ -6,12 +6,11 @@ Same keys, defaults and constraints as the reference bridge plugin.
 from __future__ import annotations
 
 from ..cni.errors import INVALID_CONFIG, CniError
-from ..names.links import CNI_ARGS_KEYS
+from ..names.dockerlinks import CNI_ARGS_KEYS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-
-    from ..cni.skel import Request
+    from ..cni.skel import CmdArgs
 
 _MAC_HEX = frozenset("0123456789abcdefABCDEF")
 
@@ -88,7 +87,7 @@ class BridgeConfig:
         "vlan_trunk",
     )
 
-    def __init__(self, req: Request, for_cleanup: bool = False) -> None:
+    def __init__(self, req: CmdArgs, for_cleanup: bool = False) -> None:
         """``for_cleanup``: DEL and GC must succeed on whatever ADD was given,
         so option combinations ADD refuses are not errors there."""
         c = req.config
@@ -158,7 +157,7 @@ class BridgeConfig:
         self.mac = None if for_cleanup else self._container_mac(req)
 
     @staticmethod
-    def _container_mac(req: Request) -> str | None:
+    def _container_mac(req: CmdArgs) -> str | None:
         """runtimeConfig.mac, else args.cni.mac, else CNI_ARGS MAC=."""
         mac = req.runtime_config.get("mac")
         if mac:

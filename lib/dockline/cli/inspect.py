@@ -40,7 +40,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def state_word(att: net_state.Attachment) -> str:
+def state_word(att: net_state.AttachmentState) -> str:
     if att.stale:
         return "stale"
     if att.cached and not att.alive:

@@ -17,10 +17,9 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 
 from ..bridge.config import BridgeConfig
-from ..bridge.naming import HOST_VETH_PREFIX, host_veth_name
+from ..cni.attachment import HOST_VETH_PREFIX, Attachment, network_tag
 from ..cni.errors import CniError
-from ..cni.skel import Request
-from ..firewall import Owner
+from ..cni.skel import CmdArgs
 from ..ipam import config as ipam_config
 from ..ipam.disk import DEFAULT_DATA_DIR, DiskStore
 from ..names import registry as names_registry
@@ -28,7 +27,7 @@ from . import libcni
 
 
 @dataclass
-class Attachment:
+class AttachmentState:
     container_id: str
     ifname: str
     addresses: list[str] = field(default_factory=list)
@@ -101,15 +100,15 @@ class NetworkState:
     bridge: str = ""
     data_dir: str = ""
     ranges: list[RangeUse] = field(default_factory=list)
-    attachments: list[Attachment] = field(default_factory=list)
+    attachments: list[AttachmentState] = field(default_factory=list)
     orphan_veths: list[str] = field(default_factory=list)
     orphan_firewall: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
 
-def _request(net: libcni.NetworkList, plugin: dict) -> Request:
+def _request(net: libcni.NetworkList, plugin: dict) -> CmdArgs:
     conf = libcni.plugin_config(net, plugin, None, None)
-    return Request("ADD", {}, b"", conf, net.cni_version or "0.1.0")
+    return CmdArgs("ADD", {}, b"", conf, net.cni_version or "0.1.0")
 
 
 def _run(argv: list[str]) -> str | None:
@@ -161,7 +160,7 @@ def _firewall_objects(network: str) -> tuple[dict[str, list[str]], dict[str, lis
     problems: list[str] = []
     from .. import proc
 
-    prefix = Owner(network, "", "").network_tag
+    prefix = network_tag(network)
     try:
         for family in (4, 6) if proc.which("iptables-save") else ():
             ipt = "iptables" if family == 4 else "ip6tables"
@@ -265,12 +264,12 @@ def gather(net: libcni.NetworkList, with_firewall: bool = True) -> NetworkState:
                 state.problems.append(f"bridge: {exc}")
         if not range_sets:
             range_sets = _ipam(state, plugin)
-    found: dict[tuple[str, str], Attachment] = {}
+    found: dict[tuple[str, str], AttachmentState] = {}
 
-    def get(cid: str, ifname: str, source: str) -> Attachment:
+    def get(cid: str, ifname: str, source: str) -> AttachmentState:
         att = found.get((cid, ifname))
         if att is None:
-            att = found[(cid, ifname)] = Attachment(cid, ifname)
+            att = found[(cid, ifname)] = AttachmentState(cid, ifname)
         if source not in att.sources:
             att.sources.append(source)
         return att
@@ -337,7 +336,7 @@ def gather(net: libcni.NetworkList, with_firewall: bool = True) -> NetworkState:
     }
     if has_bridge:
         for att in found.values():
-            att.host_veth = host_veth_name(net.name, att.container_id, att.ifname)
+            att.host_veth = Attachment(net.name, att.container_id, att.ifname).host_veth
             att.host_veth_present = att.host_veth in on_bridge
             if att.host_veth_present:
                 att.sources.append("veth")
@@ -350,7 +349,7 @@ def gather(net: libcni.NetworkList, with_firewall: bool = True) -> NetworkState:
         state.problems += problems
         tags = {}
         for att in found.values():
-            tags[Owner.tag_for(net.name, att.container_id, att.ifname)] = att
+            tags[Attachment(net.name, att.container_id, att.ifname).tag] = att
         for tag, objs in objects.items():
             att = tags.get(tag)
             if att is None:

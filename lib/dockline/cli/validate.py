@@ -12,7 +12,7 @@ import os
 
 from ..cni import jsonio
 from ..cni.errors import CniError
-from ..cni.skel import Request, valid_identifier
+from ..cni.skel import CmdArgs, valid_identifier
 from ..cni.version import SUPPORTED
 from . import libcni
 from .output import FAILED, OK, USAGE, emit_json, error, table
@@ -57,7 +57,7 @@ def _check_plugin(net: libcni.NetworkList, index: int, plugin: dict) -> list[tup
     ):
         problems.append((f"{where}.capabilities", "must be an object of true/false values"))
     conf = libcni.plugin_config(net, plugin, None, None)
-    req = Request("ADD", {}, b"", conf, net.cni_version)
+    req = CmdArgs("ADD", {}, b"", conf, net.cni_version)
     kind = plugin.get("type")
 
     def attempt(what: str, check) -> None:

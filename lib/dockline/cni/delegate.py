@@ -10,7 +10,6 @@ start-up (~15 ms) on every container start.
 from __future__ import annotations
 
 import os
-import sys
 
 from . import jsonio
 from . import result as cni_result
@@ -18,10 +17,7 @@ from .errors import DECODE_FAILURE, INTERNAL, INVALID_CONFIG, CniError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-
-    from .skel import Request
-
-LAUNCHER_MARKER = b"# dockline CNI plugin "
+    from .skel import CmdArgs
 
 
 def find(plugin_type: str, path: list[str]) -> str:
@@ -38,42 +34,28 @@ def find(plugin_type: str, path: list[str]) -> str:
     )
 
 
-def _own_launcher(exe: str) -> tuple[list[str], str] | None:
-    """(sys.path entries, module) when exe is a dockline launcher."""
-    try:
-        with open(exe, "rb") as f:
-            head = f.read(2048)
-    except OSError:
+def _own_module(exe: str, plugin_type: str) -> object | None:
+    """The plugin module when ``exe`` is this installation's own launcher
+    for ``plugin_type`` (a declared fact: ``dockline.plugins.TYPES`` and
+    the launcher's exact text), else None."""
+    from .. import launcher
+    from ..plugins import TYPES
+
+    name = TYPES.get(plugin_type)
+    if name is None or not launcher.is_own(exe, plugin_type):
         return None
-    if LAUNCHER_MARKER not in head:
-        return None
-    paths: list[str] = []
-    module = ""
-    for line in head.decode(errors="replace").splitlines():
-        if line.startswith("sys.path[:0] = "):
-            paths = jsonio.loads(line.split("=", 1)[1])
-        elif line.startswith('launch(module="'):
-            module = line.split('"')[1]
-    return (paths, module) if paths and module else None
+    return __import__(name, fromlist=["HANDLERS"])
 
 
-def _import_own(paths: list[str], module_name: str):
-    for entry in reversed(paths):
-        if entry not in sys.path:
-            sys.path.insert(0, entry)
-    return __import__(module_name)
-
-
-def _in_process(paths: list[str], module_name: str, req: Request, command: str):
-    module = _import_own(paths, module_name)
-    handler = module.HANDLERS.get(command)
+def _in_process(module: object, req: CmdArgs, command: str) -> dict | None:
+    handler = module.HANDLERS.get(command)  # type: ignore[attr-defined]
     if handler is None:
         return None
-    sub = req.for_command(command)
-    return handler(sub)
+    result: dict | None = handler(req.for_command(command))
+    return result
 
 
-def _external(exe: str, req: Request, command: str):
+def _external(exe: str, req: CmdArgs, command: str):
     from .. import proc
 
     env = dict(os.environ)
@@ -102,23 +84,23 @@ def _external(exe: str, req: Request, command: str):
         ) from None
 
 
-def validate_add(req: Request, plugin_type: str) -> None:
+def validate_add(req: CmdArgs, plugin_type: str) -> None:
     """Check the delegate's part of an ADD before the caller changes
     anything: dockline's own IPAM parses its config (no side effects) here;
     an external plugin can only be judged when it runs."""
     exe = find(plugin_type, req.path)
-    own = _own_launcher(exe)
+    own = _own_module(exe, plugin_type)
     if own is None:
         return
-    check = getattr(_import_own(*own), "validate_add", None)
+    check = getattr(own, "validate_add", None)
     if check is not None:
         check(req.for_command("ADD"))
 
 
-def run(req: Request, plugin_type: str, command: str) -> dict | None:
+def run(req: CmdArgs, plugin_type: str, command: str) -> dict | None:
     """Run ``command`` on the delegate; the ADD result in internal form."""
     exe = find(plugin_type, req.path)
-    own = _own_launcher(exe)
+    own = _own_module(exe, plugin_type)
     if own is not None:
-        return _in_process(own[0], own[1], req, command)
+        return _in_process(own, req, command)
     return _external(exe, req, command)

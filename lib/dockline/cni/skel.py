@@ -13,6 +13,7 @@ import sys
 
 from . import jsonio
 from . import result as cni_result
+from .attachment import Attachment
 from .errors import (
     DECODE_FAILURE,
     INCOMPATIBLE_VERSION,
@@ -29,7 +30,7 @@ TYPE_CHECKING = False  # typing costs ~7 ms of start-up; annotations only
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    Handler = Callable[["Request"], dict | None]
+    Handler = Callable[["CmdArgs"], dict | None]
 # Variables each command cannot do without (CNI_NETNS is optional on DEL:
 # the container may be gone).
 _REQUIRED_ENV = {
@@ -82,10 +83,12 @@ def ifname_problem(name: str) -> str | None:
     return None
 
 
-class Request:
+class CmdArgs:
     """One plugin invocation: environment, raw stdin and decoded config."""
 
     __slots__ = (
+        "_args_pairs",
+        "_attachment",
         "args",
         "command",
         "config",
@@ -107,11 +110,13 @@ class Request:
         self.stdin = stdin
         self.config = config
         self.version = version
+        self._args_pairs: dict[str, str] | None = None
+        self._attachment: Attachment | None = None
 
-    def for_command(self, command: str) -> Request:
+    def for_command(self, command: str) -> CmdArgs:
         """The same invocation with another command (for delegation)."""
-        sub = Request.__new__(Request)
-        for name in Request.__slots__:
+        sub = CmdArgs.__new__(CmdArgs)
+        for name in CmdArgs.__slots__:
             setattr(sub, name, getattr(self, name))
         sub.command = command
         return sub
@@ -119,6 +124,13 @@ class Request:
     @property
     def network(self) -> str:
         return self.config["name"]
+
+    @property
+    def attachment(self) -> Attachment:
+        """This call's (network, container ID, ifname) and its names."""
+        if self._attachment is None:
+            self._attachment = Attachment(self.network, self.container_id, self.ifname)
+        return self._attachment
 
     @property
     def prev_result(self) -> dict | None:
@@ -153,20 +165,9 @@ class Request:
     def cni_args(self, known: tuple[str, ...]) -> dict[str, str]:
         """CNI_ARGS as a dict; keys outside ``known`` are an error unless
         IgnoreUnknown is set, as the reference's types.LoadArgs does."""
-        pairs: dict[str, str] = {}
-        if not self.args:
-            return pairs
-        for item in self.args.split(";"):
-            if not item:
-                continue
-            name, sep, value = item.partition("=")
-            if not sep or not name:
-                raise CniError(
-                    INVALID_ENVIRONMENT,
-                    "invalid CNI_ARGS",
-                    f"{item!r} is not of the form KEY=VALUE",
-                )
-            pairs[name] = value
+        if self._args_pairs is None:  # parsed once, whoever asks first
+            self._args_pairs = _parse_cni_args(self.args)
+        pairs = dict(self._args_pairs)
         ignore = pairs.pop("IgnoreUnknown", "").lower() in ("1", "true")
         unknown = [k for k in pairs if k not in known]
         if unknown and not ignore:
@@ -176,6 +177,22 @@ class Request:
                 f"{', '.join(sorted(unknown))} (set IgnoreUnknown=1 to allow them)",
             )
         return {k: v for k, v in pairs.items() if k in known}
+
+
+def _parse_cni_args(text: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in text.split(";"):
+        if not item:
+            continue
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise CniError(
+                INVALID_ENVIRONMENT,
+                "invalid CNI_ARGS",
+                f"{item!r} is not of the form KEY=VALUE",
+            )
+        pairs[name] = value
+    return pairs
 
 
 def _env_problem(value: str) -> str | None:
@@ -298,7 +315,7 @@ def run(handlers: dict[str, Handler], about: str) -> int:
                 f"{command} needs cniVersion {minimum} or later, config is {version}",
             )
         handler = handlers.get(command)
-        request = Request(command, env, stdin, config, version)
+        request = CmdArgs(command, env, stdin, config, version)
         out = handler(request) if handler else None
         if command == "ADD":
             if out is None:

@@ -1,9 +1,9 @@
 """Firewall rules owned by one attachment, in one batch per change.
 
-Every rule dockline installs carries a tag derived from (network,
-container ID, ifname), so DEL and GC find exactly an attachment's rules
+Every rule dockline installs carries its attachment's tag (see
+``cni.attachment``), so DEL and GC find exactly an attachment's rules
 without knowing its addresses (the container may be gone).  This module
-holds what every rule set shares: the tags, running ``nft`` and
+holds what every rule set shares: running ``nft`` and
 ``iptables-restore``/``-save``, and picking a backend.
 """
 
@@ -12,38 +12,12 @@ from __future__ import annotations
 from .. import proc
 from ..cni.errors import INTERNAL, INVALID_CONFIG, IO_FAILURE, CniError
 
-try:  # _blake2 is what hashlib wraps; hashlib itself costs ~5 ms to import
-    from _blake2 import blake2b
-except ImportError:  # pragma: no cover
-    from hashlib import blake2b
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 _RESTORE = {4: "iptables-restore", 6: "ip6tables-restore"}
 _SAVE = {4: "iptables-save", 6: "ip6tables-save"}
-
-
-def short_hash(*parts: str, size: int = 8) -> str:
-    return blake2b("\0".join(parts).encode(), digest_size=size).hexdigest()
-
-
-class Owner:
-    """The attachment rules belong to and the tags derived from it."""
-
-    __slots__ = ("container_id", "ifname", "network", "network_tag", "tag")
-
-    def __init__(self, network: str, container_id: str, ifname: str) -> None:
-        self.network = network
-        self.container_id = container_id
-        self.ifname = ifname
-        self.network_tag = short_hash(network, size=4)  # 8 hex
-        self.tag = self.network_tag + short_hash(network, container_id, ifname)  # 24 hex
-
-    @classmethod
-    def tag_for(cls, network: str, container_id: str, ifname: str) -> str:
-        return cls(network, container_id, ifname).tag
 
 
 class FirewallError(CniError):

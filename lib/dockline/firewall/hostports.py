@@ -22,11 +22,11 @@ from __future__ import annotations
 
 from .. import proc
 from ..cni import jsonio
+from ..cni.attachment import Attachment, network_tag
 from ..cni.errors import ADDRESS_IN_USE, STATE_MISSING, CniError
 from ..filelock import FileLock
 from . import (
     FirewallError,
-    Owner,
     default_backend,
     iptables_nat_rules,
     iptables_restore_nat,
@@ -127,9 +127,9 @@ def _nft_base(mark: int) -> list[str]:
     return lines + localnet.nft_guard(t)
 
 
-def _nft_add(owner: Owner, conf: PortmapConfig, todo: list[Entry]) -> None:
+def _nft_add(att: Attachment, conf: PortmapConfig, todo: list[Entry]) -> None:
     t = f"inet {NFT_TABLE}"
-    chain = f"c-{owner.tag}"
+    chain = f"c-{att.tag}"
     lines = _nft_base(conf.mark) + [f"add chain {t} {chain}", f"flush chain {t} {chain}"]
     keys: dict[str, set[str]] = {}
     for e in todo:
@@ -255,8 +255,8 @@ def _ipt_ensure_base(family: int, saved: list[str]) -> None:
     iptables_restore_nat(family, lines, "creating the portmap chains")
 
 
-def _ipt_add(owner: Owner, conf: PortmapConfig, todo: list[Entry]) -> None:
-    chain = IPT_PREFIX + owner.tag
+def _ipt_add(att: Attachment, conf: PortmapConfig, todo: list[Entry]) -> None:
+    chain = IPT_PREFIX + att.tag
     mark = f"{conf.mark:#x}/{conf.mark:#x}"
     for family in (4, 6):
         mine = [e for e in todo if e.ip.version == family]
@@ -271,7 +271,7 @@ def _ipt_add(owner: Owner, conf: PortmapConfig, todo: list[Entry]) -> None:
                 taken[found[1]] = found[0]
         for e in mine:
             other = taken.get(e.mapping.key())
-            if other and other != owner.tag:
+            if other and other != att.tag:
                 raise CniError(
                     ADDRESS_IN_USE,
                     "host port already in use",
@@ -281,7 +281,7 @@ def _ipt_add(owner: Owner, conf: PortmapConfig, todo: list[Entry]) -> None:
         lines = [f":{chain} - [0:0]"]
         for e in mine:
             m, ip = e.mapping, e.ip
-            comment = f'-m comment --comment "dl-{owner.tag} {m.key()}"'
+            comment = f'-m comment --comment "dl-{att.tag} {m.key()}"'
             dst = f"-d {m.host_ip} " if m.host_ip else ""
             match = f"-p {m.protocol} -m {m.protocol} --dport {m.host_port} {dst}"
             lines.append(f"-A {IPT_CHAIN} {match}{conds} {comment} -j {chain}".replace("  ", " "))
@@ -304,20 +304,20 @@ def _ipt_add(owner: Owner, conf: PortmapConfig, todo: list[Entry]) -> None:
             )
         if conf.snat:
             lines.append(
-                f'-A {IPT_MASQ_CHAIN} -m comment --comment "dl-{owner.tag} masq" '
+                f'-A {IPT_MASQ_CHAIN} -m comment --comment "dl-{att.tag} masq" '
                 f"-m mark --mark {mark} -j MASQUERADE"
             )
         iptables_restore_nat(family, lines, "publishing ports")
 
 
-def _ipt_remove(tags: set[str], network_tag: str | None = None) -> list[str]:
+def _ipt_remove(tags: set[str], prefix: str | None = None) -> list[str]:
     released = []
     for family in (4, 6):
         saved = iptables_nat_rules(family)
         chains = {line[1:].split()[0] for line in saved if line.startswith(":" + IPT_PREFIX)}
         doomed = {IPT_PREFIX + t for t in tags}
-        if network_tag is not None:  # GC: every chain of the network but the kept ones
-            doomed = {c for c in chains if c.startswith(IPT_PREFIX + network_tag)} - doomed
+        if prefix is not None:  # GC: every chain of the network but the kept ones
+            doomed = {c for c in chains if c.startswith(IPT_PREFIX + prefix)} - doomed
         lines = []
         for line in saved:
             found = _ipt_tag_of(line)
@@ -355,24 +355,24 @@ def flush_udp_conntrack(released: list[str]) -> None:
 # --- the interface -----------------------------------------------------------
 
 
-def add(backend: str, owner: Owner, conf: PortmapConfig) -> None:
+def add(backend: str, att: Attachment, conf: PortmapConfig) -> None:
     todo = entries(conf)
     if not todo:
         return
     if backend == "nftables":
-        _nft_add(owner, conf, todo)
+        _nft_add(att, conf, todo)
     else:
         with FileLock(LOCK_PATH):
-            _ipt_add(owner, conf, todo)
+            _ipt_add(att, conf, todo)
     if conf.snat and any(e.ip.version == 4 for e in todo):
         try:
             localnet.acquire(
-                owner.tag,
+                att.tag,
                 localnet.towards_container([e.ip.address for e in todo if e.ip.version == 4]),
                 backend,
             )
         except BaseException:
-            delete((backend,), owner)  # an ADD that fails leaves nothing
+            delete((backend,), att)  # an ADD that fails leaves nothing
             raise
     flush_udp_conntrack([f"{e.mapping.protocol}/{e.mapping.host_port}" for e in todo])
 
@@ -380,7 +380,7 @@ def add(backend: str, owner: Owner, conf: PortmapConfig) -> None:
 BOTH = ("iptables", "nftables")
 
 
-def delete(backends: tuple[str, ...], owner: Owner) -> None:
+def delete(backends: tuple[str, ...], att: Attachment) -> None:
     """Remove the attachment's rules from each of ``backends`` (both when
     the config cannot say which) and its hold on route_localnet.  Every
     step runs even if one before failed; the first failure is raised."""
@@ -390,14 +390,14 @@ def delete(backends: tuple[str, ...], owner: Owner) -> None:
         try:
             if backend == "nftables":
                 if proc.which("nft"):
-                    released += _nft_remove({owner.tag}, _nft_elements(), _nft_chains())
+                    released += _nft_remove({att.tag}, _nft_elements(), _nft_chains())
             elif proc.which("iptables-save"):
                 with FileLock(LOCK_PATH):
-                    released += _ipt_remove({owner.tag})
+                    released += _ipt_remove({att.tag})
         except Exception as exc:  # the other backend and the sysctl still get their turn
             errors.append(exc)
     for step in (
-        lambda: localnet.release(lambda tag: tag == owner.tag),
+        lambda: localnet.release(lambda tag: tag == att.tag),
         lambda: flush_udp_conntrack(released),
     ):
         try:
@@ -408,33 +408,33 @@ def delete(backends: tuple[str, ...], owner: Owner) -> None:
         raise errors[0]
 
 
-def gc(backends: tuple[str, ...], network: str, valid: set[tuple[str, str]]) -> None:
-    network_tag = Owner(network, "", "").network_tag
-    keep = {Owner.tag_for(network, cid, ifname) for cid, ifname in valid}
+def gc(backends: tuple[str, ...], network: str, valid: set[Attachment]) -> None:
+    prefix = network_tag(network)
+    keep = {a.tag for a in valid}
     released: list[str] = []
     for backend in backends:
         if backend == "nftables":
             if not proc.which("nft"):
                 continue
             elements, chains = _nft_elements(), _nft_chains()
-            tags = {c[2:] for c in chains if c.startswith("c-" + network_tag)}
+            tags = {c[2:] for c in chains if c.startswith("c-" + prefix)}
             tags |= {
-                target[2:] for _, _, target in elements if target.startswith("c-" + network_tag)
+                target[2:] for _, _, target in elements if target.startswith("c-" + prefix)
             }
             released += _nft_remove(tags - keep, elements, chains)
         elif proc.which("iptables-save"):
             with FileLock(LOCK_PATH):
-                released += _ipt_remove(keep, network_tag=network_tag)
-    localnet.release(lambda tag: tag.startswith(network_tag) and tag not in keep)
+                released += _ipt_remove(keep, prefix=prefix)
+    localnet.release(lambda tag: tag.startswith(prefix) and tag not in keep)
     flush_udp_conntrack(released)
 
 
-def check(backend: str, owner: Owner, conf: PortmapConfig) -> None:
+def check(backend: str, att: Attachment, conf: PortmapConfig) -> None:
     todo = entries(conf)
     if not todo:
         return
     if backend == "nftables":
-        have = {(m, k) for m, k, target in _nft_elements() if target == f"c-{owner.tag}"}
+        have = {(m, k) for m, k, target in _nft_elements() if target == f"c-{att.tag}"}
         for e in todo:
             m = e.mapping
             key = (f"{m.host_ip} . " if m.host_ip else "") + f"{m.protocol} . {m.host_port}"
@@ -448,7 +448,7 @@ def check(backend: str, owner: Owner, conf: PortmapConfig) -> None:
         keys = set()
         for line in iptables_nat_rules(family):
             found = _ipt_tag_of(line)
-            if found and found[0] == owner.tag and line.startswith(f"-A {IPT_CHAIN} "):
+            if found and found[0] == att.tag and line.startswith(f"-A {IPT_CHAIN} "):
                 keys.add(found[1])
         for e in mine:
             if e.mapping.key() not in keys:

@@ -14,9 +14,9 @@ hook), one rule per address, commented ``dl-<tag>``.
 from __future__ import annotations
 
 from .. import proc
+from ..cni.attachment import Attachment, network_tag
 from ..cni.errors import INVALID_CONFIG, CniError
 from . import (
-    Owner,
     default_backend,
     iptables_nat_rules,
     iptables_restore_nat,
@@ -46,15 +46,15 @@ def choose_backend(name: str | None) -> str:
 # --- iptables ------------------------------------------------------------
 
 
-def _ipt_chain(owner: Owner) -> str:
-    return IPT_CHAIN_PREFIX + owner.tag  # 27 characters: under iptables' 28
+def _ipt_chain(att: Attachment) -> str:
+    return IPT_CHAIN_PREFIX + att.tag  # 27 characters: under iptables' 28
 
 
-def _ipt_comment(owner: Owner) -> str:
+def _ipt_comment(att: Attachment) -> str:
     # Only dockline's hex tag: a network name, container ID or ifname in
     # a quoted comment (an ifname may end in a backslash) would change how
     # iptables-restore reads the rest of the line.
-    return f"dockline masq dl-{tokens.hex_tag(owner.tag)}"
+    return f"dockline masq dl-{tokens.hex_tag(att.tag)}"
 
 
 def _checked(ips: list[tuple[str, str]]) -> list[tuple[str, str, int]]:
@@ -68,9 +68,9 @@ def _checked(ips: list[tuple[str, str]]) -> list[tuple[str, str, int]]:
     return out
 
 
-def _ipt_add(owner: Owner, ips: list[tuple[str, str, int]]) -> None:
-    chain = _ipt_chain(owner)
-    comment = _ipt_comment(owner)
+def _ipt_add(att: Attachment, ips: list[tuple[str, str, int]]) -> None:
+    chain = _ipt_chain(att)
+    comment = _ipt_comment(att)
     for family in (4, 6):
         mine = [(ip, net) for ip, net, fam in ips if fam == family]
         if not mine:
@@ -111,8 +111,8 @@ def reference_chain(network: str, container_id: str) -> str:
     return "CNI-" + sha512((network + container_id).encode()).hexdigest()[:24]
 
 
-def _ipt_delete(owner: Owner) -> None:
-    chains = {_ipt_chain(owner), reference_chain(owner.network, owner.container_id)}
+def _ipt_delete(att: Attachment) -> None:
+    chains = {_ipt_chain(att), reference_chain(att.network, att.container_id)}
     for family in (4, 6):
         _ipt_delete_chains(family, chains, iptables_nat_rules(family))
 
@@ -129,7 +129,7 @@ def _ipt_gc(network_tag: str, valid_tags: set[str]) -> None:
 # --- nftables ------------------------------------------------------------
 
 
-def _nft_add(owner: Owner, ips: list[tuple[str, str, int]]) -> None:
+def _nft_add(att: Attachment, ips: list[tuple[str, str, int]]) -> None:
     lines = [
         f"add table inet {NFT_TABLE}",
         f"add chain inet {NFT_TABLE} postrouting "
@@ -140,7 +140,7 @@ def _nft_add(owner: Owner, ips: list[tuple[str, str, int]]) -> None:
         lines.append(
             f"add rule inet {NFT_TABLE} postrouting {fam} saddr {address} "
             f"{fam} daddr != {subnet} {fam} daddr != {_MULTICAST[family]} "
-            f'masquerade comment "dl-{tokens.hex_tag(owner.tag)}"'
+            f'masquerade comment "dl-{tokens.hex_tag(att.tag)}"'
         )
     nft_apply(lines, "installing masquerade rules")
 
@@ -154,24 +154,24 @@ def _nft_remove(tag_prefix: str, doomed) -> None:
 # --- the interface -------------------------------------------------------
 
 
-def add(backend: str, owner: Owner, ips: list[tuple[str, str]]) -> None:
+def add(backend: str, att: Attachment, ips: list[tuple[str, str]]) -> None:
     """Masquerade traffic from each (ip/prefix, subnet) leaving its subnet."""
-    (_nft_add if backend == "nftables" else _ipt_add)(owner, _checked(ips))
+    (_nft_add if backend == "nftables" else _ipt_add)(att, _checked(ips))
 
 
-def delete(backend: str, owner: Owner) -> None:
+def delete(backend: str, att: Attachment) -> None:
     """Remove the attachment's rules; nothing to remove is not an error."""
     if backend == "nftables":
-        _nft_remove(owner.tag, lambda tag: tag == owner.tag)
+        _nft_remove(att.tag, lambda tag: tag == att.tag)
     elif proc.which("iptables-save"):
-        _ipt_delete(owner)
+        _ipt_delete(att)
 
 
-def gc(backend: str, network: str, valid: set[tuple[str, str]]) -> None:
+def gc(backend: str, network: str, valid: set[Attachment]) -> None:
     """Remove the network's rules whose attachment is not in ``valid``."""
-    network_tag = Owner(network, "", "").network_tag
-    valid_tags = {Owner.tag_for(network, cid, ifname) for cid, ifname in valid}
+    prefix = network_tag(network)
+    valid_tags = {a.tag for a in valid}
     if backend == "nftables":
-        _nft_remove(network_tag, lambda tag: tag not in valid_tags)
+        _nft_remove(prefix, lambda tag: tag not in valid_tags)
     elif proc.which("iptables-save"):
-        _ipt_gc(network_tag, valid_tags)
+        _ipt_gc(prefix, valid_tags)

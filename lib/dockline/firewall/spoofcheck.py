@@ -8,12 +8,13 @@ its tag, so DEL and GC find it without any other state.
 
 from __future__ import annotations
 
-from . import Owner, nft_apply, nft_remove_tagged, tokens
+from ..cni.attachment import Attachment, network_tag
+from . import nft_apply, nft_remove_tagged, tokens
 
 TABLE = "dockline_spoofchk"
 
 
-def add(owner: Owner, host_ifname: str, mac: str) -> None:
+def add(att: Attachment, host_ifname: str, mac: str) -> None:
     t = f"bridge {TABLE}"
     host_ifname, mac = tokens.ifname(host_ifname), tokens.mac(mac)
     nft_apply(
@@ -21,7 +22,7 @@ def add(owner: Owner, host_ifname: str, mac: str) -> None:
             f"add table {t}",
             f"add chain {t} prerouting {{ type filter hook prerouting priority -300; policy accept; }}",
             f'add rule {t} prerouting iifname "{host_ifname}" ether saddr != {mac} drop '
-            f'comment "dl-{owner.tag}"',
+            f'comment "dl-{att.tag}"',
         ],
         "installing the MAC spoof check",
     )
@@ -33,10 +34,10 @@ def _remove(tag_prefix: str, doomed) -> None:
     )
 
 
-def delete(owner: Owner) -> None:
-    _remove(owner.tag, lambda tag: tag == owner.tag)
+def delete(att: Attachment) -> None:
+    _remove(att.tag, lambda tag: tag == att.tag)
 
 
-def gc(network: str, valid: set[tuple[str, str]]) -> None:
-    keep = {Owner.tag_for(network, cid, ifname) for cid, ifname in valid}
-    _remove(Owner(network, "", "").network_tag, lambda tag: tag not in keep)
+def gc(network: str, valid: set[Attachment]) -> None:
+    keep = {a.tag for a in valid}
+    _remove(network_tag(network), lambda tag: tag not in keep)

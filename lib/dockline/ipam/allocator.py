@@ -151,9 +151,7 @@ class Allocator:
             return self.store.release_by_id(container_id, ifname)
 
 
-def plan_requests(
-    range_sets: list[RangeSet], requested: list[IPAddress]
-) -> list[IPAddress | None]:
+def plan_requests(range_sets: list[RangeSet], requested: list[IPAddress]) -> list[IPAddress | None]:
     """The requested address of each range set (None: the next free one),
     or the error allocation would end in, found without the store: an
     address outside every set, two for one set, a gateway, or a set with

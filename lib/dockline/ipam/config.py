@@ -18,14 +18,13 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up; annotations only
 if TYPE_CHECKING:
-
     from .ranges import IPAddress
 
 from ..cni.addr import parse_ip
 from ..cni.errors import INCOMPATIBLE_VERSION, INVALID_CONFIG, INVALID_ENVIRONMENT, CniError
 from ..cni.gojson import fold_fields
 from ..cni.result import parse_route
-from ..cni.skel import Request
+from ..cni.skel import CmdArgs
 from ..cni.version import at_least
 from .disk import DEFAULT_DATA_DIR
 from .ranges import RANGE_FIELDS, RangeSet
@@ -137,7 +136,7 @@ def _ip_list(value, what: str) -> list[IPAddress]:
     return [parse_ip(v, what, prefix_ok=True) for v in value]
 
 
-def requested_ips(req: Request, env_ip: str | None) -> list[IPAddress]:
+def requested_ips(req: CmdArgs, env_ip: str | None) -> list[IPAddress]:
     ips: list[IPAddress] = []
     if env_ip:
         ips += [
@@ -150,7 +149,7 @@ def requested_ips(req: Request, env_ip: str | None) -> list[IPAddress]:
     return ips
 
 
-def load(req: Request) -> HostLocalConfig:
+def load(req: CmdArgs) -> HostLocalConfig:
     ipam = ipam_section(req.config)
     raw_sets: list = []
     ip_ranges = req.runtime_config.get("ipRanges")

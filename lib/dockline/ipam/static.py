@@ -16,7 +16,7 @@ from .config import ipam_section, parse_routes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from ..cni.skel import Request
+    from ..cni.skel import CmdArgs
 
 # The reference's static config fields (IPAMConfig, Address), for Go's
 # case-insensitive matching of a runtime's spelling.
@@ -34,7 +34,7 @@ def _env_list(value: str) -> list[str]:
     return [s for s in (p.strip() for p in value.split(",")) if s]
 
 
-def load(req: Request) -> dict:
+def load(req: CmdArgs) -> dict:
     """The IPAM result static hands out for this request."""
     ipam = ipam_section(req.config, _IPAM_FIELDS)
     entries = ipam.get("addresses")

@@ -34,10 +34,6 @@ VERSION = 2
 _MAX_SIZE = 16 << 20
 
 
-def attachment_key(container_id: str, ifname: str) -> str:
-    return f"{container_id}:{ifname}"
-
-
 def data_dir_problem(data_dir) -> str | None:
     if data_dir in ("", None):
         return None

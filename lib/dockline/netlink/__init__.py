@@ -39,7 +39,7 @@ _EXPORTS = {
     "current_netns": "netns",
     "check_netns": "netns",
     "RtnlSocket": "rtnl",
-    "Request": "rtnl",
+    "RtnlRequest": "rtnl",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from .errors import NetlinkError, NetnsError
     from .netns import Batch, Netns, check_netns, current_netns, open_netns
     from .routes import Route
-    from .rtnl import Request, RtnlSocket
+    from .rtnl import RtnlRequest, RtnlSocket
     from .sysctl import sysctl_get, sysctl_path, sysctl_set
 
 

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 from ._pyroute2 import ifaddrmsg
 from .base import LinkRef, OpsBase, describe
 from .errors import NetlinkError
-from .rtnl import NLM_F_CREATE, NLM_F_EXCL, RTM_DELADDR, RTM_GETADDR, RTM_NEWADDR, Request
+from .rtnl import NLM_F_CREATE, NLM_F_EXCL, RTM_DELADDR, RTM_GETADDR, RTM_NEWADDR, RtnlRequest
 
 __all__ = ["Address", "AddressOps", "AddressWriteOps", "parse_cidr"]
 
@@ -91,7 +91,7 @@ class AddressWriteOps(OpsBase):
             if brd:
                 msg["attrs"].append(("IFA_BROADCAST", brd))
         self._submit(
-            Request(
+            RtnlRequest(
                 RTM_NEWADDR,
                 NLM_F_CREATE | NLM_F_EXCL,
                 msg,
@@ -104,7 +104,7 @@ class AddressWriteOps(OpsBase):
         family, addr, prefixlen = parse_cidr(address)
         msg = _addr_msg(self._ifindex(link), family, addr, prefixlen)
         self._submit(
-            Request(
+            RtnlRequest(
                 RTM_DELADDR,
                 0,
                 msg,
@@ -121,7 +121,7 @@ class AddressOps(AddressWriteOps):
         msg = ifaddrmsg()
         msg["family"] = family
         found = []
-        for reply in self._rtnl.dump(Request(RTM_GETADDR, 0, msg, "list addresses")):
+        for reply in self._rtnl.dump(RtnlRequest(RTM_GETADDR, 0, msg, "list addresses")):
             if index is not None and reply["index"] != index:
                 continue
             get = reply.get_attr

@@ -6,7 +6,7 @@ from typing import Any, NamedTuple, Union
 
 from ._pyroute2 import ifinfmsg
 from .errors import NetlinkError
-from .rtnl import RTM_GETLINK, Request, Result, RtnlSocket
+from .rtnl import RTM_GETLINK, Result, RtnlRequest, RtnlSocket
 
 IFF_UP = 0x1
 IFF_PROMISC = 0x100
@@ -72,10 +72,10 @@ def describe(ref: LinkRef) -> str:
     return str(ref) if isinstance(ref, str) else f"ifindex {ref}"
 
 
-def get_link_request(ref: LinkRef) -> Request:
+def get_link_request(ref: LinkRef) -> RtnlRequest:
     msg = link_msg(ref)
     msg["attrs"].append(("IFLA_EXT_MASK", IFLA_EXT_MASK_SKIP_STATS))
-    return Request(RTM_GETLINK, 0, msg, f"get link {describe(ref)}", frozenset({ENODEV}))
+    return RtnlRequest(RTM_GETLINK, 0, msg, f"get link {describe(ref)}", frozenset({ENODEV}))
 
 
 def link_from_result(result: Result) -> Link | None:
@@ -88,7 +88,7 @@ class OpsBase:
 
     _rtnl: RtnlSocket
 
-    def _submit(self, request: Request) -> None:
+    def _submit(self, request: RtnlRequest) -> None:
         raise NotImplementedError
 
     def _ifindex(self, ref: LinkRef) -> int:

@@ -26,9 +26,9 @@ from errno import EINVAL, ENOENT
 
 from .addrs import AddressOps, AddressWriteOps
 from .errors import NetlinkError, NetnsError
-from .links import LinkOps, LinkWriteOps
+from .interfaces import LinkOps, LinkWriteOps
 from .routes import RouteOps, RouteWriteOps
-from .rtnl import Request, RtnlSocket
+from .rtnl import RtnlRequest, RtnlSocket
 from .sysctl import sysctl_get, sysctl_set
 
 __all__ = ["Batch", "Netns", "check_netns", "current_netns", "open_netns"]
@@ -47,9 +47,9 @@ class Batch(LinkWriteOps, AddressWriteOps, RouteWriteOps):
 
     def __init__(self, rtnl: RtnlSocket) -> None:
         self._rtnl = rtnl
-        self._requests: list[Request] = []
+        self._requests: list[RtnlRequest] = []
 
-    def _submit(self, request: Request) -> None:
+    def _submit(self, request: RtnlRequest) -> None:
         self._requests.append(request)
 
     def commit(self) -> None:
@@ -92,7 +92,7 @@ class Netns(LinkOps, AddressOps, RouteOps):
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _submit(self, request: Request) -> None:
+    def _submit(self, request: RtnlRequest) -> None:
         self._rtnl.execute([request])
 
     def batch(self) -> Batch:

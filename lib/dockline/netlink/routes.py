@@ -14,7 +14,7 @@ from .rtnl import (
     RTM_DELROUTE,
     RTM_GETROUTE,
     RTM_NEWROUTE,
-    Request,
+    RtnlRequest,
 )
 
 __all__ = ["Route", "RouteOps", "RouteWriteOps"]
@@ -121,7 +121,7 @@ class RouteWriteOps(OpsBase):
             attrs.append(("RTA_METRICS", {"attrs": metrics}))
         flags = NLM_F_CREATE | (NLM_F_REPLACE if replace else NLM_F_EXCL)
         self._submit(
-            Request(
+            RtnlRequest(
                 RTM_NEWROUTE,
                 flags,
                 msg,
@@ -151,7 +151,7 @@ class RouteWriteOps(OpsBase):
         if metric is not None:
             msg["attrs"].append(("RTA_PRIORITY", metric))
         self._submit(
-            Request(
+            RtnlRequest(
                 RTM_DELROUTE,
                 0,
                 msg,
@@ -171,7 +171,7 @@ class RouteOps(RouteWriteOps):
         msg = rtmsg()
         msg["family"] = family
         routes = []
-        for reply in self._rtnl.dump(Request(RTM_GETROUTE, 0, msg, "list routes")):
+        for reply in self._rtnl.dump(RtnlRequest(RTM_GETROUTE, 0, msg, "list routes")):
             get = reply.get_attr
             route_table = get("RTA_TABLE") or reply["table"]
             if table is not None and route_table != table:

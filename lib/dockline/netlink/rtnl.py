@@ -46,7 +46,7 @@ _RECV_SIZE = 1 << 16  # dump chunks are at most 32 KiB
 _DUMP_RETRIES = 5
 
 
-class Request(NamedTuple):
+class RtnlRequest(NamedTuple):
     """One netlink request: a pyroute2 message plus what to do with errors.
 
     ``what`` describes the operation for error messages; errnos listed in
@@ -72,7 +72,7 @@ class Result(NamedTuple):
 class _Pending:
     __slots__ = ("detail", "error", "interrupted", "replies", "request")
 
-    def __init__(self, request: Request) -> None:
+    def __init__(self, request: RtnlRequest) -> None:
         self.request = request
         self.error = 0
         self.detail: str | None = None
@@ -101,7 +101,7 @@ class RtnlSocket:
     def close(self) -> None:
         self._sock.close()
 
-    def execute(self, requests: Sequence[Request]) -> list[Result]:
+    def execute(self, requests: Sequence[RtnlRequest]) -> list[Result]:
         """Send ``requests`` (no dumps) in one datagram, wait for every ack,
         then raise NetlinkError for the first failure that its request does
         not tolerate.  Replies to get requests are decoded into the result.
@@ -130,10 +130,10 @@ class RtnlSocket:
             raise failure
         return [Result(p.error, _decode(p.request.msg, p.replies)) for p in order]
 
-    def request(self, request: Request) -> Result:
+    def request(self, request: RtnlRequest) -> Result:
         return self.execute([request])[0]
 
-    def dump(self, request: Request) -> list:
+    def dump(self, request: RtnlRequest) -> list:
         """Run a dump request; restart it if the kernel flags it as
         interrupted (the table changed while it was being read)."""
         for _ in range(_DUMP_RETRIES):

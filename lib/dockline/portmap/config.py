@@ -16,8 +16,7 @@ from ..firewall import tokens
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-
-    from ..cni.skel import Request
+    from ..cni.skel import CmdArgs
     from ..firewall.tokens import Address
 
 PROTOCOLS = tokens.PROTOCOLS
@@ -112,7 +111,7 @@ class PortmapConfig:
         "snat",
     )
 
-    def __init__(self, req: Request, need_prev: bool) -> None:
+    def __init__(self, req: CmdArgs, need_prev: bool) -> None:
         c = req.config
         raw = req.runtime_config.get("portMappings")
         if raw is None:

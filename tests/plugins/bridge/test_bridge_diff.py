@@ -84,7 +84,7 @@ from diffhelpers import (
     normalize_result,
     result_matches_kernel,
 )
-from dockline.bridge.naming import host_veth_name
+from dockline.cni.attachment import Attachment
 
 pytestmark = pytest.mark.skipif(
     not (REFERENCE_BIN / "bridge").exists(),
@@ -380,7 +380,7 @@ def test_add_del_same_result_and_state(case):
     expect(ref_result, ref_snap)  # what the scenario exercises, on the reference
     assert_same_add(runs)
     # dockline's host veth name is derived from the attachment
-    assert runs[DL]["add"].json["interfaces"][1]["name"] == host_veth_name(NETWORK, "c1", "eth0")
+    assert runs[DL]["add"].json["interfaces"][1]["name"] == Attachment(NETWORK, "c1", "eth0").host_veth
     assert_clean_del(runs)
 
 

@@ -5,9 +5,9 @@ A drop-in for the reference host-local: same config, same store format.
 
 from __future__ import annotations
 
-from dockline.cni.attachments import valid_attachments
+from dockline.cni.attachment import Attachment, valid_attachments
 from dockline.cni.errors import NOT_AVAILABLE, STATE_MISSING, CniError
-from dockline.cni.skel import Request
+from dockline.cni.skel import CmdArgs
 from dockline.ipam import config as hostlocal_config
 from dockline.ipam import resolvconf
 from dockline.ipam.allocator import Allocator, plan_requests
@@ -18,7 +18,7 @@ def _store(conf) -> DiskStore:
     return DiskStore(conf.network, conf.data_dir)
 
 
-def validate_add(req: Request):
+def validate_add(req: CmdArgs):
     """Everything an ADD can be refused for without the store (config,
     requested addresses against the range sets, resolvConf); no side
     effects.  The bridge calls it before it changes anything."""
@@ -28,7 +28,7 @@ def validate_add(req: Request):
     return conf, dns
 
 
-def cmd_add(req: Request) -> dict:
+def cmd_add(req: CmdArgs) -> dict:
     conf, dns = validate_add(req)
     allocs = Allocator(_store(conf), conf.range_sets).allocate(
         req.container_id, req.ifname, conf.requested
@@ -36,7 +36,7 @@ def cmd_add(req: Request) -> dict:
     return {"ips": [a.to_result_ip() for a in allocs], "routes": conf.routes, "dns": dns}
 
 
-def cmd_del(req: Request) -> None:
+def cmd_del(req: CmdArgs) -> None:
     """Releases by container ID and ifname whatever else the config holds:
     ranges, routes, CNI_ARGS and runtimeConfig are not read, so a config
     the plugin cannot parse (any more) still frees the attachment's
@@ -52,7 +52,7 @@ def cmd_del(req: Request) -> None:
         return
 
 
-def cmd_check(req: Request) -> None:
+def cmd_check(req: CmdArgs) -> None:
     conf = hostlocal_config.load(req)
     store = _store(conf)
     with store.lock():
@@ -64,11 +64,11 @@ def cmd_check(req: Request) -> None:
             )
 
 
-def cmd_gc(req: Request) -> None:
+def cmd_gc(req: CmdArgs) -> None:
     """Like DEL, reads only the valid-attachments list (which must be
     well-formed: read as "none valid" it would release live containers'
     addresses) and dataDir."""
-    valid = valid_attachments(req.config)
+    valid = valid_attachments(req.config, req.network)
     data_dir = hostlocal_config.data_dir_for_cleanup(req.config)
     if data_dir is None:
         return
@@ -78,14 +78,14 @@ def cmd_gc(req: Request) -> None:
             if not res.container_id:
                 continue  # a crash leftover; allocation reclaims it
             if res.ifname is None:
-                keep = any(cid == res.container_id for cid, _ in valid)
+                keep = any(a.container_id == res.container_id for a in valid)
             else:
-                keep = (res.container_id, res.ifname) in valid
+                keep = Attachment(req.network, res.container_id, res.ifname) in valid
             if not keep:
                 store.release(res.ip)
 
 
-def cmd_status(req: Request) -> None:
+def cmd_status(req: CmdArgs) -> None:
     conf = hostlocal_config.load(req)
     try:
         _store(conf).check_writable()

@@ -30,16 +30,16 @@ from __future__ import annotations
 
 import os
 
+from ..cni.attachment import Attachment
 from ..cni.errors import ADDRESS_IN_USE, INVALID_CONFIG, STATE_MISSING, CniError
 from ..cni.gojson import fold_fields
-from ..firewall import short_hash
 from . import hostsfile
-from .registry import Registry, attachment_key, data_dir_problem
+from .registry import Registry, data_dir_problem
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..bridge.undo import UndoStack
-    from ..cni.skel import Request
+    from ..cni.skel import CmdArgs
 
 MAX_NAME = 253
 MAX_NAMESPACE = 63
@@ -97,7 +97,7 @@ class LinkPlan:
 
     __slots__ = ("data_dir", "hosts", "hosts_file", "links", "names", "pod", "scope")
 
-    def __init__(self, req: Request, data_dir: str = "") -> None:
+    def __init__(self, req: CmdArgs, data_dir: str = "") -> None:
         rc = req.runtime_config
         args = req.cni_args(CNI_ARGS_KEYS)
         namespace = args.get("K8S_POD_NAMESPACE")
@@ -160,7 +160,7 @@ class LinkPlan:
         return not (self.names or self.pod or self.links)
 
 
-def prepare(req: Request, data_dir: str = "") -> LinkPlan:
+def prepare(req: CmdArgs, data_dir: str = "") -> LinkPlan:
     """Parse and check the request's names, links and hosts file; changes
     nothing.  Errors are code 7."""
     return LinkPlan(req, data_dir)
@@ -168,10 +168,6 @@ def prepare(req: Request, data_dir: str = "") -> LinkPlan:
 
 # The name the code had before prepare existed.
 LinkRequest = LinkPlan
-
-
-def _tag(req: Request) -> str:
-    return short_hash(req.network, req.container_id, req.ifname)
 
 
 def _lines_for(entry: dict, reg: Registry) -> list[str]:
@@ -221,14 +217,14 @@ def _addresses(ips: list[str]) -> list[str]:
 
 
 def on_add(
-    req: Request, data_dir: str, ips: list[str], undo: UndoStack, plan: LinkPlan | None = None
+    req: CmdArgs, data_dir: str, ips: list[str], undo: UndoStack, plan: LinkPlan | None = None
 ) -> None:
     plan = plan or prepare(req, data_dir)
     if plan.empty:
         return
     ips = _addresses(ips)
-    key = attachment_key(req.container_id, req.ifname)
-    tag = _tag(req)
+    key = req.attachment.key
+    tag = req.attachment.hosts_tag
     hosts = plan.hosts
     with Registry(req.network, data_dir) as reg:
         _check_conflicts(reg, req, plan, key, data_dir, drop_stale=True)
@@ -263,7 +259,7 @@ def on_add(
 
 
 def _check_conflicts(
-    reg: Registry, req: Request, plan: LinkPlan, key: str, data_dir: str, drop_stale: bool
+    reg: Registry, req: CmdArgs, plan: LinkPlan, key: str, data_dir: str, drop_stale: bool
 ) -> None:
     """A name another container asked for (100), a link to a name nobody
     has (7).  ``drop_stale``: a stale holder's registration is removed
@@ -291,7 +287,7 @@ def _check_conflicts(
             )
 
 
-def check_registry(req: Request, plan: LinkPlan) -> None:
+def check_registry(req: CmdArgs, plan: LinkPlan) -> None:
     """What ``on_add`` would refuse for the registry's sake, found before
     ADD creates anything (nothing is written; on_add checks again under
     the lock it writes in, for what changed in between)."""
@@ -312,7 +308,7 @@ def check_registry(req: Request, plan: LinkPlan) -> None:
             reg,
             req,
             plan,
-            attachment_key(req.container_id, req.ifname),
+            req.attachment.key,
             plan.data_dir,
             drop_stale=False,
         )
@@ -344,21 +340,21 @@ def _drop_own_lines(entry: dict | None, data_dir: str) -> None:
             _warn(f"left the link lines in {entry['hosts']!r}: {exc}")
 
 
-def on_del(req: Request, data_dir: str) -> None:
+def on_del(req: CmdArgs, data_dir: str) -> None:
     if data_dir_problem(data_dir):
         return  # ADD refuses such a dataDir: nothing was registered
     registry = Registry(req.network, data_dir)
     if not registry.exists():
         return
     with registry as reg:
-        entry = reg.remove(attachment_key(req.container_id, req.ifname))
+        entry = reg.remove(req.attachment.key)
     _drop_own_lines(entry, data_dir)
 
 
-def on_gc(network: str, data_dir: str, valid: set[tuple[str, str]]) -> None:
+def on_gc(network: str, data_dir: str, valid: set[Attachment]) -> None:
     if data_dir_problem(data_dir):
         return
-    keep = {attachment_key(cid, ifname) for cid, ifname in valid}
+    keep = {a.key for a in valid}
     registry = Registry(network, data_dir)
     if not registry.exists():
         return
@@ -368,11 +364,11 @@ def on_gc(network: str, data_dir: str, valid: set[tuple[str, str]]) -> None:
         _drop_own_lines(entry, data_dir)
 
 
-def on_check(req: Request, data_dir: str) -> None:
+def on_check(req: CmdArgs, data_dir: str) -> None:
     plan = prepare(req, data_dir)
     if not plan.links:
         return
-    key = attachment_key(req.container_id, req.ifname)
+    key = req.attachment.key
     with Registry(req.network, data_dir) as reg:
         entry = reg.entries.get(key)
         if entry is None:

@@ -10,10 +10,9 @@ undo, so a failure anywhere leaves nothing behind.
 from __future__ import annotations
 
 from dockline.bridge.config import BridgeConfig
-from dockline.bridge.naming import HOST_VETH_PREFIX, host_veth_name
 from dockline.bridge.undo import UndoStack
 from dockline.cni import delegate
-from dockline.cni.attachments import valid_attachments
+from dockline.cni.attachment import HOST_VETH_PREFIX, Attachment, valid_attachments
 from dockline.cni.errors import (
     ALREADY_EXISTS,
     INCOMPATIBLE_VERSION,
@@ -25,10 +24,10 @@ from dockline.cni.errors import (
     CniError,
 )
 from dockline.cni.result import family
-from dockline.cni.skel import Request
+from dockline.cni.skel import CmdArgs
 from dockline.cni.version import at_least
-from dockline.firewall import Owner, masquerade, ra_guard, spoofcheck
-from dockline.names import links
+from dockline.firewall import masquerade, ra_guard, spoofcheck
+from dockline.names import dockerlinks
 from dockline.netlink.errors import NetlinkError  # no pyroute2 behind it
 
 TYPE_CHECKING = False
@@ -112,7 +111,7 @@ def _gateways(conf: BridgeConfig, ipam_result: dict) -> None:
 
 
 def _configure_container(
-    conf: BridgeConfig, req: Request, ns: Netns, link: Link, ipam_result: dict
+    conf: BridgeConfig, req: CmdArgs, ns: Netns, link: Link, ipam_result: dict
 ) -> None:
     ips = ipam_result["ips"]
     # Another container on the bridge may send router advertisements (it
@@ -241,15 +240,15 @@ def _setup_host_port(conf: BridgeConfig, host: Netns, veth: Link, bridge: Link) 
 
 def _attach(
     conf: BridgeConfig,
-    req: Request,
+    req: CmdArgs,
     netlink,
     host: Netns,
     ns: Netns,
     undo: UndoStack,
-    names: links.LinkPlan,
+    names: dockerlinks.LinkPlan,
 ) -> dict:
-    owner = Owner(req.network, req.container_id, req.ifname)
-    host_name = host_veth_name(req.network, req.container_id, req.ifname)
+    att = req.attachment
+    host_name = att.host_veth
     vlan_filtering = True if (conf.vlan or conf.vlan_trunk) else None
     bridge = host.ensure_bridge(conf.bridge, mtu=conf.mtu or None, vlan_filtering=vlan_filtering)
     _sysctl_if_present(host, f"net/ipv6/conf/{conf.bridge}/accept_ra", 0)
@@ -282,8 +281,8 @@ def _attach(
     _setup_host_port(conf, host, host_if, bridge)
     ra_guard.ensure(HOST_VETH_PREFIX)  # constant, for every dockline port: no undo
     if conf.macspoofchk:
-        undo.push("remove the MAC spoof check", lambda: spoofcheck.delete(owner))
-        spoofcheck.add(owner, host_name, container_if.mac)
+        undo.push("remove the MAC spoof check", lambda: spoofcheck.delete(att))
+        spoofcheck.add(att, host_name, container_if.mac)
 
     result: dict = {"ips": [], "routes": [], "dns": {}}
     if conf.ipam_type:
@@ -299,11 +298,11 @@ def _attach(
         _ensure_gateway_addresses(conf, host, bridge, result["ips"])
     if conf.ip_masq and result["ips"]:
         backend = masquerade.choose_backend(conf.ip_masq_backend)
-        undo.push("remove masquerade rules", lambda: masquerade.delete(backend, owner))
+        undo.push("remove masquerade rules", lambda: masquerade.delete(backend, att))
         masquerade.add(
-            backend, owner, [(ip["address"], _subnet(ip["address"])) for ip in result["ips"]]
+            backend, att, [(ip["address"], _subnet(ip["address"])) for ip in result["ips"]]
         )
-    links.on_add(
+    dockerlinks.on_add(
         req, _data_dir(req), [ip["address"].split("/")[0] for ip in result["ips"]], undo, names
     )
     bridge = host.get_link(bridge.index) or bridge
@@ -325,7 +324,7 @@ def _attach(
     return result
 
 
-def _data_dir(req: Request) -> str:
+def _data_dir(req: CmdArgs) -> str:
     """Where IPAM keeps its store; the link registry lives beside it (the
     default when the config names none; "" when it names an invalid one,
     which ADD has refused already)."""
@@ -340,7 +339,7 @@ def _subnet(address: str) -> str:
     return str(ipaddress.ip_interface(address).network)
 
 
-def cmd_add(req: Request) -> dict:
+def cmd_add(req: CmdArgs) -> dict:
     # Validate: the whole request is checked before anything is changed.
     conf = BridgeConfig(req)
     if (not conf.ipam_type or conf.disable_container_interface) and not at_least(
@@ -353,8 +352,8 @@ def cmd_add(req: Request) -> dict:
         )
     if conf.ipam_type:
         delegate.validate_add(req, conf.ipam_type)
-    names = links.prepare(req, _data_dir(req))  # names, links, hostsFile
-    links.check_registry(req, names)  # names taken, link targets missing
+    names = dockerlinks.prepare(req, _data_dir(req))  # names, links, hostsFile
+    dockerlinks.check_registry(req, names)  # names taken, link targets missing
     netlink = _netlink()
     undo = UndoStack()
     with netlink.current_netns() as host, _open_container(netlink, req.netns) as ns:
@@ -373,7 +372,7 @@ def cmd_add(req: Request) -> dict:
 # --- DEL ---------------------------------------------------------------------
 
 
-def _delete_foreign_veth(netlink, host: Netns, req: Request, bridge_name: str) -> None:
+def _delete_foreign_veth(netlink, host: Netns, req: CmdArgs, bridge_name: str) -> None:
     """A container attached by another bridge plugin (e.g. the reference's,
     with a random host name): delete its veth only if it really is a veth
     whose peer sits on our bridge; anything else was not made by a bridge
@@ -402,17 +401,17 @@ def _delete_foreign_veth(netlink, host: Netns, req: Request, bridge_name: str) -
             host.delete_link(peer.index)
 
 
-def _delete_veth(req: Request, bridge_name: str | None) -> None:
+def _delete_veth(req: CmdArgs, bridge_name: str | None) -> None:
     netlink = _netlink()
     with netlink.current_netns() as host:
-        host_name = host_veth_name(req.network, req.container_id, req.ifname)
+        host_name = req.attachment.host_veth
         if host.get_link(host_name) is not None:
             host.delete_link(host_name)
         elif req.netns and bridge_name:
             _delete_foreign_veth(netlink, host, req, bridge_name)
 
 
-def cmd_del(req: Request) -> None:
+def cmd_del(req: CmdArgs) -> None:
     try:
         conf: BridgeConfig | None = BridgeConfig(req, for_cleanup=True)
     except CniError as err:
@@ -426,7 +425,7 @@ def cmd_del(req: Request) -> None:
             "removing everything named after the attachment\n"
         )
         conf = None
-    owner = Owner(req.network, req.container_id, req.ifname)
+    att = req.attachment
     cleanup = _BestEffort()
     ipam_type = conf.ipam_type if conf is not None else _lenient_ipam_type(req.config)
     if ipam_type:
@@ -435,17 +434,17 @@ def cmd_del(req: Request) -> None:
     cleanup.run("bridge: failed to delete the veth", lambda: _delete_veth(req, bridge_name))
     if conf is None:
         for backend in ("iptables", "nftables"):  # either may hold its rules
-            cleanup.run("masquerade", lambda b=backend: masquerade.delete(b, owner))
-        cleanup.run("MAC spoof check", lambda: spoofcheck.delete(owner))
+            cleanup.run("masquerade", lambda b=backend: masquerade.delete(b, att))
+        cleanup.run("MAC spoof check", lambda: spoofcheck.delete(att))
     else:
         if conf.ip_masq:
             cleanup.run(
                 "masquerade",
-                lambda: masquerade.delete(masquerade.choose_backend(conf.ip_masq_backend), owner),
+                lambda: masquerade.delete(masquerade.choose_backend(conf.ip_masq_backend), att),
             )
         if conf.macspoofchk:
-            cleanup.run("MAC spoof check", lambda: spoofcheck.delete(owner))
-    cleanup.run("links: cleanup failed", lambda: links.on_del(req, _data_dir(req)))
+            cleanup.run("MAC spoof check", lambda: spoofcheck.delete(att))
+    cleanup.run("links: cleanup failed", lambda: dockerlinks.on_del(req, _data_dir(req)))
     if conf is None:
         return  # best effort on an unreadable config: nothing to report
     cleanup.raise_first()
@@ -464,7 +463,7 @@ def _missing(what: str, details: str = "") -> CniError:
     return CniError(STATE_MISSING, f"bridge CHECK: {what}", details)
 
 
-def cmd_check(req: Request) -> None:
+def cmd_check(req: CmdArgs) -> None:
     import ipaddress
 
     conf = BridgeConfig(req)
@@ -529,7 +528,7 @@ def cmd_check(req: Request) -> None:
                 raise _missing(f"route to {route['dst']} is missing in the container")
     if not ra_guard.check(HOST_VETH_PREFIX):
         raise _missing("the RA guard (table bridge dockline_guard) is missing")
-    links.on_check(req, _data_dir(req))
+    dockerlinks.on_check(req, _data_dir(req))
 
 
 def _route_matches(route, dst, gw) -> bool:
@@ -552,8 +551,8 @@ def _route_matches(route, dst, gw) -> bool:
 # --- GC and STATUS -----------------------------------------------------------
 
 
-def _gc_veths(req: Request, bridge_name: str, valid: set[tuple[str, str]]) -> None:
-    keep = {host_veth_name(req.network, cid, ifname) for cid, ifname in valid}
+def _gc_veths(bridge_name: str, valid: set[Attachment]) -> None:
+    keep = {a.host_veth for a in valid}
     with _netlink().current_netns() as host:
         bridge = host.get_link(bridge_name)
         if bridge is None:
@@ -568,15 +567,13 @@ def _gc_veths(req: Request, bridge_name: str, valid: set[tuple[str, str]]) -> No
                 host.delete_link(link.index)
 
 
-def cmd_gc(req: Request) -> None:
+def cmd_gc(req: CmdArgs) -> None:
     conf = BridgeConfig(req, for_cleanup=True)
     cleanup = _BestEffort()
     if conf.ipam_type:
         cleanup.run("IPAM GC", lambda: delegate.run(req, conf.ipam_type, "GC"))
-    valid = valid_attachments(req.config)
-    cleanup.run(
-        "bridge GC: failed to delete a stale veth", lambda: _gc_veths(req, conf.bridge, valid)
-    )
+    valid = valid_attachments(req.config, req.network)
+    cleanup.run("bridge GC: failed to delete a stale veth", lambda: _gc_veths(conf.bridge, valid))
     if conf.ip_masq:
         cleanup.run(
             "masquerade GC",
@@ -586,11 +583,11 @@ def cmd_gc(req: Request) -> None:
         )
     if conf.macspoofchk:
         cleanup.run("MAC spoof check GC", lambda: spoofcheck.gc(req.network, valid))
-    cleanup.run("links: GC failed", lambda: links.on_gc(req.network, _data_dir(req), valid))
+    cleanup.run("links: GC failed", lambda: dockerlinks.on_gc(req.network, _data_dir(req), valid))
     cleanup.raise_first()
 
 
-def cmd_status(req: Request) -> None:
+def cmd_status(req: CmdArgs) -> None:
     conf = BridgeConfig(req)
     if conf.ipam_type:
         delegate.run(req, conf.ipam_type, "STATUS")

@@ -30,7 +30,7 @@ from .rtnl import (
     RTM_GETLINK,
     RTM_NEWLINK,
     RTM_SETLINK,
-    Request,
+    RtnlRequest,
 )
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ class LinkWriteOps(OpsBase):
         msg["attrs"] += _optional(
             IFLA_IFNAME=name, IFLA_MTU=mtu, IFLA_ADDRESS=mac, IFLA_MASTER=master
         )
-        self._submit(Request(RTM_SETLINK, 0, msg, f"set link {describe(link)}"))
+        self._submit(RtnlRequest(RTM_SETLINK, 0, msg, f"set link {describe(link)}"))
 
     def link_up(self, link: LinkRef) -> None:
         self.set_link(link, up=True)
@@ -115,7 +115,7 @@ class LinkWriteOps(OpsBase):
         unless ``missing_ok`` is false."""
         tolerate = frozenset({ENODEV}) if missing_ok else frozenset()
         self._submit(
-            Request(RTM_DELLINK, 0, link_msg(link), f"delete link {describe(link)}", tolerate)
+            RtnlRequest(RTM_DELLINK, 0, link_msg(link), f"delete link {describe(link)}", tolerate)
         )
 
     def set_bridge_port(
@@ -140,7 +140,7 @@ class LinkWriteOps(OpsBase):
             return
         msg = link_msg(self._ifindex(link), family=AF_BRIDGE)
         msg["attrs"].append(("IFLA_PROTINFO", {"attrs": attrs}, NLA_F_NESTED))
-        self._submit(Request(RTM_SETLINK, 0, msg, f"set bridge port flags of {describe(link)}"))
+        self._submit(RtnlRequest(RTM_SETLINK, 0, msg, f"set bridge port flags of {describe(link)}"))
 
     def bridge_vlan_add(
         self,
@@ -184,13 +184,13 @@ class LinkWriteOps(OpsBase):
         bridge_self: bool,
         verb: str,
         tolerate: frozenset[int],
-    ) -> Request:
+    ) -> RtnlRequest:
         vids = [vids] if isinstance(vids, int) else list(vids)
         spec: list = [("IFLA_BRIDGE_FLAGS", BRIDGE_FLAGS_SELF)] if bridge_self else []
         spec += [("IFLA_BRIDGE_VLAN_INFO", {"flags": flags, "vid": vid}) for vid in vids]
         msg = link_msg(self._ifindex(link), family=AF_BRIDGE)
         msg["attrs"].append(("IFLA_AF_SPEC", {"attrs": spec}, NLA_F_NESTED))
-        return Request(msg_type, 0, msg, f"{verb} {vids} on {describe(link)}", tolerate)
+        return RtnlRequest(msg_type, 0, msg, f"{verb} {vids} on {describe(link)}", tolerate)
 
 
 class LinkOps(LinkWriteOps):
@@ -206,7 +206,8 @@ class LinkOps(LinkWriteOps):
         msg = ifinfmsg()
         msg["attrs"] = [("IFLA_EXT_MASK", IFLA_EXT_MASK_SKIP_STATS)]
         return [
-            link_from_msg(m) for m in self._rtnl.dump(Request(RTM_GETLINK, 0, msg, "list links"))
+            link_from_msg(m)
+            for m in self._rtnl.dump(RtnlRequest(RTM_GETLINK, 0, msg, "list links"))
         ]
 
     def veth_peer_index(self, link: LinkRef) -> int:
@@ -241,7 +242,7 @@ class LinkOps(LinkWriteOps):
             ]
             created, got = self._rtnl.execute(
                 [
-                    Request(
+                    RtnlRequest(
                         RTM_NEWLINK,
                         NLM_F_CREATE | NLM_F_EXCL,
                         create,
@@ -274,7 +275,7 @@ class LinkOps(LinkWriteOps):
                 update["attrs"].append(_bridge_linkinfo(vlan_filtering))
             _, got = self._rtnl.execute(
                 [
-                    Request(RTM_NEWLINK, 0, update, f"set up bridge {name}"),
+                    RtnlRequest(RTM_NEWLINK, 0, update, f"set up bridge {name}"),
                     get_link_request(link.index),
                 ]
             )
@@ -290,7 +291,7 @@ class LinkOps(LinkWriteOps):
                 pass  # IPv6 disabled or sysctl read-only: just slower
         up = link_msg(link.index)
         _set_flags(up, IFF_UP, IFF_UP)
-        self._rtnl.execute([Request(RTM_NEWLINK, 0, up, f"set up bridge {link.name}")])
+        self._rtnl.execute([RtnlRequest(RTM_NEWLINK, 0, up, f"set up bridge {link.name}")])
 
     def add_veth(
         self,
@@ -345,7 +346,7 @@ class LinkOps(LinkWriteOps):
             ]
             created, got = self._rtnl.execute(
                 [
-                    Request(
+                    RtnlRequest(
                         RTM_NEWLINK,
                         NLM_F_CREATE | NLM_F_EXCL,
                         msg,
@@ -366,7 +367,7 @@ class LinkOps(LinkWriteOps):
             if peer_up:
                 up_msg = link_msg(pname)
                 _set_flags(up_msg, IFF_UP, IFF_UP)
-                peer_requests.insert(0, Request(RTM_SETLINK, 0, up_msg, f"set {pname} up"))
+                peer_requests.insert(0, RtnlRequest(RTM_SETLINK, 0, up_msg, f"set {pname} up"))
             remote = link_from_result(peer_ns._rtnl.execute(peer_requests)[-1])
             if local is None or remote is None:
                 raise NetlinkError(ENODEV, f"veth {name}/{pname} vanished right after creation")
@@ -381,7 +382,7 @@ class LinkOps(LinkWriteOps):
         msg["family"] = AF_BRIDGE
         msg["attrs"] = [("IFLA_EXT_MASK", RTEXT_FILTER_BRVLAN)]
         entries = []
-        for reply in self._rtnl.dump(Request(RTM_GETLINK, 0, msg, "list bridge vlans")):
+        for reply in self._rtnl.dump(RtnlRequest(RTM_GETLINK, 0, msg, "list bridge vlans")):
             if reply["index"] != index:
                 continue
             spec = reply.get_attr("IFLA_AF_SPEC")

@@ -9,24 +9,20 @@ succeeds on a config it cannot read (cleaning every backend).
 
 from __future__ import annotations
 
-from dockline.cni.attachments import valid_attachments
-from dockline.cni.skel import Request
-from dockline.firewall import Owner, hostports
+from dockline.cni.attachment import valid_attachments
+from dockline.cni.skel import CmdArgs
+from dockline.firewall import hostports
 from dockline.portmap.config import PortmapConfig
 
 
-def _owner(req: Request) -> Owner:
-    return Owner(req.network, req.container_id, req.ifname)
-
-
-def cmd_add(req: Request) -> dict:
+def cmd_add(req: CmdArgs) -> dict:
     conf = PortmapConfig(req, need_prev=True)
     if conf.mappings:
-        hostports.add(hostports.choose_backend(conf), _owner(req), conf)
+        hostports.add(hostports.choose_backend(conf), req.attachment, conf)
     return req.prev_result
 
 
-def _lenient(req: Request, command: str) -> tuple[str, ...]:
+def _lenient(req: CmdArgs, command: str) -> tuple[str, ...]:
     """The backends DEL/GC clean: the config's, or both when the config
     cannot be read (DEL must not fail on input it cannot parse: a runtime
     retries it forever, and the rules are found by tag anyway)."""
@@ -43,25 +39,25 @@ def _lenient(req: Request, command: str) -> tuple[str, ...]:
         return hostports.BOTH
 
 
-def cmd_del(req: Request) -> None:
-    hostports.delete(_lenient(req, "DEL"), _owner(req))
+def cmd_del(req: CmdArgs) -> None:
+    hostports.delete(_lenient(req, "DEL"), req.attachment)
 
 
-def cmd_check(req: Request) -> None:
+def cmd_check(req: CmdArgs) -> None:
     conf = PortmapConfig(req, need_prev=True)
-    hostports.check(hostports.choose_backend(conf), _owner(req), conf)
+    hostports.check(hostports.choose_backend(conf), req.attachment, conf)
 
 
-def cmd_gc(req: Request) -> None:
+def cmd_gc(req: CmdArgs) -> None:
     # A list we cannot read stays an error: read wrongly, it would delete
     # live containers' ports.
-    valid = valid_attachments(req.config)
+    valid = valid_attachments(req.config, req.network)
     # Every backend: GC is rare, and the default backend may have changed
     # since an ADD (iptables installed later), or a config was edited.
     hostports.gc(hostports.BOTH, req.network, valid)
 
 
-def cmd_status(req: Request) -> None:
+def cmd_status(req: CmdArgs) -> None:
     PortmapConfig(req, need_prev=False)
 
 

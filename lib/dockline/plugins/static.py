@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 from dockline.cni.errors import INVALID_CONFIG, STATE_MISSING, CniError
-from dockline.cni.skel import Request
+from dockline.cni.skel import CmdArgs
 from dockline.ipam import static
 
 
-def cmd_add(req: Request) -> dict:
+def cmd_add(req: CmdArgs) -> dict:
     return static.load(req)
 
 
-def validate_add(req: Request) -> None:
+def validate_add(req: CmdArgs) -> None:
     """What ADD would refuse, without side effects (static has none)."""
     static.load(req)
 
 
-def cmd_del(req: Request) -> None:
+def cmd_del(req: CmdArgs) -> None:
     """Nothing was allocated, so there is nothing to free: DEL succeeds
     whatever state the container or the config is in."""
 
 
-def cmd_check(req: Request) -> None:
+def cmd_check(req: CmdArgs) -> None:
     """Every configured address must be in the result the runtime cached,
     with the configured gateway (the main plugin checks the interface).
     Both sides are canonical text here (parsed and re-rendered)."""
@@ -43,7 +43,7 @@ def cmd_check(req: Request) -> None:
             )
 
 
-def cmd_status(req: Request) -> None:
+def cmd_status(req: CmdArgs) -> None:
     static.load(req)
 
 

@@ -1,13 +1,27 @@
 """bridge: a Linux bridge on the host and a veth pair per container.
 
 A drop-in for the reference bridge plugin: same config, same kernel state,
-same result.  ADD: bridge -> veth pair (container end CNI_IFNAME, host end
-named after the attachment) -> IPAM -> addresses, routes and sysctls in the
-container -> gateway on the bridge -> masquerade.  Every step registers its
-undo, so a failure anywhere leaves nothing behind.
+same result.  ADD runs in named phases:
+
+- validate: the whole request (config, IPAM's config, names and links)
+  is checked before anything changes;
+- interfaces: the bridge, the veth pair (container end CNI_IFNAME, host end
+  named after the attachment) as a port of it, the RA guard;
+- addresses: IPAM, then addresses, routes and sysctls in the container,
+  and the gateway on the bridge;
+- firewall: MAC spoof check, masquerade;
+- names: Docker links and hosts files;
+- result: the CNI result from the kernel's view of the interfaces.
+
+Every step registers its undo, so a failure anywhere leaves nothing behind.
+DEL and GC are best-effort step lists: every step runs, the first failure
+is reported.
 """
 
 from __future__ import annotations
+
+import ipaddress
+from errno import EEXIST, ENOENT, ENOTDIR
 
 from dockline.bridge.config import BridgeConfig
 from dockline.bridge.undo import UndoStack
@@ -34,8 +48,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from dockline.netlink import Link, Netns
 
-EEXIST = 17
-IFF_PROMISC = 0x100
+IFF_PROMISC = 0x100  # <linux/if.h>
+AF_INET6 = 10  # <sys/socket.h>; the socket module costs ~3 ms to import
 
 
 def _netlink():
@@ -92,8 +106,6 @@ def _open_container(netlink, path: str) -> Netns:
 def _gateways(conf: BridgeConfig, ipam_result: dict) -> None:
     """With isGateway every IP gets a gateway (IPAM's, else the subnet's
     first address); isDefaultGateway adds the default routes."""
-    import ipaddress
-
     for ip in ipam_result["ips"]:
         if not ip.get("gateway"):
             net = ipaddress.ip_interface(ip["address"]).network
@@ -150,7 +162,7 @@ def _configure_container(
         _settle_addresses(ns, link)
 
 
-IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x08, 0x40
+IFA_F_DADFAILED, IFA_F_TENTATIVE = 0x08, 0x40  # <linux/if_addr.h>
 
 
 def _settle_addresses(ns: Netns, link: Link, timeout: float = 5.0) -> None:
@@ -160,7 +172,7 @@ def _settle_addresses(ns: Netns, link: Link, timeout: float = 5.0) -> None:
 
     deadline = time.monotonic() + timeout
     while True:
-        addrs = [a for a in ns.list_addresses(link) if a.family == 10]
+        addrs = [a for a in ns.list_addresses(link) if a.family == AF_INET6]
         failed = [a for a in addrs if a.flags & IFA_F_DADFAILED]
         if failed:
             raise CniError(
@@ -185,15 +197,13 @@ def _sysctl_if_present(ns: Netns, name: str, value: int) -> None:
     try:
         ns.sysctl_set(name, value)
     except OSError as exc:
-        if exc.errno not in (2, 20):  # ENOENT, ENOTDIR
+        if exc.errno not in (ENOENT, ENOTDIR):
             raise
 
 
 def _ensure_gateway_addresses(
     conf: BridgeConfig, host: Netns, bridge: Link, ips: list[dict]
 ) -> None:
-    import ipaddress
-
     for ip in ips:
         net = ipaddress.ip_interface(ip["address"]).network
         gw = ipaddress.ip_interface(f"{ip['gateway']}/{net.prefixlen}")
@@ -238,22 +248,48 @@ def _setup_host_port(conf: BridgeConfig, host: Netns, veth: Link, bridge: Link) 
                 batch.bridge_vlan_add(veth, conf.vlan_trunk)
 
 
-def _attach(
-    conf: BridgeConfig,
-    req: CmdArgs,
-    netlink,
-    host: Netns,
-    ns: Netns,
-    undo: UndoStack,
-    names: dockerlinks.LinkPlan,
-) -> dict:
-    att = req.attachment
-    host_name = att.host_veth
+class _Add:
+    """What ADD's phases share: the request, the namespaces, the undo
+    stack, and what earlier phases made."""
+
+    __slots__ = (
+        "bridge",
+        "conf",
+        "container_if",
+        "host",
+        "host_if",
+        "names",
+        "ns",
+        "req",
+        "result",
+        "undo",
+    )
+
+    def __init__(
+        self,
+        conf: BridgeConfig,
+        req: CmdArgs,
+        host: Netns,
+        ns: Netns,
+        undo: UndoStack,
+        names: dockerlinks.LinkPlan,
+    ) -> None:
+        self.conf, self.req, self.host, self.ns = conf, req, host, ns
+        self.undo, self.names = undo, names
+        self.result: dict = {"ips": [], "routes": [], "dns": {}}
+
+
+def _interfaces(add: _Add) -> None:
+    """The bridge, and the veth pair created as a port of it."""
+    conf, req, host, ns = add.conf, add.req, add.host, add.ns
+    host_name = req.attachment.host_veth
     vlan_filtering = True if (conf.vlan or conf.vlan_trunk) else None
-    bridge = host.ensure_bridge(conf.bridge, mtu=conf.mtu or None, vlan_filtering=vlan_filtering)
+    add.bridge = host.ensure_bridge(
+        conf.bridge, mtu=conf.mtu or None, vlan_filtering=vlan_filtering
+    )
     _sysctl_if_present(host, f"net/ipv6/conf/{conf.bridge}/accept_ra", 0)
     if conf.promisc:
-        host.set_link(bridge, promisc=True)
+        host.set_link(add.bridge, promisc=True)
     if ns.get_link(req.ifname) is not None:
         raise CniError(
             ALREADY_EXISTS, f"container interface {req.ifname!r} already exists", f"in {req.netns}"
@@ -261,13 +297,13 @@ def _attach(
     try:
         # Created from the host end, already a port of the bridge: a veth
         # left by a killed ADD is always one GC finds there.
-        host_if, container_if = host.add_veth(
+        add.host_if, add.container_if = host.add_veth(
             host_name,
             peer_ns=ns,
             peer_name=req.ifname,
             mtu=conf.mtu or None,
             peer_mac=conf.mac,
-            master=bridge.index,
+            master=add.bridge.index,
         )
     except NetlinkError as exc:
         if exc.errno == EEXIST and host.get_link(host_name) is not None:
@@ -277,39 +313,56 @@ def _attach(
                 f"host interface {host_name} is present: DEL it first",
             ) from None
         raise
-    undo.push(f"delete veth {host_name}", lambda: host.delete_link(host_name))
-    _setup_host_port(conf, host, host_if, bridge)
+    add.undo.push(f"delete veth {host_name}", lambda: host.delete_link(host_name))
+    _setup_host_port(conf, host, add.host_if, add.bridge)
     ra_guard.ensure(HOST_VETH_PREFIX)  # constant, for every dockline port: no undo
-    if conf.macspoofchk:
-        undo.push("remove the MAC spoof check", lambda: spoofcheck.delete(att))
-        spoofcheck.add(att, host_name, container_if.mac)
 
-    result: dict = {"ips": [], "routes": [], "dns": {}}
+
+def _addresses(add: _Add) -> None:
+    """IPAM's addresses, configured in the container and (as gateways) on
+    the bridge."""
+    conf, req = add.conf, add.req
     if conf.ipam_type:
-        undo.push("release addresses (IPAM DEL)", lambda: delegate.run(req, conf.ipam_type, "DEL"))
-        result = delegate.run(req, conf.ipam_type, "ADD") or result
-        if not result.get("ips"):
+        add.undo.push(
+            "release addresses (IPAM DEL)", lambda: delegate.run(req, conf.ipam_type, "DEL")
+        )
+        add.result = delegate.run(req, conf.ipam_type, "ADD") or add.result
+        if not add.result.get("ips"):
             raise CniError(INVALID_CONFIG, "IPAM plugin returned missing IP config")
         if conf.is_gateway:
-            _gateways(conf, result)
+            _gateways(conf, add.result)
     if not conf.disable_container_interface:
-        _configure_container(conf, req, ns, container_if, result)
-    if conf.is_gateway and result["ips"]:
-        _ensure_gateway_addresses(conf, host, bridge, result["ips"])
-    if conf.ip_masq and result["ips"]:
+        _configure_container(conf, req, add.ns, add.container_if, add.result)
+    if conf.is_gateway and add.result["ips"]:
+        _ensure_gateway_addresses(conf, add.host, add.bridge, add.result["ips"])
+
+
+def _firewall(add: _Add) -> None:
+    """The attachment's rules: MAC spoof check, masquerade."""
+    conf, att, undo, ips = add.conf, add.req.attachment, add.undo, add.result["ips"]
+    if conf.macspoofchk:
+        undo.push("remove the MAC spoof check", lambda: spoofcheck.delete(att))
+        spoofcheck.add(att, add.host_if.name, add.container_if.mac)
+    if conf.ip_masq and ips:
         backend = masquerade.choose_backend(conf.ip_masq_backend)
         undo.push("remove masquerade rules", lambda: masquerade.delete(backend, att))
-        masquerade.add(
-            backend, att, [(ip["address"], _subnet(ip["address"])) for ip in result["ips"]]
-        )
-    dockerlinks.on_add(
-        req, _data_dir(req), [ip["address"].split("/")[0] for ip in result["ips"]], undo, names
-    )
-    bridge = host.get_link(bridge.index) or bridge
-    container_if = ns.get_link(container_if.index) or container_if
+        masquerade.add(backend, att, [(ip["address"], _subnet(ip["address"])) for ip in ips])
+
+
+def _names(add: _Add) -> None:
+    """Docker links: the registry and the hosts files."""
+    addresses = [ip["address"].split("/")[0] for ip in add.result["ips"]]
+    dockerlinks.on_add(add.req, _data_dir(add.req), addresses, add.undo, add.names)
+
+
+def _result(add: _Add) -> dict:
+    """The CNI result, with the interfaces as the kernel now sees them."""
+    conf, req, result = add.conf, add.req, add.result
+    bridge = add.host.get_link(add.bridge.index) or add.bridge
+    container_if = add.ns.get_link(add.container_if.index) or add.container_if
     result["interfaces"] = [
         {"name": bridge.name, "mac": bridge.mac},
-        {"name": host_if.name, "mac": host_if.mac},
+        {"name": add.host_if.name, "mac": add.host_if.mac},
         {
             "name": container_if.name,
             "mac": container_if.mac,
@@ -324,6 +377,9 @@ def _attach(
     return result
 
 
+ADD_PHASES = (_interfaces, _addresses, _firewall, _names)
+
+
 def _data_dir(req: CmdArgs) -> str:
     """Where IPAM keeps its store; the link registry lives beside it (the
     default when the config names none; "" when it names an invalid one,
@@ -334,13 +390,11 @@ def _data_dir(req: CmdArgs) -> str:
 
 
 def _subnet(address: str) -> str:
-    import ipaddress
-
     return str(ipaddress.ip_interface(address).network)
 
 
-def cmd_add(req: CmdArgs) -> dict:
-    # Validate: the whole request is checked before anything is changed.
+def _validate(req: CmdArgs) -> tuple[BridgeConfig, dockerlinks.LinkPlan]:
+    """The whole request, checked before anything is changed."""
     conf = BridgeConfig(req)
     if (not conf.ipam_type or conf.disable_container_interface) and not at_least(
         req.version, "0.3.0"
@@ -354,11 +408,19 @@ def cmd_add(req: CmdArgs) -> dict:
         delegate.validate_add(req, conf.ipam_type)
     names = dockerlinks.prepare(req, _data_dir(req))  # names, links, hostsFile
     dockerlinks.check_registry(req, names)  # names taken, link targets missing
+    return conf, names
+
+
+def cmd_add(req: CmdArgs) -> dict:
+    conf, names = _validate(req)
     netlink = _netlink()
     undo = UndoStack()
     with netlink.current_netns() as host, _open_container(netlink, req.netns) as ns:
+        add = _Add(conf, req, host, ns, undo, names)
         try:
-            result = _attach(conf, req, netlink, host, ns, undo, names)
+            for phase in ADD_PHASES:
+                phase(add)
+            result = _result(add)
         except NetlinkError as exc:
             undo.unwind()
             raise _kernel_error(exc, "bridge: failed to set up the container network") from None
@@ -464,8 +526,6 @@ def _missing(what: str, details: str = "") -> CniError:
 
 
 def cmd_check(req: CmdArgs) -> None:
-    import ipaddress
-
     conf = BridgeConfig(req)
     prev = req.prev_result
     if prev is None:
@@ -532,8 +592,6 @@ def cmd_check(req: CmdArgs) -> None:
 
 
 def _route_matches(route, dst, gw) -> bool:
-    import ipaddress
-
     have_dst = route.dst
     if have_dst in (None, "", "default"):
         have_dst = "0.0.0.0/0" if dst.version == 4 else "::/0"

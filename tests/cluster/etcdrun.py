@@ -15,6 +15,8 @@ import subprocess
 import tempfile
 import time
 
+import pytest
+
 ETCD = "/usr/bin/etcd"
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYTHON = os.path.join(REPO, ".venv", "bin", "python3")
@@ -131,3 +133,23 @@ def py(sandbox, code: str, *, netns: str | None = None, timeout: float = 60):
         argv = ["ip", "netns", "exec", netns] + argv
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": os.path.join(REPO, "lib")}
     return sandbox.run(argv, env=env, timeout=timeout)
+
+
+# Fixtures (here, not in a conftest.py: one in this directory would shadow
+# the top conftest that tests import helpers from); test modules import them.
+@pytest.fixture(name="etcd1")
+def etcd1_fixture(sandbox):
+    etcd = Etcd(sandbox, 1)
+    try:
+        yield etcd.start()
+    finally:
+        etcd.stop()
+
+
+@pytest.fixture(name="etcd3")
+def etcd3_fixture(sandbox):
+    etcd = Etcd(sandbox, 3)
+    try:
+        yield etcd.start()
+    finally:
+        etcd.stop()

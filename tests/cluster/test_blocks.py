@@ -7,7 +7,7 @@ import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 
-from etcdrun import PYTHON, REPO
+from etcdrun import PYTHON, REPO, etcd1_fixture, etcd3_fixture  # noqa: F401 (fixtures)
 
 DRIVER = os.path.join(os.path.dirname(__file__), "ipamdriver.py")
 ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PYTHONPATH": os.path.join(REPO, "lib")}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from etcdrun import py
+from etcdrun import etcd1_fixture, etcd3_fixture, py  # noqa: F401 (fixtures)
 
 CLIENT = """
 import sys, time

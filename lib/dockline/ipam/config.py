@@ -18,6 +18,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up; annotations only
 if TYPE_CHECKING:
+    from ..cluster.config import ClusterConfig
     from .ranges import IPAddress
 
 from ..cni.addr import parse_ip
@@ -35,7 +36,15 @@ _PATH_MAX = 4096
 
 
 class HostLocalConfig:
-    __slots__ = ("data_dir", "network", "range_sets", "requested", "resolv_conf", "routes")
+    __slots__ = (
+        "cluster",
+        "data_dir",
+        "network",
+        "range_sets",
+        "requested",
+        "resolv_conf",
+        "routes",
+    )
 
     def __init__(
         self,
@@ -45,7 +54,9 @@ class HostLocalConfig:
         data_dir: str,
         resolv_conf: str,
         requested: list[IPAddress],
+        cluster: ClusterConfig | None = None,
     ) -> None:
+        self.cluster = cluster  # cluster mode (dockline.cluster), None on one host
         self.network = network
         self.range_sets = range_sets
         self.routes = routes
@@ -185,4 +196,15 @@ def load(req: CmdArgs) -> HostLocalConfig:
         data_dir=data_dir(ipam),
         resolv_conf=resolv_conf_path(ipam),
         requested=requested_ips(req, env_ip),
+        cluster=cluster_config(req.config),
     )
+
+
+def cluster_config(config: dict) -> ClusterConfig | None:
+    """The network's ``cluster`` object, checked (code 7); the cluster
+    package is imported only when there is one."""
+    if config.get("cluster") is None:
+        return None
+    from ..cluster.config import parse
+
+    return parse(config["cluster"])

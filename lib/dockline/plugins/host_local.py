@@ -30,9 +30,14 @@ def validate_add(req: CmdArgs):
 
 def cmd_add(req: CmdArgs) -> dict:
     conf, dns = validate_add(req)
-    allocs = Allocator(_store(conf), conf.range_sets).allocate(
-        req.container_id, req.ifname, conf.requested
-    )
+    if conf.cluster is not None:  # cluster mode: blocks leased from etcd
+        from dockline.cluster import ipam as cluster_ipam
+
+        allocs = cluster_ipam.allocate(conf.cluster, conf, req.container_id, req.ifname)
+    else:
+        allocs = Allocator(_store(conf), conf.range_sets).allocate(
+            req.container_id, req.ifname, conf.requested
+        )
     return {"ips": [a.to_result_ip() for a in allocs], "routes": conf.routes, "dns": dns}
 
 
@@ -50,6 +55,15 @@ def cmd_del(req: CmdArgs) -> None:
         Allocator(DiskStore(req.network, data_dir), []).release(req.container_id, req.ifname)
     except UnsafeStore:
         return
+    _cluster_return_empty(req, data_dir)
+
+
+def _cluster_return_empty(req: CmdArgs, data_dir: str) -> None:
+    """Cluster mode: blocks left empty go back to etcd (never fails)."""
+    if req.config.get("cluster") is not None:
+        from dockline.cluster import ipam as cluster_ipam
+
+        cluster_ipam.return_empty(req.config, req.network, data_dir)
 
 
 def cmd_check(req: CmdArgs) -> None:
@@ -83,6 +97,7 @@ def cmd_gc(req: CmdArgs) -> None:
                 keep = Attachment(req.network, res.container_id, res.ifname) in valid
             if not keep:
                 store.release(res.ip)
+    _cluster_return_empty(req, data_dir)
 
 
 def cmd_status(req: CmdArgs) -> None:
@@ -99,6 +114,10 @@ def cmd_status(req: CmdArgs) -> None:
         raise CniError(
             NOT_AVAILABLE, "host-local: address store not usable", f"{exc.msg}: {exc.details}"
         ) from None
+    if conf.cluster is not None:  # etcd must answer: 50 otherwise
+        from dockline.cluster import ipam as cluster_ipam
+
+        cluster_ipam.status(conf.cluster, conf.network, conf.data_dir)
 
 
 # What dockline.launch (the executable) and the zygote serve.

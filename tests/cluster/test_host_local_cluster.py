@@ -1,0 +1,144 @@
+"""host-local in cluster mode, called as a runtime calls it, on two
+simulated hosts (a network namespace and a dataDir each) sharing etcd over
+an underlay."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import DOCKLINE_BIN, PluginRun
+from etcdrun import Etcd
+from multihost import SUBNET, make_hosts
+
+HOSTS = ("A", "B")
+
+
+def conf(endpoints, host, **cluster):
+    return {
+        "cniVersion": "1.1.0",
+        "name": "cnet",
+        "cluster": {"endpoints": endpoints, "timeout": 2, **cluster},
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{"subnet": SUBNET}], [{"subnet": "fd77::/64"}]],
+            "dataDir": f"/var/lib/cni/host{host}",
+        },
+    }
+
+
+def host_local(sandbox, host, command, config, cid="c1"):
+    env = {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": "/run/netns/none",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": str(DOCKLINE_BIN),
+    }
+    argv = ["ip", "netns", "exec", f"host{host}", str(DOCKLINE_BIN / "host-local")]
+    proc = sandbox.run(argv, input=json.dumps(config), env=env)
+    return PluginRun(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture
+def hosts(sandbox):
+    make_hosts(sandbox, HOSTS)
+    yield
+
+
+@pytest.fixture
+def etcd_ul3(sandbox, hosts):
+    """Three members on the underlay bridge's addresses."""
+    sandbox.sh("ip addr add 10.200.0.2/24 dev ul0; ip addr add 10.200.0.3/24 dev ul0")
+    etcd = Etcd(sandbox, addresses=["10.200.0.1", "10.200.0.2", "10.200.0.3"])
+    try:
+        yield etcd.start()
+    finally:
+        etcd.stop()
+
+
+def reservations(sandbox, host):
+    out = sandbox.sh(f"ls /var/lib/cni/host{host}/cnet 2>/dev/null", check=False).stdout
+    return sorted(n for n in out.split() if n[0].isdigit() or ":" in n)
+
+
+def test_2x32_parallel_adds_unique_with_a_member_stopped(sandbox, etcd_ul3):
+    endpoints = etcd_ul3.endpoints
+
+    def add(i):
+        host = HOSTS[i % 2]
+        return host_local(sandbox, host, "ADD", conf(endpoints, host, blockPrefix=29), f"c{i}")
+
+    with ThreadPoolExecutor(8) as pool:
+        first = list(pool.map(add, range(32)))
+        etcd_ul3.members[0].stop()  # mid-run: the others keep serving
+        rest = list(pool.map(add, range(32, 64)))
+    results = [r.ok().json for r in first + rest]
+    v4 = [r["ips"][0]["address"] for r in results]
+    v6 = [r["ips"][1]["address"] for r in results]
+    assert len(set(v4)) == 64 and len(set(v6)) == 64
+    assert all(a.endswith("/16") for a in v4) and all(a.endswith("/64") for a in v6)
+    assert len(reservations(sandbox, "A")) == len(reservations(sandbox, "B")) == 64
+    # Every address lies in a block its host holds, and no block is held twice.
+    held = {}
+    for host in HOSTS:
+        state = json.loads(
+            sandbox.sh(f"cat /var/lib/cni/host{host}/cnet/.dockline-cluster.json").stdout
+        )
+        for block in state["blocks"]:
+            assert block not in held
+            held[block] = host
+    for i, r in enumerate(results):
+        import ipaddress
+
+        ip = ipaddress.ip_interface(r["ips"][0]["address"]).ip
+        assert any(ip in ipaddress.ip_network(b) and h == HOSTS[i % 2] for b, h in held.items())
+
+    # DEL everything: every block goes back.
+    def delete(i):
+        host = HOSTS[i % 2]
+        return host_local(sandbox, host, "DEL", conf(endpoints, host), f"c{i}").ok()
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(delete, range(64)))
+    for host in HOSTS:
+        state = json.loads(
+            sandbox.sh(f"cat /var/lib/cni/host{host}/cnet/.dockline-cluster.json").stdout
+        )
+        assert state["blocks"] == [] and reservations(sandbox, host) == []
+
+
+def test_etcd_down_code_11_in_time_nothing_made_status_50(sandbox, hosts):
+    etcd = Etcd(sandbox, addresses=["10.200.0.1"])
+    etcd.start()
+    try:
+        endpoints = etcd.endpoints
+        host_local(sandbox, "A", "ADD", conf(endpoints, "A"), "c1").ok()
+        host_local(sandbox, "A", "STATUS", conf(endpoints, "A")).ok()
+    finally:
+        etcd.stop()
+    # A's held blocks still serve (its lease is fresh by its own clock).
+    assert host_local(sandbox, "A", "ADD", conf(endpoints, "A"), "c2").ok().json["ips"]
+    before = reservations(sandbox, "B")
+    t = time.monotonic()
+    run = host_local(sandbox, "B", "ADD", conf(endpoints, "B"), "c3")
+    took = time.monotonic() - t
+    assert run.code != 0 and run.json["code"] == 11, run.stdout
+    assert took < 2 + 1.5, took
+    assert reservations(sandbox, "B") == before == []
+    status = host_local(sandbox, "A", "STATUS", conf(endpoints, "A"))
+    assert status.code != 0 and status.json["code"] == 50, status.stdout
+    # DEL still succeeds (the block is returned by a later call).
+    host_local(sandbox, "A", "DEL", conf(endpoints, "A"), "c1").ok()
+    assert host_local(sandbox, "A", "DEL", conf(endpoints, "A"), "c2").ok()
+
+
+def test_bad_cluster_config_is_code_7_before_anything(sandbox, hosts):
+    bad = conf(["http://10.200.0.1:2379"], "A")
+    bad["cluster"]["prefix"] = "../escape"
+    run = host_local(sandbox, "A", "ADD", bad)
+    assert run.json["code"] == 7
+    assert sandbox.sh("ls -A /var/lib/cni", check=False).stdout.strip() == ""

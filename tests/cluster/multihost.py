@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 
 from etcdrun import PYTHON, REPO
 
@@ -107,7 +108,7 @@ def serve(sandbox, netns: str, body: str = "db says hi", port: int = 8080) -> No
         "    def log_message(self, *a): pass\n"
         f"http.server.HTTPServer(('0.0.0.0', {port}), H).handle_request()\n"
     )
-    sandbox.sh(f"ip netns exec {netns} {PYTHON} -c {json.dumps(code)} >/dev/null 2>&1 &")
+    sandbox.sh(f"ip netns exec {netns} {PYTHON} -c {shlex.quote(code)} >/dev/null 2>&1 &")
 
 
 def fetch(sandbox, netns: str, url: str) -> str:
@@ -117,3 +118,30 @@ def fetch(sandbox, netns: str, url: str) -> str:
         "2>/dev/null && break; sleep 0.1; done",
         check=False,
     ).stdout.strip()
+
+
+PING = """
+import socket, struct, sys, time
+dst = sys.argv[1]
+s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+s.settimeout(2)
+def csum(b):
+    t = sum(struct.unpack('!%dH' % (len(b) // 2), b))
+    t = (t >> 16) + (t & 0xffff)
+    return ~(t + (t >> 16)) & 0xffff
+hdr = struct.pack('!BBHHH', 8, 0, 0, 0x1d1, 1) + b'dockline'
+pkt = hdr[:2] + struct.pack('!H', csum(hdr)) + hdr[4:]
+s.sendto(pkt, (dst, 0))
+deadline = time.monotonic() + 2
+while time.monotonic() < deadline:
+    data, (src, _) = s.recvfrom(1500)
+    icmp = data[(data[0] & 15) * 4:]
+    if src == dst and icmp[0] == 0 and icmp[4:6] == b'\\x01\\xd1':
+        print('reply from', src); sys.exit(0)
+sys.exit(1)
+"""
+
+
+def ping(sandbox, netns: str, dst: str):
+    """One ICMP echo from ``netns`` (there is no ping(8) on the machine)."""
+    return sandbox.run(["ip", "netns", "exec", netns, PYTHON, "-c", PING, dst], timeout=10)

@@ -76,8 +76,11 @@ class ClusterNames:
     """The registry's cluster side for one plugin call.  ``strict``: etcd
     out of reach is an error (code 11) instead of a local-only registry."""
 
-    def __init__(self, conf: ClusterConfig, network: str, data_dir: str, strict: bool) -> None:
+    def __init__(
+        self, conf: ClusterConfig, network: str, data_dir: str, strict: bool, refresh: bool
+    ) -> None:
         self.conf = conf
+        self.refresh = refresh  # rewrite stale link lines whenever the registry is opened
         self.network = network
         self.data_dir = data_dir
         self.strict = strict

@@ -26,16 +26,15 @@ from __future__ import annotations
 import ipaddress
 
 from ..cni import jsonio
-from ..cni.errors import CniError
 from .blocks import block_key, block_of_key
-from .config import from_network
-from .etcd import Client, EtcdUnavailable
+from .etcd import Client, EtcdError, EtcdUnavailable
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
     from ..ipam.ranges import IPNetwork
+    from .config import ClusterConfig
 
 RTPROT_DOCKLINE = 211
 _AF_INET = 2
@@ -68,26 +67,19 @@ def wanted_routes(kvs: list[Any], local: str | None, subnets: list[IPNetwork]) -
 
 
 def sync(
-    config: dict[str, Any], network: str, host: Any, bridge: str, ips: list[dict[str, Any]]
+    cconf: ClusterConfig, network: str, host: Any, bridge: str, subnets: list[IPNetwork]
 ) -> None:
-    """Make the host's routes to other hosts' blocks of ``network`` match
-    etcd, and turn on proxy ARP on ``bridge``.  Best effort towards etcd:
-    unreachable, the routes stay as they were (the ADD was served from a
-    held block and is not failed for this)."""
-    try:
-        cconf = from_network(config)
-    except CniError:
-        return
-    if cconf is None:
-        return
-    subnets = [ipaddress.ip_interface(ip["address"]).network for ip in ips]
+    """Make the host's routes to other hosts' blocks of ``network`` (inside
+    ``subnets``) match etcd, and turn on proxy ARP on ``bridge``.  Best
+    effort towards etcd: unreachable, the routes stay as they were (an ADD
+    served from a held block is not failed for this)."""
     if not any(s.version == 4 for s in subnets):
         return
     try:
         with Client(cconf) as client:
             kvs = client.get_prefix(block_key(cconf, network))
             local = client.local_address
-    except EtcdUnavailable:
+    except (EtcdUnavailable, EtcdError):
         return
     wanted = wanted_routes(kvs, local, subnets)
     for route in host.list_routes(family=_AF_INET):

@@ -27,11 +27,23 @@ from ..cni.errors import INVALID_CONFIG, CniError
 from ..filelock import FileLock, open_regular
 from ..ipam.disk import DEFAULT_DATA_DIR
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..cluster.names import ClusterNames
+
 FILE = ".dockline-names.json"
 LOCK = ".dockline-names.lock"
 TMP = FILE + ".tmp"  # one name: writers hold LOCK
 VERSION = 2
 _MAX_SIZE = 16 << 20
+
+# --- cluster mode ------------------------------------------------------------
+# Set by dockline.cluster.bridge for one plugin call when the network spans
+# hosts: the registry then also holds other hosts' entries (keys starting
+# with "@"), read from etcd after the file, and publishes this host's own
+# after writing the file, which keeps only them.  None on a single host.
+cluster: ClusterNames | None = None
+# -----------------------------------------------------------------------------
 
 
 def data_dir_problem(data_dir) -> str | None:
@@ -61,6 +73,8 @@ class Registry:
     def exists(self) -> bool:
         """Whether anything was ever registered on the network (DEL and GC
         need not take the lock otherwise)."""
+        if cluster is not None:
+            return True  # other hosts' entries are in etcd
         for name in (FILE, TMP):  # (a first writer killed mid-write left only TMP)
             try:
                 os.lstat(os.path.join(self.dir, name))
@@ -77,6 +91,10 @@ class Registry:
             except FileNotFoundError:
                 pass
             self._load()
+            if cluster is not None:
+                cluster.merge(self)
+                if cluster.refresh:
+                    cluster.refresh_lines(self)
         except BaseException:
             self._lock.__exit__()
             raise
@@ -120,7 +138,11 @@ class Registry:
         # left is replaced by the next one instead of piling up.
         tmp = os.path.join(self.dir, TMP)
         data = jsonio.dumps(
-            {"version": VERSION, "seq": self.seq, "attachments": self.entries}
+            {
+                "version": VERSION,
+                "seq": self.seq,
+                "attachments": self.entries if cluster is None else cluster.local(self.entries),
+            }
         ).encode()
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         try:
@@ -135,6 +157,8 @@ class Registry:
         finally:
             os.close(fd)
         os.rename(tmp, path)
+        if cluster is not None:
+            cluster.publish(self)
 
     def put(self, key: str, entry: dict) -> None:
         self.seq += 1

@@ -377,7 +377,17 @@ def _result(add: _Add) -> dict:
     return result
 
 
-ADD_PHASES = (_interfaces, _addresses, _firewall, _names)
+def _cluster_routes(add: _Add) -> None:
+    """Cluster mode: routes to the other hosts' blocks (dockline.cluster)."""
+    if add.req.config.get("cluster") is not None:
+        from dockline.cluster import bridge as cluster_bridge
+
+        cluster_bridge.add_routes(
+            add.req.config, add.req.network, add.host, add.conf.bridge, add.result["ips"]
+        )
+
+
+ADD_PHASES = (_interfaces, _addresses, _cluster_routes, _firewall, _names)
 
 
 def _data_dir(req: CmdArgs) -> str:
@@ -651,6 +661,29 @@ def cmd_status(req: CmdArgs) -> None:
         delegate.run(req, conf.ipam_type, "STATUS")
 
 
+def _cluster_aware(handler):
+    """Cluster mode (a ``cluster`` object in the config): the call runs with
+    the name registry shared through etcd (dockline.cluster.bridge)."""
+
+    def run(req: CmdArgs):
+        if req.config.get("cluster") is None:
+            return handler(req)
+        from dockline.cluster import bridge as cluster_bridge
+
+        return cluster_bridge.run(handler, req, _data_dir(req))
+
+    return run
+
+
 # What dockline.launch (the executable) and the zygote serve.
-HANDLERS = {"ADD": cmd_add, "DEL": cmd_del, "CHECK": cmd_check, "GC": cmd_gc, "STATUS": cmd_status}
+HANDLERS = {
+    name: _cluster_aware(handler)
+    for name, handler in (
+        ("ADD", cmd_add),
+        ("DEL", cmd_del),
+        ("CHECK", cmd_check),
+        ("GC", cmd_gc),
+        ("STATUS", cmd_status),
+    )
+}
 ABOUT = "dockline bridge"

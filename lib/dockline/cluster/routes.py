@@ -24,6 +24,7 @@ etcd prefix can point a block of the cluster subnet at any host.
 from __future__ import annotations
 
 import ipaddress
+import sys
 
 from ..cni import jsonio
 from .blocks import block_key, block_of_key
@@ -92,5 +93,8 @@ def sync(
         else:
             host.del_route(route.dst, gateway=route.gateway, missing_ok=True)
     for block, hop in sorted(wanted.items()):
-        host.add_route(block, gateway=hop, proto=RTPROT_DOCKLINE, replace=True)
+        try:
+            host.add_route(block, gateway=hop, proto=RTPROT_DOCKLINE, replace=True)
+        except OSError as exc:  # e.g. a next hop not on this host's underlay
+            sys.stderr.write(f"dockline cluster: no route to {block} via {hop}: {exc}\n")
     host.sysctl_set(f"net/ipv4/conf/{bridge}/proxy_arp", 1)

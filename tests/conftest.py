@@ -1,72 +1,19 @@
-"""Shared fixtures: a private sandbox per test and a way to call plugins
-exactly as a runtime does (stripped environment, config on stdin)."""
+"""Shared fixtures: a private sandbox per test, the launchers, a check that
+the host is left as it was.  Plain helpers (calling a plugin as a runtime
+does, the paths of what is tested) are in tests/helpers."""
 
 from __future__ import annotations
 
-import json
 import os
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
+# The names marked F401 are here only for test modules that still say
+# `from conftest import ...` (a transition: tests import them from helpers).
+from helpers.cni import PluginRun, call_plugin  # noqa: F401
+from helpers.paths import DOCKLINE_BIN, HOOKS_BIN, REFERENCE_BIN, REPO, VENV_PYTHON  # noqa: F401
 from sandbox import PRIVATE_DIRS, Sandbox, SandboxLeak
-
-REPO = Path(__file__).resolve().parent.parent
-# Launchers written by install.sh (scripts/test runs `DOCKLINE_EXTRAS=test ./install.sh`
-# first; DOCKLINE_CNI_BIN points elsewhere).
-DOCKLINE_BIN = Path(os.environ.get("DOCKLINE_CNI_BIN", REPO / ".build" / "cni-bin"))
-REFERENCE_BIN = Path("/usr/lib/cni")
-VENV_PYTHON = Path(os.environ.get("DOCKLINE_PYTHON", REPO / ".venv" / "bin" / "python3"))
-
-
-@dataclass
-class PluginRun:
-    code: int
-    stdout: str
-    stderr: str
-
-    @property
-    def json(self):
-        return json.loads(self.stdout) if self.stdout.strip() else None
-
-    def ok(self) -> PluginRun:
-        assert self.code == 0, f"plugin failed ({self.code}): {self.stdout} {self.stderr}"
-        return self
-
-
-def call_plugin(
-    sandbox: Sandbox,
-    binary: Path | str,
-    command: str,
-    config,
-    *,
-    containerid: str | None = "c1",
-    netns: str | None = "/run/netns/none",
-    ifname: str | None = "eth0",
-    args: str | None = None,
-    path: str | None = None,
-    extra_env: dict | None = None,
-) -> PluginRun:
-    """Invoke a CNI plugin inside the sandbox with only PATH and CNI_*."""
-    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "CNI_COMMAND": command}
-    for key, value in (
-        ("CNI_CONTAINERID", containerid),
-        ("CNI_NETNS", netns),
-        ("CNI_IFNAME", ifname),
-        ("CNI_ARGS", args),
-    ):
-        if value is not None:
-            env[key] = value
-    env["CNI_PATH"] = path if path is not None else str(Path(binary).parent)
-    env.update(extra_env or {})
-    stdin = config if isinstance(config, (str, bytes)) else json.dumps(config)
-    proc = sandbox.run([str(binary)], input=stdin, env=env)
-    out = proc.stdout.decode() if isinstance(proc.stdout, bytes) else proc.stdout
-    err = proc.stderr.decode() if isinstance(proc.stderr, bytes) else proc.stderr
-    return PluginRun(proc.returncode, out, err)
 
 
 @pytest.fixture
@@ -157,9 +104,6 @@ def dockline_bin() -> Path:
             "(or scripts/test, which does) first"
         )
     return DOCKLINE_BIN
-
-
-HOOKS_BIN = REPO / ".build" / "cni-bin-hooks"
 
 
 @pytest.fixture(scope="session")

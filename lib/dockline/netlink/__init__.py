@@ -42,7 +42,25 @@ _EXPORTS = {
     "RtnlRequest": "rtnl",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = [  # literal, so linters and type checkers see the re-exports
+    "Address",
+    "Batch",
+    "Link",
+    "LinkRef",
+    "NetlinkError",
+    "Netns",
+    "NetnsError",
+    "Route",
+    "RtnlRequest",
+    "RtnlSocket",
+    "check_netns",
+    "current_netns",
+    "open_netns",
+    "parse_cidr",
+    "sysctl_get",
+    "sysctl_path",
+    "sysctl_set",
+]
 
 if TYPE_CHECKING:
     from .addrs import Address, parse_cidr
@@ -54,7 +72,7 @@ if TYPE_CHECKING:
     from .sysctl import sysctl_get, sysctl_path, sysctl_set
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

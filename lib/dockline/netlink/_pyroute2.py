@@ -22,8 +22,15 @@ from __future__ import annotations
 
 import sys
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
-def _import_messages():
+    # pyroute2 has no type information: its message classes are Any here.
+    Messages = tuple[Any, Any, Any]
+
+
+def _import_messages() -> Messages:
     from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
     from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
     from pyroute2.netlink.rtnl.rtmsg import rtmsg
@@ -31,30 +38,30 @@ def _import_messages():
     return ifinfmsg, ifaddrmsg, rtmsg
 
 
-def _load_without_package_init():
+def _load_without_package_init() -> Messages:
     import importlib.util
 
     spec = importlib.util.find_spec("pyroute2")
     if spec is None or spec.loader is None or not spec.submodule_search_locations:
         raise ImportError("pyroute2 is not on sys.path")
+    loader = spec.loader
     package = importlib.util.module_from_spec(spec)
 
-    def finish_package_init(name: str):
+    def finish_package_init(name: str) -> object:
         # Someone wants more of pyroute2 than the message classes: run the
         # real __init__ now, in the module object everybody already holds.
         del package.__dict__["__getattr__"]
-        spec.loader.exec_module(package)
+        loader.exec_module(package)
         return getattr(package, name)
 
-    package.__getattr__ = finish_package_init
+    # (through __dict__: module attributes a type checker cannot know)
+    package.__dict__["__getattr__"] = finish_package_init
     config = type(sys)("pyroute2.config")
-    config.AF_BRIDGE = 7
-    config.data_plugins_pkgs = ()
-    config.data_plugins_path = ()
+    config.__dict__.update(AF_BRIDGE=7, data_plugins_pkgs=(), data_plugins_path=())
 
     sys.modules["pyroute2"] = package
     sys.modules["pyroute2.config"] = config
-    package.config = config
+    package.__dict__["config"] = config
     try:
         return _import_messages()
     except BaseException:
@@ -65,10 +72,10 @@ def _load_without_package_init():
         if sys.modules.get("pyroute2.config") is config:
             del sys.modules["pyroute2.config"]
         if package.__dict__.get("config") is config:
-            del package.config
+            del package.__dict__["config"]
 
 
-def _load():
+def _load() -> Messages:
     if "pyroute2" not in sys.modules:
         try:
             return _load_without_package_init()

@@ -17,7 +17,8 @@ IFA_F_NOPREFIXROUTE = 0x200
 
 
 class Address(NamedTuple):
-    index: int
+    # the kernel's name for the field; it shadows tuple.index, unused here
+    index: int  # type: ignore[assignment]
     family: int
     address: str
     prefixlen: int

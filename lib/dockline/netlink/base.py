@@ -2,7 +2,7 @@
 requests (now, or later as part of a batch), and link-name resolution."""
 
 from errno import ENODEV
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 from ._pyroute2 import ifinfmsg
 from .errors import NetlinkError
@@ -16,7 +16,8 @@ IFLA_EXT_MASK_SKIP_STATS = 1 << 3  # RTEXT_FILTER_SKIP_STATS
 class Link(NamedTuple):
     """A network interface as the kernel reports it."""
 
-    index: int
+    # the kernel's name for the field; it shadows tuple.index, unused here
+    index: int  # type: ignore[assignment]
     name: str
     kind: str | None  # 'bridge', 'veth', ... (None: no rtnl_link_ops, e.g. lo)
     mac: str | None  # 'aa:bb:cc:dd:ee:ff'
@@ -32,7 +33,7 @@ class Link(NamedTuple):
         return bool(self.flags & IFF_UP)
 
 
-LinkRef = Union[Link, int, str]
+LinkRef = Link | int | str
 """A link given as a Link, an ifindex, or an interface name."""
 
 
@@ -100,4 +101,5 @@ class OpsBase:
         result = self._rtnl.execute([get_link_request(ref)])[0]
         if not result.replies:
             raise NetlinkError(ENODEV, f"link {ref!r} not found")
-        return result.replies[0]["index"]
+        index: int = result.replies[0]["index"]
+        return index

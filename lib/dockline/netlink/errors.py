@@ -13,15 +13,17 @@ class NetlinkError(OSError):
     includes the kernel's extended-ack text when it sent one.
     """
 
-    def __init__(self, errno: int, message: str) -> None:
+    # errno may be None only when copied from an OSError that had none
+    # (never for the syscalls wrapped here): OSError's own type says so.
+    def __init__(self, errno: int | None, message: str) -> None:
         super().__init__(errno, message)
 
     @property
     def message(self) -> str:
-        return self.strerror
+        return self.strerror or ""
 
     def __str__(self) -> str:
-        return self.strerror
+        return self.strerror or ""
 
     @classmethod
     def from_errno(cls, errno: int, what: str, detail: str | None = None) -> NetlinkError:

@@ -4,9 +4,8 @@ bridge VLAN entries."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from errno import EEXIST, EINVAL, ENODEV, ENOENT
-from typing import TYPE_CHECKING
 
 from ._pyroute2 import ifinfmsg
 from .base import (
@@ -33,8 +32,13 @@ from .rtnl import (
     RtnlRequest,
 )
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
     from .netns import Netns
+
+    T = TypeVar("T")
 
 __all__ = ["Link", "LinkOps", "LinkRef", "LinkWriteOps"]
 
@@ -53,12 +57,12 @@ def random_mac() -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
 
-def _optional(**attrs) -> list[tuple[str, object]]:
+def _optional(**attrs: T | None) -> list[tuple[str, T]]:
     """NLA list of the given attributes that are not None."""
     return [(name, value) for name, value in attrs.items() if value is not None]
 
 
-def _set_flags(msg, flags: int, change: int) -> None:
+def _set_flags(msg: Any, flags: int, change: int) -> None:
     msg["flags"] = flags
     msg["change"] = change
 
@@ -186,7 +190,9 @@ class LinkWriteOps(OpsBase):
         tolerate: frozenset[int],
     ) -> RtnlRequest:
         vids = [vids] if isinstance(vids, int) else list(vids)
-        spec: list = [("IFLA_BRIDGE_FLAGS", BRIDGE_FLAGS_SELF)] if bridge_self else []
+        spec: list[tuple[str, object]] = (
+            [("IFLA_BRIDGE_FLAGS", BRIDGE_FLAGS_SELF)] if bridge_self else []
+        )
         spec += [("IFLA_BRIDGE_VLAN_INFO", {"flags": flags, "vid": vid}) for vid in vids]
         msg = link_msg(self._ifindex(link), family=AF_BRIDGE)
         msg["attrs"].append(("IFLA_AF_SPEC", {"attrs": spec}, NLA_F_NESTED))
@@ -196,7 +202,9 @@ class LinkWriteOps(OpsBase):
 class LinkOps(LinkWriteOps):
     """Link reads and multi-step operations (not batchable)."""
 
-    fd: int  # of the netns; provided by Netns
+    # provided by Netns, the one class that mixes this in
+    fd: int  # of the netns
+    sysctl_set: Callable[[str, str | int], None]
 
     def get_link(self, link: LinkRef) -> Link | None:
         """The link ``link`` (name or ifindex), or None if there is none."""
@@ -286,7 +294,7 @@ class LinkOps(LinkWriteOps):
         conf = f"net/ipv6/conf/{link.name}/accept_dad"
         if os.path.exists("/proc/sys/" + conf):
             try:
-                self.sysctl_set(conf, 0)  # type: ignore[attr-defined]
+                self.sysctl_set(conf, 0)
             except OSError:
                 pass  # IPv6 disabled or sysctl read-only: just slower
         up = link_msg(link.index)
@@ -316,8 +324,10 @@ class LinkOps(LinkWriteOps):
         ``master`` enslaves this end in the same request: it is never
         seen, nor left behind by a killed caller, outside its bridge.
         """
-        peer_ns = peer_ns if peer_ns is not None else self
-        foreign = peer_ns is not self
+        if peer_ns is self:
+            peer_ns = None
+        peer_fd = peer_ns.fd if peer_ns is not None else None
+        run_in_peer_ns = peer_ns.execute if peer_ns is not None else self._rtnl.execute
         for _ in range(VETH_NAME_TRIES):
             pname = peer_name or "veth" + os.urandom(4).hex()
             peer = {
@@ -328,7 +338,7 @@ class LinkOps(LinkWriteOps):
                     IFLA_IFNAME=pname,
                     IFLA_MTU=mtu,
                     IFLA_ADDRESS=peer_mac,
-                    IFLA_NET_NS_FD=peer_ns.fd if foreign else None,
+                    IFLA_NET_NS_FD=peer_fd,
                 ),
             }
             msg = link_msg(name)
@@ -368,7 +378,7 @@ class LinkOps(LinkWriteOps):
                 up_msg = link_msg(pname)
                 _set_flags(up_msg, IFF_UP, IFF_UP)
                 peer_requests.insert(0, RtnlRequest(RTM_SETLINK, 0, up_msg, f"set {pname} up"))
-            remote = link_from_result(peer_ns._rtnl.execute(peer_requests)[-1])
+            remote = link_from_result(run_in_peer_ns(peer_requests)[-1])
             if local is None or remote is None:
                 raise NetlinkError(ENODEV, f"veth {name}/{pname} vanished right after creation")
             return local, remote
@@ -391,9 +401,9 @@ class LinkOps(LinkWriteOps):
         return entries
 
 
-def _bridge_linkinfo(vlan_filtering: bool | None) -> tuple[str, dict]:
+def _bridge_linkinfo(vlan_filtering: bool | None) -> tuple[str, dict[str, object]]:
     # A new list every time: pyroute2 rewrites attribute lists while encoding.
-    info: list = [("IFLA_INFO_KIND", "bridge")]
+    info: list[tuple[str, object]] = [("IFLA_INFO_KIND", "bridge")]
     if vlan_filtering is not None:
         info.append(
             ("IFLA_INFO_DATA", {"attrs": [("IFLA_BR_VLAN_FILTERING", int(vlan_filtering))]})
@@ -401,7 +411,7 @@ def _bridge_linkinfo(vlan_filtering: bool | None) -> tuple[str, dict]:
     return ("IFLA_LINKINFO", {"attrs": info})
 
 
-def _bridge_vlan_filtering(msg) -> bool | None:
+def _bridge_vlan_filtering(msg: Any) -> bool | None:
     info = msg.get_attr("IFLA_LINKINFO")
     data = info.get_attr("IFLA_INFO_DATA") if info is not None else None
     value = data.get_attr("IFLA_BR_VLAN_FILTERING") if data is not None else None

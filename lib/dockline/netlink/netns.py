@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from errno import EINVAL, ENOENT
 
 from .addrs import AddressOps, AddressWriteOps
 from .errors import NetlinkError, NetnsError
 from .interfaces import LinkOps, LinkWriteOps
 from .routes import RouteOps, RouteWriteOps
-from .rtnl import RtnlRequest, RtnlSocket
+from .rtnl import Result, RtnlRequest, RtnlSocket
 from .sysctl import sysctl_get, sysctl_set
 
 __all__ = ["Batch", "Netns", "check_netns", "current_netns", "open_netns"]
@@ -60,7 +60,7 @@ class Batch(LinkWriteOps, AddressWriteOps, RouteWriteOps):
     def __enter__(self) -> Batch:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         if exc_type is None:
             self.commit()
         else:
@@ -89,11 +89,17 @@ class Netns(LinkOps, AddressOps, RouteOps):
     def __enter__(self) -> Netns:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _submit(self, request: RtnlRequest) -> None:
         self._rtnl.execute([request])
+
+    def execute(self, requests: Sequence[RtnlRequest]) -> list[Result]:
+        """Run requests built by the caller in this netns, now and in one
+        sendmsg, with their results (RtnlSocket.execute): what a peer of
+        another Netns uses, e.g. to read a veth end it just created here."""
+        return self._rtnl.execute(requests)
 
     def batch(self) -> Batch:
         """``with ns.batch() as b: b.add_address(...); b.add_route(...)``"""
@@ -194,15 +200,18 @@ def _entered(fd: int, path: str) -> Iterator[None]:
             try:
                 _setns(home)
             except OSError as e:  # we would go on in the wrong namespace
-                raise NetlinkError(e.errno, f"cannot return from netns {path!r}: {e.strerror}")
+                raise NetlinkError(
+                    e.errno, f"cannot return from netns {path!r}: {e.strerror}"
+                ) from None
     finally:
         os.close(home)
 
 
-_libc_setns: list = []  # (setns, get_errno), loaded once per process
+# (setns, get_errno), loaded once per process
+_libc_setns: list[tuple[Callable[[int, int], int], Callable[[], int]]] = []
 
 
-def libc_setns():
+def libc_setns() -> tuple[Callable[[int, int], int], Callable[[], int]]:
     """libc's setns through ctypes (Python < 3.12 has no os.setns); loading
     ctypes costs ~2 ms, so a warm zygote does it once for all its children."""
     if not _libc_setns:

@@ -66,7 +66,7 @@ class RtnlRequest(NamedTuple):
 
 class Result(NamedTuple):
     error: int  # 0 or a positive errno
-    replies: list  # decoded pyroute2 messages (gets and dumps)
+    replies: list[Any]  # decoded pyroute2 messages (gets and dumps)
 
 
 class _Pending:
@@ -133,7 +133,7 @@ class RtnlSocket:
     def request(self, request: RtnlRequest) -> Result:
         return self.execute([request])[0]
 
-    def dump(self, request: RtnlRequest) -> list:
+    def dump(self, request: RtnlRequest) -> list[Any]:
         """Run a dump request; restart it if the kernel flags it as
         interrupted (the table changed while it was being read)."""
         for _ in range(_DUMP_RETRIES):
@@ -173,7 +173,7 @@ class RtnlSocket:
                     if entry is not None:
                         if flags & NLM_F_DUMP_INTR:
                             entry.interrupted = True
-                        if msg_type == NLMSG_ERROR or msg_type == NLMSG_DONE:
+                        if msg_type in (NLMSG_ERROR, NLMSG_DONE):
                             code = -_ERRNO.unpack_from(buf, offset + 16)[0] if length >= 20 else 0
                             if code > 0:
                                 entry.error = code
@@ -189,10 +189,11 @@ def _encode(msg: Any, msg_type: int, flags: int, seq: int) -> bytes:
     msg.reset()  # a dump being retried is encoded again: start from an empty buffer
     msg["header"] = {"type": msg_type, "flags": flags, "sequence_number": seq, "pid": 0}
     msg.encode()
-    return msg.data
+    data: bytes = msg.data
+    return data
 
 
-def _decode(template: Any, replies: list[bytes]) -> list:
+def _decode(template: Any, replies: list[bytes]) -> list[Any]:
     """Decode raw replies with the class of the request message
     (attributes are decoded lazily by pyroute2, on access)."""
     cls = type(template)

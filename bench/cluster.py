@@ -115,13 +115,13 @@ def main() -> None:
         confs = {name: config(name, args.ipam_only) for name in NETS}
         for name in ("single", "cluster"):
             for i in range(args.containers):
-                cid = f"{name[:2]}-fill-{i}"
+                cid = f"{name}-fill-{i}"
                 call(confs[name], "ADD", cid, netns(cid, args.ipam_only))
         times = {n: {"ADD": [], "DEL": []} for n in NETS}
         for r in range(args.rounds):
             order = list(NETS) if r % 2 == 0 else list(reversed(NETS))
             for name in order:
-                cid = f"{name[:2]}-bench-{r}"
+                cid = f"{name}-bench-{r}"
                 path = netns(cid, args.ipam_only)
                 times[name]["ADD"].append(call(confs[name], "ADD", cid, path))
                 times[name]["DEL"].append(call(confs[name], "DEL", cid, path))

@@ -23,7 +23,10 @@ PYTHON = os.path.join(REPO, ".venv", "bin", "python3")
 
 
 class Member:
-    def __init__(self, sandbox, name: str, address: str, initial_cluster: str) -> None:
+    def __init__(
+        self, sandbox, name: str, address: str, initial_cluster: str, tls: dict | None = None
+    ) -> None:
+        self.tls = tls  # {"ca", "cert", "key"}: https for clients, client certificates required
         self.sandbox = sandbox
         self.name = name
         self.address = address
@@ -33,7 +36,7 @@ class Member:
 
     @property
     def url(self) -> str:
-        return f"http://{self.address}:2379"
+        return f"{'https' if self.tls else 'http'}://{self.address}:2379"
 
     def start(self, state: str = "new") -> None:
         data = f"/var/lib/cni/etcd/{self.name}"
@@ -55,6 +58,13 @@ class Member:
             "--heartbeat-interval", "50",
             "--election-timeout", "500",
         ]  # fmt: skip
+        if self.tls:
+            argv += [
+                "--cert-file", self.tls["cert"],
+                "--key-file", self.tls["key"],
+                "--trusted-ca-file", self.tls["ca"],
+                "--client-cert-auth",
+            ]  # fmt: skip
         self.proc = subprocess.Popen(
             self.sandbox.nsenter() + argv,
             stdin=subprocess.DEVNULL,

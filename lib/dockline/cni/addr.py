@@ -24,18 +24,17 @@ from .errors import INVALID_CONFIG, CniError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ipaddress
-    from typing import Union
 
-    IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-    IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
-    IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+    IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+    IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+    IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # The longest IPv6 text ("ffff:...:255.255.255.255/128") is 49 characters.
 _MAX_TEXT = 64
 _ALLOWED = frozenset("0123456789abcdefABCDEF.:/")
 
 
-def _checked_text(text, what: str, code: int) -> str:
+def _checked_text(text: object, what: str, code: int) -> str:
     if not isinstance(text, str):
         raise CniError(code, f"invalid {what}", f"{text!r} is not a string")
     if "%" in text:
@@ -64,7 +63,9 @@ def _prefix(text: str, ip: IPAddress, what: str, code: int) -> int:
     return int(text)
 
 
-def parse_ip(text, what: str, code: int = INVALID_CONFIG, *, prefix_ok: bool = False) -> IPAddress:
+def parse_ip(
+    text: object, what: str, code: int = INVALID_CONFIG, *, prefix_ok: bool = False
+) -> IPAddress:
     """An address; with ``prefix_ok`` also ``address/prefix``, of which the
     address is kept (requested IPs may be written either way)."""
     text = _checked_text(text, what, code)
@@ -77,7 +78,7 @@ def parse_ip(text, what: str, code: int = INVALID_CONFIG, *, prefix_ok: bool = F
     return _address(text, what, code)
 
 
-def parse_interface(text, what: str, code: int = INVALID_CONFIG) -> IPInterface:
+def parse_interface(text: object, what: str, code: int = INVALID_CONFIG) -> IPInterface:
     """``address/prefix`` (host bits kept), as Go's net.ParseCIDR reads it.
     An IPv4-mapped address with prefix >= 96 is the IPv4 address with
     prefix - 96, which is how Go prints such a net.IPNet."""
@@ -105,12 +106,12 @@ def parse_interface(text, what: str, code: int = INVALID_CONFIG) -> IPInterface:
     return ipaddress.ip_interface((ip, prefix))
 
 
-def parse_network(text, what: str, code: int = INVALID_CONFIG) -> IPNetwork:
+def parse_network(text: object, what: str, code: int = INVALID_CONFIG) -> IPNetwork:
     """A network: ``address/prefix`` with the host bits zero."""
     iface = parse_interface(text, what, code)
     if iface.ip != iface.network.network_address:
         raise CniError(code, f"invalid {what}", f"{text!r} has host bits set")
-    if ":" in text and iface.version == 4:
+    if ":" in str(text) and iface.version == 4:  # (text is a str once parsed)
         # Go keeps an IPv4-mapped network 16 bytes long and the reference
         # refuses it (mask/address version mismatch): so do we.
         raise CniError(code, f"invalid {what}", f"{text!r}: IPv4-mapped networks are not allowed")
@@ -123,7 +124,7 @@ def render_interface(iface: IPInterface) -> str:
     return f"{iface.ip}/{iface.network.prefixlen}"
 
 
-def parse_int(value, what: str, low: int, high: int, code: int = INVALID_CONFIG) -> int:
+def parse_int(value: object, what: str, low: int, high: int, code: int = INVALID_CONFIG) -> int:
     """A JSON integer in [low, high]: not a bool, not a float, not huge."""
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
         raise CniError(code, f"invalid {what}", f"{value!r} is not an integer in {low}..{high}")

@@ -17,7 +17,10 @@ from .errors import DECODE_FAILURE, INTERNAL, INVALID_CONFIG, CniError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .skel import CmdArgs
+    from types import ModuleType
+
+    from .jsonio import JSONObject
+    from .skel import CmdArgs, Handler
 
 
 def find(plugin_type: str, path: list[str]) -> str:
@@ -34,7 +37,7 @@ def find(plugin_type: str, path: list[str]) -> str:
     )
 
 
-def _own_module(exe: str, plugin_type: str) -> object | None:
+def _own_module(exe: str, plugin_type: str) -> ModuleType | None:
     """The plugin module when ``exe`` is this installation's own launcher
     for ``plugin_type`` (a declared fact: ``dockline.plugins.TYPES`` and
     the launcher's exact text), else None."""
@@ -47,15 +50,15 @@ def _own_module(exe: str, plugin_type: str) -> object | None:
     return __import__(name, fromlist=["HANDLERS"])
 
 
-def _in_process(module: object, req: CmdArgs, command: str) -> dict | None:
-    handler = module.HANDLERS.get(command)  # type: ignore[attr-defined]
+def _in_process(module: ModuleType, req: CmdArgs, command: str) -> JSONObject | None:
+    handlers: dict[str, Handler] = module.HANDLERS
+    handler = handlers.get(command)
     if handler is None:
         return None
-    result: dict | None = handler(req.for_command(command))
-    return result
+    return handler(req.for_command(command))
 
 
-def _external(exe: str, req: CmdArgs, command: str):
+def _external(exe: str, req: CmdArgs, command: str) -> JSONObject | None:
     from .. import proc
 
     env = dict(os.environ)
@@ -97,7 +100,7 @@ def validate_add(req: CmdArgs, plugin_type: str) -> None:
         check(req.for_command("ADD"))
 
 
-def run(req: CmdArgs, plugin_type: str, command: str) -> dict | None:
+def run(req: CmdArgs, plugin_type: str, command: str) -> JSONObject | None:
     """Run ``command`` on the delegate; the ADD result in internal form."""
     exe = find(plugin_type, req.path)
     own = _own_module(exe, plugin_type)

@@ -8,6 +8,10 @@ stdout.
 
 from __future__ import annotations
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .jsonio import JSONObject
+
 # Codes from the CNI spec (SPEC.md, "Error").
 INCOMPATIBLE_VERSION = 1
 UNSUPPORTED_FIELD = 2
@@ -36,7 +40,7 @@ class CniError(Exception):
         self.msg = msg
         self.details = details
 
-    def to_dict(self, cni_version: str) -> dict:
+    def to_dict(self, cni_version: str) -> JSONObject:
         return {
             "cniVersion": cni_version,
             "code": self.code,

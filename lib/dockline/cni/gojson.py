@@ -18,13 +18,15 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from .jsonio import JSONObject
 
-def fold_fields(obj: dict, fields: Iterable[str]) -> dict:
+
+def fold_fields(obj: JSONObject, fields: Iterable[str]) -> JSONObject:
     """``obj`` with every key that names one of ``fields`` (ignoring case)
     renamed to that field.  ``obj`` itself is left unchanged."""
     exact = set(fields)
     folded = {name.lower(): name for name in exact}
-    out: dict = {}
+    out: JSONObject = {}
     for key, value in obj.items():
         if isinstance(key, str) and key not in exact:
             key = folded.get(key.lower(), key)

@@ -11,6 +11,13 @@ from __future__ import annotations
 
 import _json
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
+
+    # A JSON object as decoded: its values are checked where they are used.
+    JSONObject = dict[str, Any]
+
 
 class DecodeError(ValueError):
     """Malformed JSON; ``pos`` is the character offset of the problem."""
@@ -20,7 +27,7 @@ class DecodeError(ValueError):
         self.pos = pos
 
 
-def _refuse_constant(name: str):
+def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not valid JSON")
 
 
@@ -43,19 +50,21 @@ class _DecoderContext:
     parse_float = staticmethod(_finite_float)
     parse_int = int
     parse_constant = staticmethod(_refuse_constant)
-    memo: dict = {}
+    memo: dict[str, str] = {}  # noqa: RUF012  (_json's scanner reads it as an attribute)
 
 
 _WHITESPACE = " \t\n\r"
 
 
-def loads(text: str | bytes):
+def loads(text: str | bytes) -> Any:
+    """The JSON value of ``text`` (any JSON type: callers check the shape)."""
     if isinstance(text, (bytes, bytearray)):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise DecodeError("input is not UTF-8", exc.start) from None
-    scan = _json.make_scanner(_DecoderContext)
+    # (the scanner only reads the context's attributes; typeshed wants a JSONDecoder)
+    scan = _json.make_scanner(_DecoderContext)  # type: ignore[arg-type]
     end = len(text)
     pos = 0
     while pos < end and text[pos] in _WHITESPACE:
@@ -90,7 +99,7 @@ def loads(text: str | bytes):
     return value
 
 
-def _has_lone_surrogate(value) -> bool:
+def _has_lone_surrogate(value: object) -> bool:
     stack = [value]
     while stack:
         item = stack.pop()
@@ -107,9 +116,19 @@ def _has_lone_surrogate(value) -> bool:
     return False
 
 
-def dumps(value) -> str:
+def dumps(value: object) -> str:
     """Compact JSON; non-ASCII stays UTF-8, as Go's encoder writes it."""
+    # no markers dict: like json.dumps(check_circular=False); no default: only
+    # JSON types are ever written
     encode = _json.make_encoder(
-        None, None, _json.encode_basestring, None, ":", ",", False, False, False
+        None,
+        None,  # type: ignore[arg-type]
+        _json.encode_basestring,
+        None,
+        ":",
+        ",",
+        False,
+        False,
+        False,
     )
     return "".join(encode(value, 0))

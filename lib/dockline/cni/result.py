@@ -13,6 +13,12 @@ from .errors import DECODE_FAILURE, INCOMPATIBLE_VERSION, INVALID_CONFIG, CniErr
 from .gojson import fold_fields
 from .version import SUPPORTED, at_least
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from .jsonio import JSONObject
+
 _IFACE_KEYS_1_0 = ("name", "mac", "sandbox")
 _IFACE_KEYS_1_1 = ("name", "mac", "mtu", "sandbox", "socketPath", "pciID")
 _ROUTE_KEYS_1_0 = ("dst", "gw")
@@ -39,7 +45,12 @@ def family(address: str) -> str:
     return "6" if ":" in address else "4"
 
 
-def new(ips=None, routes=None, dns=None, interfaces=None) -> dict:
+def new(
+    ips: Iterable[JSONObject] | None = None,
+    routes: Iterable[JSONObject] | None = None,
+    dns: JSONObject | None = None,
+    interfaces: Iterable[JSONObject] | None = None,
+) -> JSONObject:
     return {
         "interfaces": list(interfaces or []),
         "ips": list(ips or []),
@@ -48,7 +59,7 @@ def new(ips=None, routes=None, dns=None, interfaces=None) -> dict:
     }
 
 
-def parse(obj, version: str) -> dict:
+def parse(obj: object, version: str) -> JSONObject:
     """Read a result (e.g. a prevResult) of the given version into the
     internal shape, every value checked and re-rendered.  Keys are matched
     as Go's encoding/json matches them (the reference reads prevResult
@@ -77,7 +88,7 @@ def parse(obj, version: str) -> dict:
     return {"interfaces": interfaces, "ips": ips, "routes": routes, "dns": _dns(obj.get("dns"))}
 
 
-def _list(obj: dict, key: str) -> list:
+def _list(obj: JSONObject, key: str) -> list[JSONObject]:
     value = obj.get(key) or []
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         raise CniError(
@@ -86,15 +97,15 @@ def _list(obj: dict, key: str) -> list:
     return value
 
 
-def _dns(value) -> dict:
+def _dns(value: object) -> JSONObject:
     if value is not None and not isinstance(value, dict):
         raise CniError(DECODE_FAILURE, "failed to decode result", "'dns' is not an object")
     return parse_dns(value, "result dns")
 
 
-def _parse_interface(obj: dict, index: int) -> dict:
+def _parse_interface(obj: JSONObject, index: int) -> JSONObject:
     obj = fold_fields(obj, _IFACE_KEYS_1_1)
-    out: dict = {}
+    out: JSONObject = {}
     for key in _IFACE_KEYS_1_1:
         value = obj.get(key)
         if value is None:
@@ -106,11 +117,11 @@ def _parse_interface(obj: dict, index: int) -> dict:
     return out
 
 
-def _parse_ip_config(obj: dict, n_interfaces: int) -> dict:
+def _parse_ip_config(obj: JSONObject, n_interfaces: int) -> JSONObject:
     obj = fold_fields(obj, _IP_FIELDS)
     if obj.get("address") is None:
         raise CniError(INVALID_CONFIG, "invalid result ip", f"{obj!r} has no address")
-    out: dict = {}
+    out: JSONObject = {}
     index = obj.get("interface")
     if index is not None:
         # An index must name one of the result's interfaces: plugins look it up.
@@ -122,7 +133,7 @@ def _parse_ip_config(obj: dict, n_interfaces: int) -> dict:
     return out
 
 
-def parse_route(obj, what: str, code: int = INVALID_CONFIG) -> dict:
+def parse_route(obj: object, what: str, code: int = INVALID_CONFIG) -> JSONObject:
     """A route (config or result) with its keys as Go's types.Route reads
     them; only the known keys are kept."""
     if not isinstance(obj, dict):
@@ -131,7 +142,7 @@ def parse_route(obj, what: str, code: int = INVALID_CONFIG) -> dict:
     if obj.get("dst") is None:
         raise CniError(code, f"invalid {what}", f"{obj!r} needs a dst")
     # Host bits in dst are kept, as the reference keeps them.
-    out: dict = {"dst": render_interface(parse_interface(obj["dst"], f"{what} dst", code))}
+    out: JSONObject = {"dst": render_interface(parse_interface(obj["dst"], f"{what} dst", code))}
     gw = obj.get("gw")
     if gw not in (None, ""):
         out["gw"] = str(parse_ip(gw, f"{what} gw", code))
@@ -142,7 +153,7 @@ def parse_route(obj, what: str, code: int = INVALID_CONFIG) -> dict:
     return out
 
 
-def parse_dns(obj, what: str, code: int = INVALID_CONFIG) -> dict:
+def parse_dns(obj: object, what: str, code: int = INVALID_CONFIG) -> JSONObject:
     """A dns object: nameservers are addresses; domain, search and options
     printable strings.  Empty values are dropped."""
     if obj is None:
@@ -150,7 +161,7 @@ def parse_dns(obj, what: str, code: int = INVALID_CONFIG) -> dict:
     if not isinstance(obj, dict):
         raise CniError(code, f"invalid {what}", "not a JSON object")
     obj = fold_fields(obj, _DNS_KEYS)
-    out: dict = {}
+    out: JSONObject = {}
     for key in _DNS_KEYS:
         value = obj.get(key)
         if value is None:
@@ -169,7 +180,7 @@ def parse_dns(obj, what: str, code: int = INVALID_CONFIG) -> dict:
     return out
 
 
-def check_string(value, what: str, code: int = INVALID_CONFIG) -> str:
+def check_string(value: object, what: str, code: int = INVALID_CONFIG) -> str:
     """A string safe to echo: printable (no control characters, no lone
     surrogates from a \\ud800 escape, which could not be written out)."""
     if not isinstance(value, str):
@@ -179,7 +190,7 @@ def check_string(value, what: str, code: int = INVALID_CONFIG) -> str:
     return value
 
 
-def _parse_020(obj: dict) -> dict:
+def _parse_020(obj: JSONObject) -> JSONObject:
     result = new(dns=_dns(obj.get("dns")))
     for key in ("ip4", "ip6"):
         section = obj.get(key)
@@ -200,7 +211,7 @@ def _parse_020(obj: dict) -> dict:
     return result
 
 
-def render(result: dict, version: str) -> dict:
+def render(result: JSONObject, version: str) -> JSONObject:
     """The result as the given spec version prints it."""
     if not at_least(version, "0.3.0"):
         return _render_020(result, version)
@@ -208,7 +219,7 @@ def render(result: dict, version: str) -> dict:
     v11 = at_least(version, "1.1.0")
     iface_keys = _IFACE_KEYS_1_1 if v11 else _IFACE_KEYS_1_0
     route_keys = _ROUTE_KEYS_1_1 if v11 else _ROUTE_KEYS_1_0
-    out: dict = {"cniVersion": version}
+    out: JSONObject = {"cniVersion": version}
     interfaces = [_pick(i, iface_keys) for i in result.get("interfaces") or []]
     if interfaces:
         out["interfaces"] = interfaces
@@ -230,17 +241,17 @@ def render(result: dict, version: str) -> dict:
     return out
 
 
-def _pick(obj: dict, keys: tuple[str, ...]) -> dict:
+def _pick(obj: JSONObject, keys: tuple[str, ...]) -> JSONObject:
     return {k: obj[k] for k in keys if obj.get(k) not in (None, "", [])}
 
 
-def _render_020(result: dict, version: str) -> dict:
-    out: dict = {"cniVersion": version}
+def _render_020(result: JSONObject, version: str) -> JSONObject:
+    out: JSONObject = {"cniVersion": version}
     for fam, key in (("4", "ip4"), ("6", "ip6")):
         ip = next((i for i in result.get("ips") or [] if family(i["address"]) == fam), None)
         if ip is None:
             continue
-        section: dict = {"ip": ip["address"]}
+        section: JSONObject = {"ip": ip["address"]}
         if ip.get("gateway"):
             section["gateway"] = ip["gateway"]
         routes = [

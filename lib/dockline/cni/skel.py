@@ -28,9 +28,12 @@ from .version import DEFAULT, LATEST, SUPPORTED, at_least, require_supported
 
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up; annotations only
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
-    Handler = Callable[["CmdArgs"], dict | None]
+    from .jsonio import JSONObject
+
+    Handler = Callable[["CmdArgs"], JSONObject | None]
+
 # Variables each command cannot do without (CNI_NETNS is optional on DEL:
 # the container may be gone).
 _REQUIRED_ENV = {
@@ -100,7 +103,9 @@ class CmdArgs:
         "version",
     )
 
-    def __init__(self, command: str, env: dict, stdin: bytes, config: dict, version: str) -> None:
+    def __init__(
+        self, command: str, env: Mapping[str, str], stdin: bytes, config: JSONObject, version: str
+    ) -> None:
         self.command = command
         self.container_id: str = env.get("CNI_CONTAINERID", "")
         self.netns: str = env.get("CNI_NETNS", "")
@@ -123,7 +128,8 @@ class CmdArgs:
 
     @property
     def network(self) -> str:
-        return self.config["name"]
+        name: str = self.config["name"]  # checked by run() before any handler
+        return name
 
     @property
     def attachment(self) -> Attachment:
@@ -133,7 +139,7 @@ class CmdArgs:
         return self._attachment
 
     @property
-    def prev_result(self) -> dict | None:
+    def prev_result(self) -> JSONObject | None:
         """The previous plugin's result (any version), in internal form."""
         prev = fold_fields(self.config, ("prevResult",)).get("prevResult")
         if not prev:
@@ -141,14 +147,14 @@ class CmdArgs:
         return cni_result.parse(prev, self.version)
 
     @property
-    def runtime_config(self) -> dict:
+    def runtime_config(self) -> JSONObject:
         value = self.config.get("runtimeConfig") or {}
         if not isinstance(value, dict):
             raise CniError(INVALID_CONFIG, "invalid runtimeConfig", "not a JSON object")
         return fold_fields(value, CAPABILITIES)
 
     @property
-    def args_cni(self) -> dict:
+    def args_cni(self) -> JSONObject:
         """The config's ``args.cni`` object (the preferred form of CNI_ARGS)."""
         args = self.config.get("args")
         if args is None:
@@ -208,7 +214,7 @@ def _env_problem(value: str) -> str | None:
     return None
 
 
-def _check_env(command: str, env: dict) -> None:
+def _check_env(command: str, env: Mapping[str, str]) -> None:
     for name in sorted(k for k in env if k.startswith("CNI_")):
         problem = _env_problem(env[name])
         if problem:
@@ -232,7 +238,7 @@ def _check_env(command: str, env: dict) -> None:
             raise CniError(INVALID_ENVIRONMENT, "invalid CNI_IFNAME", f"{ifname!r} {problem}")
 
 
-def _decode_config(stdin: bytes) -> dict:
+def _decode_config(stdin: bytes) -> JSONObject:
     try:
         config = jsonio.loads(stdin)
     except jsonio.DecodeError as exc:
@@ -242,7 +248,7 @@ def _decode_config(stdin: bytes) -> dict:
     return config
 
 
-def _config_version(config: dict) -> str:
+def _config_version(config: JSONObject) -> str:
     version = config.get("cniVersion") or DEFAULT
     if not isinstance(version, str):
         raise CniError(
@@ -251,7 +257,7 @@ def _config_version(config: dict) -> str:
     return version
 
 
-def _check_name(config: dict) -> None:
+def _check_name(config: JSONObject) -> None:
     name = config.get("name")
     if not name:
         raise CniError(INVALID_CONFIG, "missing network name")
@@ -270,12 +276,12 @@ def _read_stdin() -> bytes:
         raise CniError(IO_FAILURE, "failed to read stdin", str(exc)) from None
 
 
-def _emit(obj: dict) -> None:
+def _emit(obj: JSONObject) -> None:
     sys.stdout.write(jsonio.dumps(obj) + "\n")
     sys.stdout.flush()
 
 
-def _version_info() -> dict:
+def _version_info() -> JSONObject:
     return {"cniVersion": LATEST, "supportedVersions": list(SUPPORTED)}
 
 
@@ -334,12 +340,12 @@ def run(handlers: dict[str, Handler], about: str) -> int:
         )
         return 1
     except Exception as exc:  # a bug: answer in CNI form, keep stdout clean
-        err = CniError(INTERNAL, "internal error", f"{type(exc).__name__}: {exc}")
+        bug = CniError(INTERNAL, "internal error", f"{type(exc).__name__}: {exc}")
         if env.get("DOCKLINE_DEBUG"):
             import traceback
 
             traceback.print_exc()
-        _fail(err, reply_version, about)
+        _fail(bug, reply_version, about)
         return 1
 
 

@@ -142,3 +142,49 @@ def test_bad_cluster_config_is_code_7_before_anything(sandbox, hosts):
     run = host_local(sandbox, "A", "ADD", bad)
     assert run.json["code"] == 7
     assert sandbox.sh("ls -A /var/lib/cni", check=False).stdout.strip() == ""
+
+
+def etcd_call(sandbox, path, body):
+    out = sandbox.run(
+        ["curl", "-s", "-X", "POST", "-d", json.dumps(body), f"http://10.200.0.1:2379/v3/{path}"]
+    ).stdout
+    return json.loads(out)
+
+
+def block_leases(sandbox):
+    import base64
+
+    prefix = base64.b64encode(b"/dockline/cnet/blocks/").decode()
+    end = base64.b64encode(b"/dockline/cnet/blocks0").decode()
+    kvs = etcd_call(sandbox, "kv/range", {"key": prefix, "range_end": end}).get("kvs", [])
+    return {base64.b64decode(kv["key"]).decode().rsplit("/", 1)[1]: kv.get("lease") for kv in kvs}
+
+
+def test_lost_lease_is_renewed_and_a_vanished_host_frees_its_blocks(sandbox, hosts):
+    etcd = Etcd(sandbox, addresses=["10.200.0.1"])
+    etcd.start()
+    try:
+        endpoints = etcd.endpoints
+        host_local(sandbox, "A", "ADD", conf(endpoints, "A"), "c1").ok()
+        state = json.loads(sandbox.sh("cat /var/lib/cni/hostA/cnet/.dockline-cluster.json").stdout)
+        assert block_leases(sandbox) == {
+            "10.77.0.0_26": str(state["lease"]),
+            "fd77::_122": str(state["lease"]),
+        }
+        # The lease runs out (revoked here, as expiry would): A's blocks are free...
+        etcd_call(sandbox, "lease/revoke", {"ID": str(state["lease"])})
+        assert block_leases(sandbox) == {}
+        # ...until A's next call (STATUS) takes a new lease and its blocks back.
+        host_local(sandbox, "A", "STATUS", conf(endpoints, "A")).ok()
+        again = json.loads(sandbox.sh("cat /var/lib/cni/hostA/cnet/.dockline-cluster.json").stdout)
+        assert again["lease"] != state["lease"] and again["blocks"] == state["blocks"]
+        assert set(block_leases(sandbox).values()) == {str(again["lease"])}
+        b = host_local(sandbox, "B", "ADD", conf(endpoints, "B"), "c2").ok().json
+        assert b["ips"][0]["address"] == "10.77.0.64/16"
+        # A vanishes for good: once its lease is gone, another host gets its block.
+        etcd_call(sandbox, "lease/revoke", {"ID": str(again["lease"])})
+        # (a third host: its own dataDir, run from B's namespace)
+        c = host_local(sandbox, "B", "ADD", conf(endpoints, "C"), "c3").ok().json
+        assert c["ips"][0]["address"] == "10.77.0.2/16"
+    finally:
+        etcd.stop()

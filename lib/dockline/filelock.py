@@ -85,7 +85,7 @@ class FileLock:
                 time.sleep(pause)
             pause = min(pause * 2, 0.05)
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self.fd >= 0:
             os.close(self.fd)  # closing drops the flock
             self.fd = -1

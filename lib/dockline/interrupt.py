@@ -44,6 +44,6 @@ class waiting:
         check()
         _waiting += 1
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         global _waiting
         _waiting -= 1

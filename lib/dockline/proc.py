@@ -36,7 +36,7 @@ def which(name: str) -> str | None:
     return None
 
 
-def run(argv: list[str], input: bytes = b"", env: dict | None = None) -> Completed:
+def run(argv: list[str], input: bytes = b"", env: dict[str, str] | None = None) -> Completed:
     exe = argv[0] if "/" in argv[0] else which(argv[0])
     if exe is None:
         raise FileNotFoundError(argv[0])

@@ -15,6 +15,10 @@ import stat
 from ..cni.errors import INVALID_CONFIG, CniError
 from ..cni.result import parse_dns
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..cni.jsonio import JSONObject
+
 _MAX_SIZE = 1 << 20
 
 
@@ -48,14 +52,14 @@ def _read(path: str) -> bytes:
         os.close(fd)
 
 
-def load(path: str) -> dict:
+def load(path: str) -> JSONObject:
     try:
         text = _read(path).decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CniError(
             INVALID_CONFIG, "invalid resolvConf", f"{path!r} is not UTF-8 (byte {exc.start})"
         ) from None
-    dns: dict = {}
+    dns: JSONObject = {}
     for line in text.splitlines():
         fields = line.split()
         if not fields or fields[0].startswith(("#", ";")):

@@ -16,7 +16,12 @@ from .config import ipam_section, parse_routes
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from ..cni.addr import IPAddress, IPInterface
+    from ..cni.jsonio import JSONObject
     from ..cni.skel import CmdArgs
+
+    # an address and its gateway, if any
+    Entry = tuple[IPInterface, IPAddress | None]
 
 # The reference's static config fields (IPAMConfig, Address), for Go's
 # case-insensitive matching of a runtime's spelling.
@@ -24,57 +29,57 @@ _IPAM_FIELDS = ("type", "addresses", "routes", "dns")
 _ADDRESS_FIELDS = ("address", "gateway")
 
 
-def _ips_override(value, what: str) -> list[dict]:
+def _ips_override(value: object, what: str) -> list[Entry]:
     if not isinstance(value, list):
         raise CniError(INVALID_CONFIG, f"invalid {what}", "not a list")
-    return [{"address": parse_interface(v, what)} for v in value]
+    return [(parse_interface(v, what), None) for v in value]
 
 
 def _env_list(value: str) -> list[str]:
     return [s for s in (p.strip() for p in value.split(",")) if s]
 
 
-def load(req: CmdArgs) -> dict:
+def load(req: CmdArgs) -> JSONObject:
     """The IPAM result static hands out for this request."""
     ipam = ipam_section(req.config, _IPAM_FIELDS)
     entries = ipam.get("addresses")
     if entries is not None and not isinstance(entries, list):
         raise CniError(INVALID_CONFIG, "invalid addresses", "not a list")
-    addresses = []
+    addresses: list[Entry] = []
     for entry in entries or []:
         if not isinstance(entry, dict):
             raise CniError(INVALID_CONFIG, "invalid addresses entry", f"{entry!r} is not an object")
         entry = fold_fields(entry, _ADDRESS_FIELDS)
-        addr = {"address": parse_interface(entry.get("address"), "address")}
-        if entry.get("gateway") not in (None, ""):
-            addr["gateway"] = parse_ip(entry["gateway"], "gateway")
-        addresses.append(addr)
+        iface = parse_interface(entry.get("address"), "address")
+        gateway = entry.get("gateway")
+        addresses.append((iface, None if gateway in (None, "") else parse_ip(gateway, "gateway")))
     env = req.cni_args(("IP", "GATEWAY"))
     from_env = [
-        {"address": parse_interface(item, "CNI_ARGS IP", INVALID_ENVIRONMENT)}
+        parse_interface(item, "CNI_ARGS IP", INVALID_ENVIRONMENT)
         for item in _env_list(env.get("IP", ""))
     ]
+    env_gateways: list[IPAddress | None] = [None] * len(from_env)
     for item in _env_list(env.get("GATEWAY", "")):
         gw = parse_ip(item, "CNI_ARGS GATEWAY", INVALID_ENVIRONMENT)
-        for addr in from_env:  # GATEWAY= goes with IP=, as the reference has it
-            if gw.version == addr["address"].version and gw in addr["address"].network:
-                addr["gateway"] = gw
-    addresses += from_env
+        for n, iface in enumerate(from_env):  # GATEWAY= goes with IP=, as the reference has it
+            if gw.version == iface.version and gw in iface.network:
+                env_gateways[n] = gw
+    addresses += zip(from_env, env_gateways, strict=True)
     if req.args_cni.get("ips") is not None:
         addresses = _ips_override(req.args_cni["ips"], "args.cni.ips")
     if req.runtime_config.get("ips") is not None:
         addresses = _ips_override(req.runtime_config["ips"], "runtimeConfig.ips")
-    versions = [a["address"].version for a in addresses]
+    versions = [iface.version for iface, _ in addresses]
     if (versions.count(4) > 1 or versions.count(6) > 1) and not at_least(req.version, "0.3.0"):
         raise CniError(
             INCOMPATIBLE_VERSION,
             f"CNI version {req.version} does not support more than 1 address per family",
         )
     ips = []
-    for addr in addresses:
-        ip = {"address": render_interface(addr["address"])}
-        if addr.get("gateway") is not None:
-            ip["gateway"] = str(addr["gateway"])
+    for iface, gateway in addresses:
+        ip = {"address": render_interface(iface)}
+        if gateway is not None:
+            ip["gateway"] = str(gateway)
         ips.append(ip)
     return {
         "ips": ips,

@@ -6,8 +6,12 @@ from dockline.cni.errors import INVALID_CONFIG, STATE_MISSING, CniError
 from dockline.cni.skel import CmdArgs
 from dockline.ipam import static
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from dockline.cni.jsonio import JSONObject
 
-def cmd_add(req: CmdArgs) -> dict:
+
+def cmd_add(req: CmdArgs) -> JSONObject:
     return static.load(req)
 
 

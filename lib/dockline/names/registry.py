@@ -73,8 +73,8 @@ class Registry:
     def exists(self) -> bool:
         """Whether anything was ever registered on the network (DEL and GC
         need not take the lock otherwise)."""
-        if cluster is not None:
-            return True  # other hosts' entries are in etcd
+        if cluster is not None and cluster.strict:
+            return True  # ADD, CHECK: other hosts' entries are in etcd
         for name in (FILE, TMP):  # (a first writer killed mid-write left only TMP)
             try:
                 os.lstat(os.path.join(self.dir, name))

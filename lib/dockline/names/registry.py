@@ -30,6 +30,7 @@ from ..ipam.disk import DEFAULT_DATA_DIR
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..cluster.names import ClusterNames
+    from ..cni.jsonio import JSONObject
 
 FILE = ".dockline-names.json"
 LOCK = ".dockline-names.lock"
@@ -46,7 +47,7 @@ cluster: ClusterNames | None = None
 # -----------------------------------------------------------------------------
 
 
-def data_dir_problem(data_dir) -> str | None:
+def data_dir_problem(data_dir: object) -> str | None:
     if data_dir in ("", None):
         return None
     if not isinstance(data_dir, str) or not os.path.isabs(data_dir):
@@ -65,7 +66,7 @@ class Registry:
         if problem:
             raise CniError(INVALID_CONFIG, "invalid ipam dataDir", f"{data_dir!r}: {problem}")
         self.dir = os.path.join(data_dir or DEFAULT_DATA_DIR, network)
-        self.entries: dict[str, dict] = {}
+        self.entries: dict[str, JSONObject] = {}
         self.seq = 0
         self._lock = FileLock(os.path.join(self.dir, LOCK))
         self._dirty = False
@@ -109,8 +110,10 @@ class Registry:
             data = os.read(fd, _MAX_SIZE + 1)
         finally:
             os.close(fd)
+        if len(data) > _MAX_SIZE:
+            return  # unreadable: start over rather than block every ADD
         try:
-            doc = jsonio.loads(data) if len(data) <= _MAX_SIZE else None
+            doc = jsonio.loads(data)
             entries = doc.get("attachments", {})
             seq = doc.get("seq", 0)
         except (ValueError, AttributeError):
@@ -119,7 +122,7 @@ class Registry:
             self.entries = {k: v for k, v in entries.items() if isinstance(v, dict)}
         self.seq = seq if isinstance(seq, int) else 0
 
-    def __exit__(self, exc_type, exc, tb) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         try:
             if exc_type is None and self._dirty:
                 self._save()
@@ -160,13 +163,13 @@ class Registry:
         if cluster is not None:
             cluster.publish(self)
 
-    def put(self, key: str, entry: dict) -> None:
+    def put(self, key: str, entry: JSONObject) -> None:
         self.seq += 1
         entry["seq"] = self.seq
         self.entries[key] = entry
         self._dirty = True
 
-    def remove(self, key: str) -> dict | None:
+    def remove(self, key: str) -> JSONObject | None:
         self._dirty = True
         return self.entries.pop(key, None)
 

@@ -16,11 +16,6 @@ attachment's addresses reserved.
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # typing costs ~7 ms of start-up; annotations only
-if TYPE_CHECKING:
-    from ..cluster.config import ClusterConfig
-    from .ranges import IPAddress
-
 from ..cni.addr import parse_ip
 from ..cni.errors import INCOMPATIBLE_VERSION, INVALID_CONFIG, INVALID_ENVIRONMENT, CniError
 from ..cni.gojson import fold_fields
@@ -29,6 +24,12 @@ from ..cni.skel import CmdArgs
 from ..cni.version import at_least
 from .disk import DEFAULT_DATA_DIR
 from .ranges import RANGE_FIELDS, RangeSet
+
+TYPE_CHECKING = False  # typing costs ~7 ms of start-up; annotations only
+if TYPE_CHECKING:
+    from ..cluster.config import ClusterConfig
+    from ..cni.addr import IPAddress
+    from ..cni.jsonio import JSONObject
 
 # The reference's IPAMConfig fields (with its embedded legacy Range).
 IPAM_FIELDS = RANGE_FIELDS + ("type", "routes", "dataDir", "resolvConf", "ranges")
@@ -50,7 +51,7 @@ class HostLocalConfig:
         self,
         network: str,
         range_sets: list[RangeSet],
-        routes: list[dict],
+        routes: list[JSONObject],
         data_dir: str,
         resolv_conf: str,
         requested: list[IPAddress],
@@ -65,7 +66,7 @@ class HostLocalConfig:
         self.requested = requested
 
 
-def ipam_section(config: dict, fields: tuple[str, ...] = IPAM_FIELDS) -> dict:
+def ipam_section(config: JSONObject, fields: tuple[str, ...] = IPAM_FIELDS) -> JSONObject:
     ipam = config.get("ipam")
     if ipam is None:
         raise CniError(INVALID_CONFIG, "IPAM config missing 'ipam' key")
@@ -74,7 +75,7 @@ def ipam_section(config: dict, fields: tuple[str, ...] = IPAM_FIELDS) -> dict:
     return fold_fields(ipam, fields)
 
 
-def parse_routes(value) -> list[dict]:
+def parse_routes(value: object) -> list[JSONObject]:
     if value is None:
         return []
     if not isinstance(value, list):
@@ -82,7 +83,7 @@ def parse_routes(value) -> list[dict]:
     return [parse_route(route, "route") for route in value]
 
 
-def _string(ipam: dict, key: str) -> str:
+def _string(ipam: JSONObject, key: str) -> str:
     value = ipam.get(key)
     if value is None:
         return ""
@@ -99,7 +100,7 @@ def _path_problem(path: str) -> str | None:
     return None
 
 
-def data_dir(ipam: dict) -> str:
+def data_dir(ipam: JSONObject) -> str:
     """dataDir, absolute and normalised; the default when unset.  A
     relative path would depend on the runtime's working directory, and
     ``..`` could leave the tree the admin meant: both are refused."""
@@ -117,7 +118,7 @@ def data_dir(ipam: dict) -> str:
     return "/" + "/".join(parts)
 
 
-def data_dir_for_cleanup(config: dict) -> str | None:
+def data_dir_for_cleanup(config: JSONObject) -> str | None:
     """Where DEL and GC release: dataDir when the config names a valid
     one, the default when the ipam section or its dataDir is missing or
     unreadable as an object; None (release nothing) when a dataDir is set
@@ -131,7 +132,7 @@ def data_dir_for_cleanup(config: dict) -> str | None:
         return None
 
 
-def resolv_conf_path(ipam: dict) -> str:
+def resolv_conf_path(ipam: JSONObject) -> str:
     path = _string(ipam, "resolvConf")
     problem = _path_problem(path) if path else None
     if problem:
@@ -139,7 +140,7 @@ def resolv_conf_path(ipam: dict) -> str:
     return path
 
 
-def _ip_list(value, what: str) -> list[IPAddress]:
+def _ip_list(value: object, what: str) -> list[IPAddress]:
     if value is None:
         return []
     if not isinstance(value, list):
@@ -162,7 +163,7 @@ def requested_ips(req: CmdArgs, env_ip: str | None) -> list[IPAddress]:
 
 def load(req: CmdArgs) -> HostLocalConfig:
     ipam = ipam_section(req.config)
-    raw_sets: list = []
+    raw_sets: list[object] = []
     ip_ranges = req.runtime_config.get("ipRanges")
     if ip_ranges:
         if not isinstance(ip_ranges, list):
@@ -200,7 +201,7 @@ def load(req: CmdArgs) -> HostLocalConfig:
     )
 
 
-def cluster_config(config: dict) -> ClusterConfig | None:
+def cluster_config(config: JSONObject) -> ClusterConfig | None:
     """The network's ``cluster`` object, checked (code 7); the cluster
     package is imported only when there is one."""
     if config.get("cluster") is None:

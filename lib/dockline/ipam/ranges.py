@@ -7,18 +7,15 @@ from which one address is allocated per container.
 
 from __future__ import annotations
 
-import ipaddress
-
-TYPE_CHECKING = False  # typing costs ~7 ms of start-up; annotations only
-if TYPE_CHECKING:
-    from typing import Union
-
-    IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-    IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
-
 from ..cni.addr import parse_ip, parse_network
 from ..cni.errors import INVALID_CONFIG, CniError
 from ..cni.gojson import fold_fields
+
+TYPE_CHECKING = False  # typing costs ~7 ms of start-up; annotations only
+if TYPE_CHECKING:
+    # (re-exported: the allocator and cluster modules name them from here)
+    from ..cni.addr import IPAddress as IPAddress
+    from ..cni.addr import IPNetwork as IPNetwork
 
 # The reference's Range struct, for matching Go's spelling of its keys.
 RANGE_FIELDS = ("subnet", "rangeStart", "rangeEnd", "gateway")
@@ -36,7 +33,7 @@ class Range:
         self.gateway = gateway
 
     @classmethod
-    def from_config(cls, obj) -> Range:
+    def from_config(cls, obj: object) -> Range:
         if not isinstance(obj, dict):
             raise CniError(INVALID_CONFIG, "invalid range", f"{obj!r} is not an object")
         obj = fold_fields(obj, RANGE_FIELDS)
@@ -54,7 +51,7 @@ class Range:
         gateway = _address_in(obj.get("gateway"), subnet, "gateway") or first
         start = _address_in(obj.get("rangeStart"), subnet, "rangeStart") or first
         end = _address_in(obj.get("rangeEnd"), subnet, "rangeEnd") or last
-        if start > end:
+        if int(start) > int(end):  # (ints: one family, which a type checker cannot tell)
             raise CniError(
                 INVALID_CONFIG, "invalid range", f"rangeStart {start} is after rangeEnd {end}"
             )
@@ -65,10 +62,14 @@ class Range:
         return self.subnet.version
 
     def contains(self, ip: IPAddress) -> bool:
-        return ip.version == self.subnet.version and self.start <= ip <= self.end
+        return ip.version == self.subnet.version and int(self.start) <= int(ip) <= int(self.end)
 
     def overlaps(self, other: Range) -> bool:
-        return self.version == other.version and self.start <= other.end and other.start <= self.end
+        return (
+            self.version == other.version
+            and int(self.start) <= int(other.end)
+            and int(other.start) <= int(self.end)
+        )
 
     def has_free_address(self) -> bool:
         """Whether anything but the gateway lies in [start, end]."""
@@ -82,7 +83,7 @@ class Range:
         return f"{self.start}-{self.end}"
 
 
-def _address_in(text, subnet: IPNetwork, what: str) -> IPAddress | None:
+def _address_in(text: object, subnet: IPNetwork, what: str) -> IPAddress | None:
     if text in (None, ""):
         return None
     ip = parse_ip(text, what)
@@ -100,7 +101,7 @@ class RangeSet:
         self.ranges = ranges
 
     @classmethod
-    def from_config(cls, obj, index: int) -> RangeSet:
+    def from_config(cls, obj: object, index: int) -> RangeSet:
         if not isinstance(obj, list) or not obj:
             raise CniError(
                 INVALID_CONFIG,

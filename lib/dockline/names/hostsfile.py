@@ -39,6 +39,10 @@ import os
 from ..cni.errors import INVALID_CONFIG, IO_FAILURE, CniError
 from ..filelock import FileLock
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from os import stat_result
+
 MARKER = "# dockline-link "
 DEFAULT_CONTENT = (
     "127.0.0.1\tlocalhost\n"
@@ -97,7 +101,7 @@ def _is_netns_hosts(parts: list[str]) -> bool:
     return len(parts) == 4 and parts[0] == "etc" and parts[1] == "netns" and parts[3] == "hosts"
 
 
-def path_problem(path, data_dir: str = "") -> str | None:
+def path_problem(path: object, data_dir: str = "") -> str | None:
     """Why ``path`` may not be a hosts file, from the string alone."""
     if not isinstance(path, str) or not path:
         return "is empty or not a string"
@@ -122,7 +126,7 @@ def path_problem(path, data_dir: str = "") -> str | None:
     return None
 
 
-def _lstat(path: str):
+def _lstat(path: str) -> stat_result | None:
     try:
         return os.lstat(path)
     except FileNotFoundError:
@@ -154,15 +158,17 @@ def disk_problem(path: str, must_exist: bool) -> str | None:
     return None
 
 
-def check(path, data_dir: str = "", must_exist: bool = True) -> str:
+def check(path: object, data_dir: str = "", must_exist: bool = True) -> str:
     """``path`` if it may be used as a hosts file, else CniError code 7."""
-    problem = path_problem(path, data_dir) or disk_problem(path, must_exist)
-    if problem:
-        raise _refuse(path, problem)
-    return path
+    problem = path_problem(path, data_dir)
+    if problem is None and isinstance(path, str):  # (path_problem refuses any other type)
+        problem = disk_problem(path, must_exist)
+        if problem is None:
+            return path
+    raise _refuse(path, problem or "is not a string")
 
 
-def _refuse(path: str, problem: str) -> CniError:
+def _refuse(path: object, problem: str) -> CniError:
     return CniError(INVALID_CONFIG, f"unsafe hosts file: it {problem}", repr(path))
 
 
@@ -249,7 +255,8 @@ def _open(path: str, write: bool, create_default: bool = False) -> tuple[int, bo
 
 
 def _read_all(fd: int) -> bytes:
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
     while True:
         chunk = os.pread(fd, 65536, size)
         if not chunk:

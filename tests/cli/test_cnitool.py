@@ -6,16 +6,13 @@ capability filtering, errors and exit statuses."""
 import base64
 import hashlib
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-from clitools import SPY_LOG, dockline, make_spy, put_conf, repo_conf, spy_calls
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "lib"))
 from dockline.cli import libcni
+from helpers.cli import SPY_LOG, dockline, make_spy, put_conf, repo_conf, spy_calls
+from helpers.paths import REPO
 
 
 @pytest.fixture
@@ -342,7 +339,7 @@ def test_deletes_what_a_go_libcni_runtime_cached(sandbox, dockline_bin):
     """ADD done by plugin calls as a libcni runtime makes them, its cache
     written as Go marshals cachedInfo (compact, no netns, no cniArgs): a
     DEL with no capability args removes the published port."""
-    from conftest import call_plugin
+    from helpers.cni import call_plugin
 
     conf_bytes = (REPO / "conf" / "30-dockline-portmap.conflist").read_bytes()
     put_conf(sandbox, "30.conflist", conf_bytes.decode())
@@ -410,7 +407,7 @@ def test_reference_plugins_through_dockline_cnitool(sandbox):
     """The reference bridge and portmap (spec 1.0.0) driven by `dockline
     cnitool`: the reference portmap finds its rules at DEL only from the
     capability args, which come from the cache when DEL is given none."""
-    from conftest import REFERENCE_BIN
+    from helpers.paths import REFERENCE_BIN
 
     conf = repo_conf("30-dockline-portmap.conflist")
     conf["cniVersion"] = "1.0.0"

@@ -5,16 +5,13 @@ dockline's delegation recognises as its own."""
 import json
 import os
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-from clitools import DOCKLINE
-from conftest import REPO, call_plugin
-
-sys.path.insert(0, str(REPO / "lib"))
-from dockline.cni import delegate
+from helpers.cli import DOCKLINE
+from helpers.cni import call_plugin
+from helpers.paths import REPO
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ documented exit codes."""
 import subprocess
 
 import pytest
-from clitools import DOCKLINE
+from helpers.cli import DOCKLINE
 
 COMMANDS = ["cnitool", "networks", "inspect", "gc", "validate", "install"]
 

@@ -2,14 +2,10 @@
 containers added through `dockline cnitool`, one ADD killed half-way."""
 
 import json
-import sys
 
 import pytest
-from clitools import dockline, put_conf, repo_conf
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "lib"))
 from dockline.cni.attachment import Attachment
+from helpers.cli import dockline, put_conf, repo_conf
 
 CAPS_WEB = {"links": ["db:dbapp"], "portMappings": [{"hostPort": 8080, "containerPort": 80}]}
 

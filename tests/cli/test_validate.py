@@ -4,15 +4,12 @@ nothing touched (it runs in this process, outside any sandbox, on files
 in a temporary directory)."""
 
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
-from conftest import REPO
-
-sys.path.insert(0, str(REPO / "lib"))
 from dockline.cli.main import main
+from helpers.paths import REPO
 
 
 @pytest.fixture

@@ -19,7 +19,8 @@ import subprocess
 import time
 
 import pytest
-from conftest import DOCKLINE_BIN, REPO, call_plugin  # tests/conftest.py
+from helpers.cni import call_plugin
+from helpers.paths import DOCKLINE_BIN, REPO
 from sandbox import Sandbox
 
 NETWORK = "dockline"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from conftest import DOCKLINE_BIN
+from helpers.paths import DOCKLINE_BIN
 from hypothesis import strategies as st
 
 from .conftest import BAD_RESOLV_CONFS, BRIDGE, CWD, NETWORK, PATH, plugin_conf

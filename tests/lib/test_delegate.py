@@ -6,11 +6,11 @@ import os
 import sys
 
 import pytest
-from conftest import REFERENCE_BIN
 from dockline import launcher
 from dockline.cni import delegate, jsonio
 from dockline.cni.errors import CniError
 from dockline.cni.skel import CmdArgs
+from helpers.paths import REFERENCE_BIN
 
 
 def make_request(tmp_path, cni_path, command="ADD", cid="c1", **ipam):

@@ -4,7 +4,7 @@ comment of the iptables rules, and an address with a zone id from IPAM is
 refused before any rule is written."""
 
 import pytest
-from conftest import call_plugin
+from helpers.cni import call_plugin
 
 SUBNET = "10.77.0.0/24"
 

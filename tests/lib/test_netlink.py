@@ -11,7 +11,7 @@ import subprocess
 import textwrap
 
 import pytest
-from conftest import REPO, VENV_PYTHON
+from helpers.paths import REPO, VENV_PYTHON
 
 LIB = REPO / "lib"
 SITE = next((VENV_PYTHON.parent.parent / "lib").glob("python3*/site-packages"))

@@ -2,7 +2,7 @@
 host-local executable, with a stripped environment, in a sandbox."""
 
 import pytest
-from conftest import call_plugin
+from helpers.cni import call_plugin
 
 CONF = {
     "cniVersion": "1.0.0",

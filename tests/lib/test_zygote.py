@@ -6,8 +6,8 @@ import os
 import signal
 import time
 
-from conftest import call_plugin
-from zygote_helpers import (
+from helpers.cni import call_plugin
+from helpers.zygote import (
     SQUATTER,
     VENV_PYTHON,
     child_pids,

@@ -15,8 +15,8 @@ import subprocess
 import time
 
 import pytest
-from conftest import call_plugin
-from zygote_helpers import (
+from helpers.cni import call_plugin
+from helpers.zygote import (
     CLIENT,
     SQUATTER,
     VENV_PYTHON,

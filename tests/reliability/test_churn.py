@@ -23,7 +23,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-import state
+from helpers import reliability as state
 
 SECONDS = float(os.environ.get("DOCKLINE_CHURN_SECONDS", "60"))
 WORKERS = 64

@@ -36,8 +36,8 @@ import statistics
 import time
 
 import pytest
-import state
-from state import Call, State
+from helpers import reliability as state
+from helpers.reliability import Call, State
 
 TOTAL_RUNS = int(os.environ.get("DOCKLINE_CRASH_RUNS", "200"))
 # share of the runs per variant (client and child: the interesting ones)

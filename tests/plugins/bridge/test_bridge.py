@@ -6,7 +6,8 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import VENV_PYTHON, call_plugin
+from helpers.cni import call_plugin
+from helpers.paths import VENV_PYTHON
 
 SUBNET = "10.44.0.0/24"
 

@@ -6,7 +6,7 @@ error, nothing created)."""
 import json
 
 import pytest
-from conftest import call_plugin
+from helpers.cni import call_plugin
 from test_bridge import add, conf, delete, dual_conf, links, store
 
 

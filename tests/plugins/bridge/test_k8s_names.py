@@ -6,7 +6,7 @@ them, in a private sandbox."""
 
 import json
 
-from conftest import REPO
+from helpers.paths import REPO
 from test_links import cni, err, ok, serve_and_fetch, setup
 
 REGISTRY = "/var/lib/cni/networks/dockline/.dockline-names.json"

@@ -6,7 +6,7 @@ import shutil
 import tempfile
 
 import pytest
-from conftest import REPO, VENV_PYTHON
+from helpers.paths import REPO, VENV_PYTHON
 
 CAPS = {"ips": True, "mac": True, "aliases": True, "links": True, "hostsFile": True}
 

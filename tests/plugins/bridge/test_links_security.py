@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import VENV_PYTHON
+from helpers.paths import VENV_PYTHON
 from test_links import cni, err, ok, setup
 
 

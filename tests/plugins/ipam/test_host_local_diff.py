@@ -17,9 +17,10 @@ import subprocess
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import ipamhelpers as H
 import pytest
-from conftest import REFERENCE_BIN, call_plugin
+from helpers import ipam as H
+from helpers.cni import call_plugin
+from helpers.paths import REFERENCE_BIN
 
 Call, differential, hl_conf = H.Call, H.differential, H.hl_conf
 NET1 = "networks/net1"

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import ipamhelpers as H
 import pytest
-from conftest import REFERENCE_BIN, call_plugin
+from helpers import ipam as H
+from helpers.cni import call_plugin
+from helpers.paths import REFERENCE_BIN
 
 hl_conf = H.hl_conf
 NET1 = "/var/lib/cni/networks/net1/"

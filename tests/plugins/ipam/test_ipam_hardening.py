@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 
-import ipamhelpers as H
 import pytest
-from conftest import PluginRun
+from helpers import ipam as H
+from helpers.cni import PluginRun
 
 hl_conf = H.hl_conf
 NET1 = "/var/lib/cni/networks/net1/"

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import copy
 
-import ipamhelpers as H
 import pytest
-from conftest import REFERENCE_BIN, call_plugin
+from helpers import ipam as H
+from helpers.cni import call_plugin
+from helpers.paths import REFERENCE_BIN
 
 Call, differential = H.Call, H.differential
 VERSIONS = ["0.3.1", "0.4.0", "1.0.0"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import REPO
+from helpers.paths import REPO
 
 DOCKLINE = REPO / ".venv" / "bin" / "dockline"
 BASE_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}

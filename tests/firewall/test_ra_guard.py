@@ -7,7 +7,7 @@ by CHECK and put back by the next ADD."""
 
 import time
 
-from conftest import REPO, VENV_PYTHON
+from helpers.paths import REPO, VENV_PYTHON
 
 LIB = REPO / "lib"
 

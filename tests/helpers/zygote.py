@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from conftest import REPO, VENV_PYTHON
+from helpers.paths import REPO, VENV_PYTHON
 
 HERE = Path(__file__).parent
 CLIENT = HERE / "zygote_client.py"
@@ -82,8 +82,8 @@ def stamp_of(binary: Path) -> str:
 def expected_socket(sb, binary: Path) -> str:
     """The socket path a launcher run in the sandbox would use."""
     code = (
-        "import sys; sys.path.insert(0, %r); from dockline.zygote import socket_path; "
-        "print(socket_path(%r))" % (str(REPO / "lib"), stamp_of(binary))
+        f"import sys; sys.path.insert(0, {str(REPO / 'lib')!r}); "
+        f"from dockline.zygote import socket_path; print(socket_path({stamp_of(binary)!r}))"
     )
     return sb.run([str(VENV_PYTHON), "-I", "-c", code], check=True).stdout.strip()
 

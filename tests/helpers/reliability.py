@@ -14,7 +14,8 @@ from pathlib import Path
 
 from sandbox import Sandbox
 
-REPO = Path(__file__).resolve().parent.parent.parent
+from helpers.paths import REPO
+
 CONFLIST = REPO / "conf" / "30-dockline-portmap.conflist"
 DATA_DIR = "/var/lib/cni/networks"
 MARKER = "# dockline-link "
@@ -291,7 +292,7 @@ find {PLUGIN_STATE} -mindepth 1 ! -name '*lock' 2>/dev/null
 printf '{_SEP}'
 grep -H . /proc/sys/net/ipv4/conf/*/route_localnet 2>/dev/null
 true
-"""
+"""  # noqa: E501 (shell one-liners read best whole)
 
 
 class State:

@@ -14,8 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from conftest import REFERENCE_BIN, PluginRun, call_plugin
 from sandbox import Sandbox
+
+from helpers.cni import PluginRun, call_plugin
+from helpers.paths import REFERENCE_BIN, REPO
 
 # Everything host-local writes by default lives below /var/lib/cni, which is
 # a private tmpfs in the sandbox; snapshotting all of it also catches files
@@ -34,7 +36,7 @@ SPEC_CODES = {1, 2, 3, 4, 5, 6, 7, 11, 50, 51}
 def _documented_codes() -> set[int]:
     """Plugin-specific codes (>= 100) dockline documents in
     lib/dockline/cni/errors.py, read from the source (not imported)."""
-    src = Path(__file__).resolve().parents[3] / "lib" / "dockline" / "cni" / "errors.py"
+    src = REPO / "lib" / "dockline" / "cni" / "errors.py"
     try:
         text = src.read_text()
     except OSError:
@@ -162,7 +164,7 @@ def assert_cni_error(run: PluginRun, code: int | None = None, *, msg_contains: s
     except ValueError:
         raise AssertionError(
             f"stdout is not a JSON error object: {run.stdout!r} (stderr {run.stderr!r})"
-        )
+        ) from None
     assert isinstance(err, dict), err
     assert set(err) <= ERROR_KEYS, f"unexpected keys in error: {sorted(set(err) - ERROR_KEYS)}"
     assert isinstance(err.get("code"), int) and not isinstance(err["code"], bool), err
@@ -298,13 +300,14 @@ def differential(
     # DOCKLINE_CNI_BIN=/usr/lib/cni runs the suite reference-vs-reference, to
     # check the tests' expectations about the reference.
     self_test = Path(dockline_bin).resolve() == REFERENCE_BIN.resolve()
-    for i, (r, d) in enumerate(zip(ref, dl)):
+    for i, (r, d) in enumerate(zip(ref, dl, strict=False)):
         c = r.call
         where = f"step {i}: {c.command} cid={c.containerid} if={c.ifname} args={c.args}"
         assert r.ok == d.ok, (
             f"{where}: reference {'succeeded' if r.ok else 'failed'} "
             f"({r.run.stdout.strip()}), dockline "
-            f"{'succeeded' if d.ok else 'failed'} ({d.run.stdout.strip()} {d.run.stderr.strip()[-500:]})"
+            f"{'succeeded' if d.ok else 'failed'} "
+            f"({d.run.stdout.strip()} {d.run.stderr.strip()[-500:]})"
         )
         if r.ok:
             rj, dj = r.run.json, d.run.json

@@ -90,3 +90,33 @@ def etcd_keys(sandbox) -> list[str]:
     body = json.dumps({"key": base64.b64encode(b"/").decode(), "range_end": "MA=="})
     out = sandbox.sh(f"curl -s -X POST -d '{body}' http://{ETCD_ADDRESS}:2379/v3/kv/range").stdout
     return sorted(base64.b64decode(kv["key"]).decode() for kv in json.loads(out).get("kvs", []))
+
+
+def test_etcd_down_bridge(sandbox, cluster):
+    """A held block still serves a pod-name-only ADD (its name published
+    later); an ADD with a link needs etcd: 11, leaving nothing; STATUS 50."""
+    sandbox.sh("ip netns add db; ip netns add web; ip netns add web2")
+    ok(cni(sandbox, "B", "add", "db", "B-db", pod="db"))
+    ok(cni(sandbox, "A", "add", "web", "A-web", pod="web"))
+    cluster.members[0].stop()
+    before = leftovers(sandbox, "A")
+    run = cni(sandbox, "A", "add", "web2", "A-web2", pod="web2", cap={"links": ["db:dbapp"]})
+    assert run.returncode != 0 and json.loads(run.stdout)["code"] == 11, run.stdout
+    assert leftovers(sandbox, "A") == before
+    served = ok(cni(sandbox, "A", "add", "web2", "A-web2", pod="web2"))
+    assert address(served) == "10.77.0.65"  # A's block: B claimed first
+    status = cni(sandbox, "A", "status", "web", "A-web")
+    assert status.returncode != 0 and json.loads(status.stdout)["code"] == 50, status.stdout
+    # etcd back: the next STATUS publishes web2's name, which B then resolves.
+    cluster.members[0].start(state="existing")
+    cluster.wait_healthy()
+    ok(cni(sandbox, "A", "status", "web", "A-web"))
+    assert any(k.endswith("/A-web2:eth0") for k in etcd_keys(sandbox))
+
+
+def leftovers(sandbox, host):
+    return sandbox.sh(
+        f"ls -A /var/lib/cni/host{host}/cnet; ip -n host{host} -br link show master cbr0;"
+        "cat /etc/netns/*/hosts 2>/dev/null; ls /var/lib/cni/results",
+        check=False,
+    ).stdout

@@ -5,9 +5,10 @@ has a ``cluster`` object (and ``add_routes`` as a phase of ADD): for the
 call, the name registry also holds the other hosts' entries from etcd
 (names.py), and STATUS, which runtimes repeat, brings this host up to date
 with the cluster: link lines of its containers, routes to other hosts'
-blocks.  ADD and CHECK need etcd for names and links (code 11 without it);
-DEL and GC never fail for etcd (what they could not publish is published
-by a later call).
+blocks.  An ADD asking for explicit names or links needs etcd, and so does
+CHECK (code 11 without it); an ADD with a pod name only registers it
+locally when etcd is out of reach.  DEL and GC never fail for etcd (what
+they could not publish is published by a later call).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def run(handler: Callable[[Any], Any], req: Any, data_dir: str) -> Any:
         cconf,
         req.network,
         data_dir,
-        strict=command in ("ADD", "CHECK"),
+        strict=command == "CHECK" or (command == "ADD" and _needs_cluster_names(req, data_dir)),
         refresh=command != "CHECK",
     )
     registry.cluster = names
@@ -55,6 +56,20 @@ def run(handler: Callable[[Any], Any], req: Any, data_dir: str) -> Any:
     finally:
         registry.cluster = None
         names.close()
+
+
+def _needs_cluster_names(req: Any, data_dir: str) -> bool:
+    """Whether an ADD asks for explicit names or links: those need etcd
+    (names unique cluster-wide, link targets on any host), so without it
+    the ADD fails (11).  A pod name alone is registered locally and
+    published by a later call."""
+    from ..names import dockerlinks
+
+    try:
+        plan = dockerlinks.prepare(req, data_dir)
+    except CniError:
+        return True  # the ADD refuses it anyway
+    return bool(plan.names or plan.links)
 
 
 def add_routes(
@@ -83,8 +98,10 @@ def _subnets(req: Any) -> list[IPNetwork]:
 def _catch_up(req: Any, names: ClusterNames, data_dir: str) -> None:
     """STATUS: link lines and routes as the cluster now is."""
     names.strict = False
-    with registry.Registry(req.network, data_dir):
-        pass  # opening it merges etcd's entries and rewrites stale lines
+    with registry.Registry(req.network, data_dir) as reg:
+        # Opening it merged etcd's entries and rewrote stale lines; what an
+        # earlier call could not publish (etcd was out of reach) goes now.
+        names.publish(reg)
     bridge = req.config.get("bridge") or "cni0"
     if not isinstance(bridge, str):
         return

@@ -39,6 +39,16 @@ import os
 from . import launcher
 from .plugins import TYPES
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from typing_extensions import TypeIs
+
+    Socket = _socket.socket
+    # (resource kind, (soft, hard)) pairs, as resource.prlimit gives them
+    Rlimits = list[tuple[int, tuple[int, int]]]
+
 # _socket, not socket: the module costs ~3 ms to import on every call.
 AF_UNIX = _socket.AF_UNIX
 SOCK_SEQPACKET = _socket.SOCK_SEQPACKET
@@ -99,7 +109,7 @@ class Facts:
         self.ns = [os.readlink(base + "ns/" + name) for name in _NAMESPACES]
         self.cgroup = _read(base + "cgroup")
         text = _read(base + "status")
-        status = {}
+        status: dict[bytes, bytes] = {}
         for key in _WANTED:  # a dozen finds beat splitting ~60 lines
             start = text.find(b"\n" + key + b":")
             if start >= 0:
@@ -115,7 +125,7 @@ class Facts:
         """Why this process (the peer) may not stand in for ``mine``: the
         same namespaces, cgroup, ids, seccomp and label, and at least my
         capabilities; None when it may."""
-        for name, theirs, ours in zip(_NAMESPACES, self.ns, mine.ns):
+        for name, theirs, ours in zip(_NAMESPACES, self.ns, mine.ns, strict=True):
             if theirs != ours:
                 return f"in another {name} namespace"
         if self.cgroup != mine.cgroup:
@@ -157,7 +167,7 @@ def socket_path(stamp: str, me: Facts | None = None) -> str:
     return f"{RUN_DIR}/zygote-{os.geteuid()}-{me.ns[3][5:-1]}-{digest}-{stamp}.sock"
 
 
-def _peer_pid(sock) -> tuple[int, int, int | None]:
+def _peer_pid(sock: Socket) -> tuple[int, int, int | None]:
     """(pid, uid, pidfd) of the other end, from the kernel.  The pidfd pins
     the process the pid means: checked alive after its /proc was read, the
     facts read were that process's.  Before Linux 6.5, it is opened from
@@ -173,7 +183,7 @@ def _peer_pid(sock) -> tuple[int, int, int | None]:
     return pid, uid, pidfd
 
 
-def _alive(pidfd: int | None) -> bool:
+def _alive(pidfd: int | None) -> TypeIs[int]:
     if pidfd is None:
         return False
     try:
@@ -183,7 +193,7 @@ def _alive(pidfd: int | None) -> bool:
         return False
 
 
-def _peer_problem(sock, me: Facts) -> tuple[str | None, int, int | None, Facts | None]:
+def _peer_problem(sock: Socket, me: Facts) -> tuple[str | None, int, int | None, Facts | None]:
     """(why the peer is not trusted or None, pid, pidfd, its facts)."""
     pid, uid, pidfd = _peer_pid(sock)
     if uid != os.geteuid():
@@ -262,7 +272,8 @@ def call(module: str, stamp: str) -> int:
         if first == STARTED:
             reply = _receive(sock, 16)
             if len(reply) == 4:
-                return _struct.unpack("i", reply)[0]
+                status: int = _struct.unpack("i", reply)[0]
+                return status
             # The zygote's child died while serving us: the call may have
             # half run, so do not run it again; answer as a failed call.
             from .cni import jsonio
@@ -279,7 +290,7 @@ def call(module: str, stamp: str) -> int:
         sock.close()
 
 
-def _receive(sock, size: int) -> bytes:
+def _receive(sock: Socket, size: int) -> bytes:
     """The next message, b"" at the end.  A peer that closed with our
     request unread makes the first recv fail (ECONNRESET); what it sent
     before closing is still there to read."""
@@ -397,7 +408,7 @@ class _Refuse(Exception):
     pass
 
 
-def _read_request(conn, pidfd: int) -> tuple[bytes, list[bytes], list[int]]:
+def _read_request(conn: Socket, pidfd: int) -> tuple[bytes, list[bytes], list[int]]:
     """(module, environment entries, fds [stdin, stdout, stderr, cwd]) of a
     well-formed request, sent in time; _Refuse otherwise."""
     import select
@@ -428,7 +439,7 @@ def _read_request(conn, pidfd: int) -> tuple[bytes, list[bytes], list[int]]:
     return parts[1], parts[2:], fds
 
 
-def _adopt(theirs: Facts, pid: int, env: list[bytes], fds: list[int], rlimits: list) -> None:
+def _adopt(theirs: Facts, pid: int, env: list[bytes], fds: list[int], rlimits: Rlimits) -> None:
     """Become the caller, as far as the call can tell: its umask, resource
     limits, working directory, environment and stdio."""
     import resource
@@ -450,7 +461,7 @@ def _adopt(theirs: Facts, pid: int, env: list[bytes], fds: list[int], rlimits: l
         os.close(fd)
 
 
-def _arm_hangup(conn) -> None:
+def _arm_hangup(conn: Socket) -> None:
     """ClientGone as soon as the client's end closes: the kernel sends SIGIO
     to the socket's owner when the peer of an O_ASYNC socket hangs up.  The
     handler raises only where the call is waiting (for a lock); elsewhere
@@ -466,7 +477,7 @@ def _arm_hangup(conn) -> None:
     poller = select.poll()
     poller.register(fd, select.POLLRDHUP)  # POLLHUP/POLLERR come anyway
 
-    def on_sigio(signum, frame):
+    def on_sigio(signum: int, frame: FrameType | None) -> None:
         if poller.poll(0):
             _signal.signal(_signal.SIGIO, _signal.SIG_IGN)  # unwind in peace
             if interrupt.request(ClientGone):
@@ -479,7 +490,7 @@ def _arm_hangup(conn) -> None:
         raise ClientGone()
 
 
-def _serve_child(conn, me: Facts, rlimit_kinds: list[int]) -> None:
+def _serve_child(conn: Socket, me: Facts, rlimit_kinds: list[int]) -> None:
     code = 1
     started = False
     try:
@@ -488,8 +499,8 @@ def _serve_child(conn, me: Facts, rlimit_kinds: list[int]) -> None:
         gc.disable()  # a short-lived child: collection would only copy pages
         try:
             problem, pid, pidfd, theirs = _peer_problem(conn, me)
-            if problem:
-                raise _Refuse(problem)
+            if problem or theirs is None:  # (no problem: its facts were read)
+                raise _Refuse(problem or "no facts")
             import resource
 
             rlimits = [(r, resource.prlimit(pid, r)) for r in rlimit_kinds]
@@ -528,7 +539,7 @@ def _serve_child(conn, me: Facts, rlimit_kinds: list[int]) -> None:
         os._exit(code)
 
 
-def _refuse(conn, reason: str) -> None:
+def _refuse(conn: Socket, reason: str) -> None:
     """Tell the client why (it then serves the call itself).  A request
     left unread would turn into ECONNRESET for the client, so whatever it
     sent is read and dropped first (its fds are close-on-exec: exiting
@@ -559,7 +570,7 @@ def _run_dir() -> int:
     return fd
 
 
-def _bind(stamp: str, me: Facts):
+def _bind(stamp: str, me: Facts) -> tuple[Socket, str, int, int] | None:
     """(listener, path, its inode, lock fd), or None when another zygote
     holds the name.  The lock (a sibling file, flocked for the zygote's life) says
     who owns the name: its holder replaces whatever file is at the path
@@ -618,7 +629,7 @@ def serve(stamp: str, paths: list[str]) -> None:
         return
     listener, path, ino, _lock = bound
 
-    def leave(*_):
+    def leave() -> None:
         """Give the name back so the next call starts a fresh zygote
         rather than finding a dead socket."""
         try:
@@ -627,7 +638,7 @@ def serve(stamp: str, paths: list[str]) -> None:
         except OSError:
             pass
 
-    def on_term(signum, frame):
+    def on_term(signum: int, frame: FrameType | None) -> None:
         leave()
         os._exit(0)
 
@@ -661,11 +672,15 @@ def serve(stamp: str, paths: list[str]) -> None:
         _accept(listener, children, me, rlimit_kinds, _lock)
 
 
-def _accept(listener, children: set[int], me: Facts, rlimit_kinds: list[int], lock: int) -> bool:
+def _accept(
+    listener: Socket, children: set[int], me: Facts, rlimit_kinds: list[int], lock: int
+) -> bool:
     """Accept one connection and fork its child: nothing here reads from a
     client, so no client can hold up the others."""
     try:
-        fd, _ = listener._accept()
+        # _socket's own accept (an fd; socket.py's wrapper is not loaded),
+        # which typeshed leaves out
+        fd, _ = listener._accept()  # type: ignore[attr-defined]
     except OSError:
         return False
     conn = _socket.socket(AF_UNIX, SOCK_SEQPACKET, 0, fd)

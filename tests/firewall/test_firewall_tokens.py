@@ -23,7 +23,7 @@ HOSTILE = [
     "x\x0b",
     "é",
     "x\u2028y",
-    "ｅｔｈ０",
+    "ｅｔｈ０",  # noqa: RUF001 (look-alikes on purpose)
     "x y",
     "",
     "x" * 300,
@@ -74,7 +74,7 @@ def test_hex_tag_refuses(value):
         "1.2.3.4 ",
         "1.2.3.04",
         "1.2.3",
-        "١.٢.٣.٤",
+        "١.٢.٣.٤",  # noqa: RUF001 (look-alikes on purpose)
         "::ffff:1.2.3.4%x",
         "1.2.3.4/32",
         "x",
@@ -199,7 +199,7 @@ def test_iptables_conditions_accepted_and_rendered(conditions, rendered):
         ["-m mark --mark -1"],
         ["-m conntrack --ctstate BOGUS"],
         ["-m set --match-set a;b src"],
-        ["-s ١.2.3.4"],
+        ["-s ١.2.3.4"],  # noqa: RUF001 (look-alikes on purpose)
         ["-s fd00::/8"],  # an IPv6 network in conditionsV4
         "-s 10.0.0.0/8",
         [5],

@@ -22,7 +22,8 @@ s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
 # router lifetime 1800 s, reachable 0, retrans 0; then a prefix option
 # (type 3, length 4): 2001:db8:bad::/64, on-link + autonomous
 ra = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0)
-ra += struct.pack("!BBBBIII", 3, 4, 64, 0xC0, 86400, 14400, 0) + socket.inet_pton(socket.AF_INET6, "2001:db8:bad::")
+ra += struct.pack("!BBBBIII", 3, 4, 64, 0xC0, 86400, 14400, 0)
+ra += socket.inet_pton(socket.AF_INET6, "2001:db8:bad::")
 for _ in range(3):
     s.sendto(ra, ("ff02::1", 0, 0, socket.if_nametoindex("eth0")))
 """
@@ -94,7 +95,10 @@ def _udp6_works(sb) -> bool:
 
 
 def _guard(sb, call: str):
-    code = f"import sys; sys.path.insert(0, {str(LIB)!r}); from dockline.firewall import ra_guard; {call}"
+    code = (
+        f"import sys; sys.path.insert(0, {str(LIB)!r}); "
+        f"from dockline.firewall import ra_guard; {call}"
+    )
     run = sb.run([str(VENV_PYTHON), "-I", "-c", code])
     assert run.returncode == 0, run.stdout + run.stderr
 

@@ -22,8 +22,15 @@ import json
 import os
 import sys
 
+from ..cni.skel import valid_identifier
 from . import libcni
 from .output import FAILED, OK, USAGE, error
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+
+    from .output import SubParsers
 
 COMMANDS = ("add", "check", "del", "gc", "status")
 
@@ -43,7 +50,7 @@ printed on stdout, a readable account on stderr), 2 a usage error
 """
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: SubParsers) -> None:
     p = sub.add_parser(
         "cnitool",
         help="run a network's plugin chain, as Go's cnitool does",
@@ -62,7 +69,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _raw():
+def _raw() -> type[argparse.RawDescriptionHelpFormatter]:
     import argparse
 
     return argparse.RawDescriptionHelpFormatter
@@ -86,7 +93,7 @@ def _print_plugin_error(exc: libcni.PluginError, version: str) -> None:
     error(exc.describe())
 
 
-def run(a) -> int:
+def run(a: argparse.Namespace) -> int:
     command = a.command
     if command in ("add", "check", "del") and not a.netns:
         error(f"cnitool {command} needs a network namespace path")
@@ -117,7 +124,7 @@ def run(a) -> int:
         # Names reach file paths (the cache) and plugins: check them first.
         if command in ("add", "check", "del"):
             rt.validate(a.network)
-        elif not libcni.valid_identifier(a.network):
+        elif not valid_identifier(a.network):
             raise libcni.ConfigError(f"invalid network name {a.network!r}")
     except libcni.ConfigError as exc:
         error(str(exc))
@@ -127,9 +134,10 @@ def run(a) -> int:
         try:
             net = libcni.load_network(confdir, a.network)
         except libcni.ConfigError:
-            net = libcni.cached_config(cached) if cached and command == "del" else None
-            if net is None:
+            fallback = libcni.cached_config(cached) if cached and command == "del" else None
+            if fallback is None:
                 raise
+            net = fallback
             error(f"network {a.network!r} is not in {confdir}: using the config cached by ADD")
         if cached:
             if not rt.cap_args and isinstance(cached.get("capabilityArgs"), dict):

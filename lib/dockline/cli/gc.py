@@ -21,6 +21,13 @@ from . import state as net_state
 from .inspect import load
 from .output import FAILED, OK, emit_json, error, table
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+
+    from ..cni.jsonio import JSONObject
+    from .output import SubParsers
+
 EPILOG = """\
 examples:
   dockline gc dockline            # show what is stale
@@ -33,7 +40,7 @@ something, or the network does not exist; 2 a usage error
 """
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: SubParsers) -> None:
     import argparse
 
     p = sub.add_parser(
@@ -56,7 +63,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def findings(st: net_state.NetworkState) -> dict:
+def findings(st: net_state.NetworkState) -> JSONObject:
     return {
         "stale": [a.to_json() for a in st.attachments if a.stale],
         "orphanVeths": st.orphan_veths,
@@ -64,11 +71,11 @@ def findings(st: net_state.NetworkState) -> dict:
     }
 
 
-def _count(found: dict) -> int:
+def _count(found: JSONObject) -> int:
     return sum(len(v) for v in found.values())
 
 
-def _show(found: dict) -> None:
+def _show(found: JSONObject) -> None:
     rows = [
         [
             a["containerID"],
@@ -85,13 +92,13 @@ def _show(found: dict) -> None:
     table(["CONTAINER", "IFNAME", "ADDRESSES", "NAMES", "FW", "FOUND IN"], rows)
 
 
-def run(a) -> int:
+def run(a: argparse.Namespace) -> int:
     net = load(a.network)
     if net is None:
         return FAILED
     st = net_state.gather(net)
     found = findings(st)
-    report: dict = {"network": net.name, **found, "collected": False}
+    report: JSONObject = {"network": net.name, **found, "collected": False}
     dead_cached = [att for att in st.attachments if att.cached and not att.alive]
     if _count(found) and a.yes and found["orphanVeths"] and not a.orphans:
         error(

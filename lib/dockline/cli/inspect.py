@@ -12,6 +12,13 @@ from . import libcni
 from . import state as net_state
 from .output import FAILED, OK, emit_json, error, table
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+
+    from ..cni.jsonio import JSONObject
+    from .output import SubParsers
+
 EPILOG = """\
 examples:
   dockline inspect dockline
@@ -25,7 +32,7 @@ exit status: 0 shown, 1 no such network, 2 a usage error
 """
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: SubParsers) -> None:
     import argparse
 
     p = sub.add_parser(
@@ -57,7 +64,7 @@ def load(network: str) -> libcni.NetworkList | None:
         return None
 
 
-def state_json(st: net_state.NetworkState) -> dict:
+def state_json(st: net_state.NetworkState) -> JSONObject:
     return {
         "network": st.net.name,
         "file": st.net.path,
@@ -72,7 +79,7 @@ def state_json(st: net_state.NetworkState) -> dict:
     }
 
 
-def run(a) -> int:
+def run(a: argparse.Namespace) -> int:
     net = load(a.network)
     if net is None:
         return FAILED

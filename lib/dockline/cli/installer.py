@@ -16,6 +16,12 @@ from ..plugins import TYPES
 from .atomic import write_atomically
 from .output import FAILED, OK, emit_json, error
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+
+    from .output import SubParsers
+
 EPILOG = """\
 examples:
   dockline install /opt/cni/bin
@@ -36,7 +42,8 @@ def dependency_dir() -> str:
     module itself, which holds under -I -S too."""
     import pyroute2
 
-    return os.path.dirname(os.path.dirname(os.path.abspath(pyroute2.__file__)))
+    module_file: str = pyroute2.__file__
+    return os.path.dirname(os.path.dirname(os.path.abspath(module_file)))
 
 
 def install(
@@ -60,7 +67,7 @@ def install(
     return written
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: SubParsers) -> None:
     import argparse
 
     p = sub.add_parser(
@@ -89,7 +96,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def run(a) -> int:
+def run(a: argparse.Namespace) -> int:
     bin_dir = os.path.abspath(
         a.bin_dir or os.path.join(os.path.dirname(lib_dir()), ".build", "cni-bin")
     )

@@ -23,6 +23,10 @@ from ..cni.version import LATEST, SUPPORTED
 from ..cni.version import key as version_key
 from .atomic import write_atomically
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..cni.jsonio import JSONObject
+
 DEFAULT_NETCONFPATH = "/etc/cni/net.d"
 DEFAULT_CNI_PATH = "/opt/cni/bin"
 CACHE_DIR = "/var/lib/cni"
@@ -94,7 +98,7 @@ class PluginError(Exception):
 class NetworkList:
     name: str
     cni_version: str
-    plugins: list[dict]
+    plugins: list[JSONObject]
     raw: bytes  # the bytes libcni caches as "config"
     path: str = ""
     disable_check: bool = False
@@ -102,14 +106,14 @@ class NetworkList:
     upconverted: bool = False
 
 
-def _truthy(value) -> bool:
+def _truthy(value: object) -> bool:
     """libcni accepts disableCheck/disableGC as a bool or "true"/"false"."""
     if isinstance(value, str):
         return value.lower() == "true"
     return value is True
 
 
-def negotiate_version(conf: dict) -> str:
+def negotiate_version(conf: JSONObject) -> str:
     """libcni's choice: the highest of ``cniVersions`` and ``cniVersion``
     that is not newer than what this runtime implements."""
     version = conf.get("cniVersion") or ""
@@ -232,7 +236,7 @@ def load_network(directory: str, name: str) -> NetworkList:
 def all_networks(directory: str) -> list[tuple[str, NetworkList | None, str]]:
     """(path, network or None, error) of every config file, for listings:
     one broken file must not hide the others."""
-    out = []
+    out: list[tuple[str, NetworkList | None, str]] = []
     for path in conf_files(directory, (".conflist",)) + conf_files(directory, (".conf", ".json")):
         try:
             out.append((path, load_file(path), ""))
@@ -250,7 +254,7 @@ class RuntimeConf:
     netns: str
     ifname: str
     args: list[list[str]] = field(default_factory=list)  # [[key, value], ...]
-    cap_args: dict = field(default_factory=dict)
+    cap_args: JSONObject = field(default_factory=dict)
 
     def validate(self, network: str) -> None:
         """libcni checks these before calling any plugin."""
@@ -284,8 +288,8 @@ def parse_cni_args(text: str) -> list[list[str]]:
 
 
 def plugin_config(
-    net: NetworkList, plugin: dict, rt: RuntimeConf | None, prev: dict | None
-) -> dict:
+    net: NetworkList, plugin: JSONObject, rt: RuntimeConf | None, prev: JSONObject | None
+) -> JSONObject:
     """The config one plugin gets: its own object with the network's name
     and version injected, the previous result, and a runtimeConfig holding
     only the capability args it declares (libcni's buildOneConfig)."""
@@ -321,8 +325,8 @@ def find_plugin(plugin_type: str, path: list[str]) -> str | None:
 
 
 def exec_plugin(
-    command: str, plugin_type: str, index: int, conf: dict, rt: RuntimeConf | None
-) -> dict | None:
+    command: str, plugin_type: str, index: int, conf: JSONObject, rt: RuntimeConf | None
+) -> JSONObject | None:
     """One plugin call with the caller's environment plus CNI_*, as libcni
     does; the plugin's stderr goes to ours."""
     path = cni_path()
@@ -392,10 +396,12 @@ def cache_path(network: str, container_id: str, ifname: str, cache_dir: str = CA
     return os.path.join(results_dir(cache_dir), f"{network}-{container_id}-{ifname}")
 
 
-def write_cache(net: NetworkList, rt: RuntimeConf, result: dict, cache_dir: str = CACHE_DIR) -> str:
+def write_cache(
+    net: NetworkList, rt: RuntimeConf, result: JSONObject | None, cache_dir: str = CACHE_DIR
+) -> str:
     """libcni's cachedInfo, field for field (Go's []byte is base64);
     written whole, then renamed into place."""
-    entry = {
+    entry: JSONObject = {
         "kind": CACHE_KIND,
         "containerId": rt.container_id,
         "config": base64.b64encode(net.raw).decode(),
@@ -417,7 +423,7 @@ def write_cache(net: NetworkList, rt: RuntimeConf, result: dict, cache_dir: str 
 
 def read_cache(
     network: str, container_id: str, ifname: str, cache_dir: str = CACHE_DIR
-) -> dict | None:
+) -> JSONObject | None:
     """The cached entry, or None when there is none or it is unreadable
     (libcni ignores a cache it cannot read)."""
     try:
@@ -435,11 +441,11 @@ def delete_cache(network: str, container_id: str, ifname: str, cache_dir: str = 
         pass
 
 
-def cached_entries(network: str | None = None, cache_dir: str = CACHE_DIR) -> list[dict]:
+def cached_entries(network: str | None = None, cache_dir: str = CACHE_DIR) -> list[JSONObject]:
     """Every cache entry (of one network), found by its networkName field
     as libcni's GetCachedAttachments does (a file-name prefix would also
     match networks whose name starts the same)."""
-    out = []
+    out: list[JSONObject] = []
     directory = results_dir(cache_dir)
     try:
         names = sorted(os.listdir(directory))
@@ -462,7 +468,7 @@ def cached_entries(network: str | None = None, cache_dir: str = CACHE_DIR) -> li
     return out
 
 
-def cached_config(entry: dict) -> NetworkList | None:
+def cached_config(entry: JSONObject) -> NetworkList | None:
     """The network config an entry was added with (for DEL when the
     config file is gone)."""
     try:
@@ -471,7 +477,7 @@ def cached_config(entry: dict) -> NetworkList | None:
         return None
 
 
-def as_version(result: dict | None, version: str) -> dict | None:
+def as_version(result: JSONObject | None, version: str) -> JSONObject | None:
     """A cached result in the config's version, as libcni converts it;
     passed on unchanged when it cannot be converted."""
     if not result or result.get("cniVersion") == version or version not in SUPPORTED:
@@ -492,7 +498,7 @@ def _at_least(version: str, minimum: str) -> bool:
         return False
 
 
-def add(net: NetworkList, rt: RuntimeConf, cache_dir: str = CACHE_DIR) -> dict | None:
+def add(net: NetworkList, rt: RuntimeConf, cache_dir: str = CACHE_DIR) -> JSONObject | None:
     rt.validate(net.name)
     prev = None
     for i, plugin in enumerate(net.plugins):
@@ -527,14 +533,14 @@ def delete(net: NetworkList, rt: RuntimeConf, cache_dir: str = CACHE_DIR) -> Non
     delete_cache(net.name, rt.container_id, rt.ifname, cache_dir)
 
 
-def valid_attachments(network: str, cache_dir: str = CACHE_DIR) -> list[dict]:
+def valid_attachments(network: str, cache_dir: str = CACHE_DIR) -> list[JSONObject]:
     return [
         {"containerID": e["containerId"], "ifname": e["ifName"]}
         for e in cached_entries(network, cache_dir)
     ]
 
 
-def gc(net: NetworkList, valid: list[dict]) -> bool:
+def gc(net: NetworkList, valid: list[JSONObject]) -> bool:
     """GC on every plugin with the given valid attachments; False when the
     config's version (or disableGC) means there is nothing to do."""
     if net.disable_gc or not _at_least(net.cni_version, "1.1.0"):

@@ -10,6 +10,13 @@ from . import libcni
 from . import state as net_state
 from .output import OK, emit_json, table
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+
+    from ..cni.jsonio import JSONObject
+    from .output import SubParsers
+
 EPILOG = """\
 examples:
   dockline networks
@@ -19,7 +26,7 @@ exit status: 0 listed (broken files are listed with their error), 2 a usage erro
 """
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: SubParsers) -> None:
     import argparse
 
     p = sub.add_parser(
@@ -41,10 +48,11 @@ def human_count(n: int) -> str:
     return f"~2^{bits}" if n != 1 << bits else f"2^{bits}"
 
 
-def collect(confdir: str) -> list[dict]:
-    out, seen = [], {}
+def collect(confdir: str) -> list[JSONObject]:
+    out: list[JSONObject] = []
+    seen: dict[str, str] = {}
     for path, net, err in libcni.all_networks(confdir):
-        item = {"file": path, "name": net.name if net else None, "error": err or None}
+        item: JSONObject = {"file": path, "name": net.name if net else None, "error": err or None}
         if net is not None:
             item["shadowedBy"] = seen.get(net.name)
             seen.setdefault(net.name, path)
@@ -73,7 +81,7 @@ def collect(confdir: str) -> list[dict]:
     return out
 
 
-def run(a) -> int:
+def run(a: argparse.Namespace) -> int:
     confdir = os.environ.get("NETCONFPATH", libcni.DEFAULT_NETCONFPATH)
     items = collect(confdir)
     if a.json:

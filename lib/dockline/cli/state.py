@@ -25,6 +25,11 @@ from ..ipam.disk import DEFAULT_DATA_DIR, DiskStore
 from ..names import registry as names_registry
 from . import libcni
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..cni.jsonio import JSONObject
+    from ..ipam.ranges import Range, RangeSet
+
 
 @dataclass
 class AttachmentState:
@@ -56,7 +61,7 @@ class AttachmentState:
         """Left by a container that is gone and that no runtime knows."""
         return not self.cached and not self.alive
 
-    def to_json(self) -> dict:
+    def to_json(self) -> JSONObject:
         out = {_JSON_KEYS.get(k, k): v for k, v in asdict(self).items()}
         out["alive"] = self.alive
         out["stale"] = self.stale
@@ -73,7 +78,7 @@ _JSON_KEYS = {
 }
 
 
-def _ip_order(text: str):
+def _ip_order(text: str) -> tuple[int, int]:
     try:
         ip = ipaddress.ip_address(text)
         return (ip.version, int(ip))
@@ -106,7 +111,7 @@ class NetworkState:
     problems: list[str] = field(default_factory=list)
 
 
-def _request(net: libcni.NetworkList, plugin: dict) -> CmdArgs:
+def _request(net: libcni.NetworkList, plugin: JSONObject) -> CmdArgs:
     conf = libcni.plugin_config(net, plugin, None, None)
     return CmdArgs("ADD", {}, b"", conf, net.cni_version or "0.1.0")
 
@@ -119,7 +124,7 @@ def _run(argv: list[str]) -> str | None:
     return proc.stdout.decode(errors="replace") if proc.returncode == 0 else None
 
 
-def host_links() -> list[dict]:
+def host_links() -> list[JSONObject]:
     out = _run(["ip", "-j", "-d", "link", "show"])
     try:
         return json.loads(out) if out else []
@@ -127,14 +132,14 @@ def host_links() -> list[dict]:
         return []
 
 
-def _range_size(rng) -> int:
+def _range_size(rng: Range) -> int:
     size = int(rng.end) - int(rng.start) + 1
-    if rng.start <= rng.gateway <= rng.end:
+    if int(rng.start) <= int(rng.gateway) <= int(rng.end):
         size -= 1
     return size
 
 
-def _ipam(state: NetworkState, plugin: dict) -> list:
+def _ipam(state: NetworkState, plugin: JSONObject) -> list[RangeSet]:
     """dataDir and range sets of a host-local IPAM, by its own loader."""
     ipam = plugin.get("ipam")
     if not isinstance(ipam, dict) or ipam.get("type") != "host-local":
@@ -202,7 +207,7 @@ def _firewall_objects(network: str) -> tuple[dict[str, list[str]], dict[str, lis
                 objects.setdefault(chain[2:], []).append(
                     f"nft inet {hostports.NFT_TABLE} chain {chain}"
                 )
-        for map_name, key, target in hostports._nft_elements():
+        for _map_name, key, target in hostports._nft_elements():
             if target.startswith("c-" + prefix):
                 parts = key.split(" . ")
                 where = f"{parts[0]}:" if len(parts) == 3 else ""
@@ -214,7 +219,7 @@ def _firewall_objects(network: str) -> tuple[dict[str, list[str]], dict[str, lis
     return objects, ports, problems
 
 
-def _registry(state: NetworkState) -> dict[str, dict]:
+def _registry(state: NetworkState) -> dict[str, JSONObject]:
     """The names registry, read without its lock (nothing is changed) and
     without trusting its shape: its format is allowed to evolve."""
     path = os.path.join(state.data_dir or DEFAULT_DATA_DIR, state.net.name, names_registry.FILE)
@@ -234,13 +239,14 @@ def _registry(state: NetworkState) -> dict[str, dict]:
     )
 
 
-def _strings(value) -> list[str]:
+def _strings(value: object) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
-def _cached_ports(entry: dict) -> dict[tuple[str, str], str]:
+def _cached_ports(entry: JSONObject) -> dict[tuple[str, str], str]:
     """(hostPort, proto) -> containerPort from the cached portMappings."""
-    caps = entry.get("capabilityArgs") if isinstance(entry.get("capabilityArgs"), dict) else {}
+    caps_value = entry.get("capabilityArgs")
+    caps = caps_value if isinstance(caps_value, dict) else {}
     out = {}
     for m in caps.get("portMappings") or [] if isinstance(caps.get("portMappings"), list) else []:
         if isinstance(m, dict):
@@ -253,7 +259,7 @@ def _cached_ports(entry: dict) -> dict[tuple[str, str], str]:
 
 def gather(net: libcni.NetworkList, with_firewall: bool = True) -> NetworkState:
     state = NetworkState(net=net, chain=[str(p.get("type")) for p in net.plugins])
-    range_sets: list = []
+    range_sets: list[RangeSet] = []
     has_bridge = False
     for plugin in net.plugins:
         if plugin.get("type") == "bridge":
@@ -295,14 +301,16 @@ def gather(net: libcni.NetworkList, with_firewall: bool = True) -> NetworkState:
             state.ranges.append(
                 RangeUse(str(rng.subnet), f"{rng.start}-{rng.end}", _range_size(rng), used)
             )
-    cached_ports: dict[tuple[str, str], dict] = {}
+    cached_ports: dict[tuple[str, str], dict[tuple[str, str], str]] = {}
     for entry in libcni.cached_entries(net.name):
         att = get(entry["containerId"], entry["ifName"], "cache")
         att.cached = True
-        att.netns = entry.get("netns") if isinstance(entry.get("netns"), str) else ""
+        cached_netns = entry.get("netns")
+        att.netns = cached_netns if isinstance(cached_netns, str) else ""
         att.netns_alive = os.path.exists(att.netns) if att.netns else None
         cached_ports[(att.container_id, att.ifname)] = _cached_ports(entry)
-        result = entry.get("result") if isinstance(entry.get("result"), dict) else {}
+        cached_result = entry.get("result")
+        result = cached_result if isinstance(cached_result, dict) else {}
         if not att.addresses:
             att.addresses = [
                 str(ip.get("address", "")).split("/")[0]
@@ -347,26 +355,26 @@ def gather(net: libcni.NetworkList, with_firewall: bool = True) -> NetworkState:
     if with_firewall:
         objects, ports, problems = _firewall_objects(net.name)
         state.problems += problems
-        tags = {}
+        tags: dict[str, AttachmentState] = {}
         for att in found.values():
             tags[Attachment(net.name, att.container_id, att.ifname).tag] = att
         for tag, objs in objects.items():
-            att = tags.get(tag)
-            if att is None:
+            owner = tags.get(tag)
+            if owner is None:
                 state.orphan_firewall += objs
             else:
-                att.firewall += objs
-                if "firewall" not in att.sources:
-                    att.sources.append("firewall")
+                owner.firewall += objs
+                if "firewall" not in owner.sources:
+                    owner.sources.append("firewall")
         for tag, published in ports.items():
-            att = tags.get(tag)
-            if att is None:
+            owner = tags.get(tag)
+            if owner is None:
                 continue
-            wanted = cached_ports.get((att.container_id, att.ifname), {})
+            wanted = cached_ports.get((owner.container_id, owner.ifname), {})
             for p in published:
                 host, _, proto = p.partition("/")
                 to = wanted.get((host.rpartition(":")[2], proto))
-                att.ports.append(f"{p}->{to}" if to else p)
+                owner.ports.append(f"{p}->{to}" if to else p)
     for att in found.values():
         att.addresses.sort(key=_ip_order)
     state.attachments = sorted(found.values(), key=lambda a: (a.container_id, a.ifname))

@@ -17,6 +17,14 @@ from ..cni.version import SUPPORTED
 from . import libcni
 from .output import FAILED, OK, USAGE, emit_json, error, table
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+
+    from ..cni.jsonio import JSONObject
+    from .output import SubParsers
+
 EPILOG = """\
 examples:
   dockline validate /etc/cni/net.d/30-dockline-portmap.conflist
@@ -27,7 +35,7 @@ exit status: 0 valid, 1 problems found, 2 a usage error (no such file)
 """
 
 
-def add_parser(sub) -> None:
+def add_parser(sub: SubParsers) -> None:
     import argparse
 
     p = sub.add_parser(
@@ -47,7 +55,7 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
-def _check_plugin(net: libcni.NetworkList, index: int, plugin: dict) -> list[tuple[str, str]]:
+def _check_plugin(net: libcni.NetworkList, index: int, plugin: JSONObject) -> list[tuple[str, str]]:
     """(where, what) problems of one plugin, by its own parser."""
     where = f"plugins[{index}] ({plugin.get('type')})"
     problems: list[tuple[str, str]] = []
@@ -60,7 +68,7 @@ def _check_plugin(net: libcni.NetworkList, index: int, plugin: dict) -> list[tup
     req = CmdArgs("ADD", {}, b"", conf, net.cni_version)
     kind = plugin.get("type")
 
-    def attempt(what: str, check) -> None:
+    def attempt(what: str, check: Callable[[], object]) -> None:
         try:
             check()
         except CniError as err:
@@ -124,7 +132,7 @@ def check_file(
     return net, problems
 
 
-def run(a) -> int:
+def run(a: argparse.Namespace) -> int:
     if not os.path.isfile(a.file):
         error(f"validate: {a.file}: no such file")
         return USAGE
@@ -149,6 +157,7 @@ def run(a) -> int:
         print(f"{a.file}: {len(problems)} problem(s)")
         table(["WHERE", "PROBLEM"], [list(p) for p in problems])
     else:
+        assert net is not None  # (no problem: the file was read)
         print(
             f"{a.file}: valid (network {net.name!r}, cniVersion {net.cni_version}, "
             f"plugins {' > '.join(p['type'] for p in net.plugins)})"

@@ -70,13 +70,17 @@ class BridgeConfig:
         "disable_container_interface",
         "dns",
         "enable_dad",
+        "expose",
         "force_address",
         "hairpin",
+        "icc",
         "ip_masq",
         "ip_masq_backend",
         "ipam_type",
         "is_default_gateway",
         "is_gateway",
+        "isolate",
+        "isolate_except",
         "mac",
         "macspoofchk",
         "mtu",
@@ -155,6 +159,49 @@ class BridgeConfig:
         if self.disable_container_interface and self.ipam_type and not for_cleanup:
             raise CniError(INVALID_CONFIG, "cannot use IPAM when disableContainerInterface is set")
         self.mac = None if for_cleanup else self._container_mac(req)
+        self._isolation(req, for_cleanup)
+
+    def _isolation(self, req: CmdArgs, for_cleanup: bool) -> None:
+        """Docker's isolation (dockline.firewall.isolation): ``icc`` (default
+        true: containers of the network reach one another), ``isolate``
+        (default false: no filtering between networks) and ``isolateExcept``
+        (bridges an isolated network still exchanges traffic with); the
+        ``expose`` capability (ports a container declares to its linkers)."""
+        c = req.config
+        icc = c.get("icc", True)
+        if not isinstance(icc, bool):
+            raise CniError(INVALID_CONFIG, "invalid icc", f"{icc!r} is not true or false")
+        self.icc: bool = icc
+        self.isolate = _bool(c, "isolate")
+        self.isolate_except: list[str] = []
+        self.expose: list[tuple[str, int, int]] = []
+        if not for_cleanup:
+            self._icc_needs(icc)
+        expose = req.runtime_config.get("expose")
+        if c.get("isolateExcept") is None and (for_cleanup or expose is None):
+            return  # nothing to parse: the module is not even imported
+        from ..firewall import isolation
+
+        self.isolate_except = isolation.parse_except(c.get("isolateExcept"))
+        if for_cleanup:
+            return
+        if self.isolate_except and not self.isolate:
+            raise CniError(INVALID_CONFIG, "isolateExcept needs isolate", "set isolate: true")
+        if self.bridge in self.isolate_except:
+            raise CniError(INVALID_CONFIG, "invalid isolateExcept", "it names the network's bridge")
+        self.expose = isolation.parse_expose(expose)
+
+    def _icc_needs(self, icc: bool) -> None:
+        if not icc:
+            if not self.is_gateway or not self.ipam_type or self.disable_container_interface:
+                raise CniError(
+                    INVALID_CONFIG,
+                    "icc false needs isGateway and IPAM",
+                    "containers reach one another through the gateway",
+                )
+            # No layer-2 path between the containers: what links allow is
+            # routed by the host, where it is filtered.
+            self.port_isolation = True
 
     @staticmethod
     def _container_mac(req: CmdArgs) -> str | None:

@@ -40,6 +40,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..bridge.undo import UndoStack
     from ..cni.skel import CmdArgs
+    from ..firewall.isolation import LinkAccess
 
 MAX_NAME = 253
 MAX_NAMESPACE = 63
@@ -217,7 +218,12 @@ def _addresses(ips: list[str]) -> list[str]:
 
 
 def on_add(
-    req: CmdArgs, data_dir: str, ips: list[str], undo: UndoStack, plan: LinkPlan | None = None
+    req: CmdArgs,
+    data_dir: str,
+    ips: list[str],
+    undo: UndoStack,
+    plan: LinkPlan | None = None,
+    access: LinkAccess | None = None,
 ) -> None:
     plan = plan or prepare(req, data_dir)
     if plan.empty:
@@ -256,6 +262,11 @@ def on_add(
         _refresh_dependants(
             reg, plan.scope, plan.names + ([plan.pod] if plan.pod else []), key, data_dir
         )
+        # --- isolation (firewall.isolation): on an icc-off network, links
+        # are access; it follows the registry under this lock.
+        if access is not None:
+            access.after_add(reg, key)
+        # ---
 
 
 def _check_conflicts(
@@ -340,6 +351,16 @@ def _drop_own_lines(entry: dict | None, data_dir: str) -> None:
             _warn(f"left the link lines in {entry['hosts']!r}: {exc}")
 
 
+def _isolation_after_remove(reg: Registry, gone: list[dict | None]) -> None:
+    """Entries of an icc-off network carry the firewall elements their
+    links made (firewall.isolation); removed, those go, and their linkers
+    lose access to them.  Nothing is imported for other networks."""
+    if any(entry and "isolation" in entry for entry in gone):
+        from ..firewall import isolation
+
+        isolation.after_remove(reg, gone)
+
+
 def on_del(req: CmdArgs, data_dir: str) -> None:
     if data_dir_problem(data_dir):
         return  # ADD refuses such a dataDir: nothing was registered
@@ -348,6 +369,7 @@ def on_del(req: CmdArgs, data_dir: str) -> None:
         return
     with registry as reg:
         entry = reg.remove(req.attachment.key)
+        _isolation_after_remove(reg, [entry])
     _drop_own_lines(entry, data_dir)
 
 
@@ -360,6 +382,7 @@ def on_gc(network: str, data_dir: str, valid: set[Attachment]) -> None:
         return
     with registry as reg:
         gone = [reg.remove(key) for key in [k for k in reg.entries if k not in keep]]
+        _isolation_after_remove(reg, gone)
     for entry in gone:
         _drop_own_lines(entry, data_dir)
 

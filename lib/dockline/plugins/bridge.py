@@ -26,7 +26,7 @@ from errno import EEXIST, ENOENT, ENOTDIR
 from dockline.bridge.config import BridgeConfig
 from dockline.bridge.undo import UndoStack
 from dockline.cni import delegate
-from dockline.cni.attachment import HOST_VETH_PREFIX, Attachment, valid_attachments
+from dockline.cni.attachment import HOST_VETH_PREFIX, Attachment, network_tag, valid_attachments
 from dockline.cni.errors import (
     ALREADY_EXISTS,
     INCOMPATIBLE_VERSION,
@@ -58,6 +58,13 @@ def _netlink():
     import dockline.netlink as netlink
 
     return netlink
+
+
+def _isolation():
+    """firewall.isolation, loaded by the calls that may need it."""
+    from dockline.firewall import isolation
+
+    return isolation
 
 
 def _kernel_error(exc: OSError, what: str) -> CniError:
@@ -347,12 +354,32 @@ def _firewall(add: _Add) -> None:
         backend = masquerade.choose_backend(conf.ip_masq_backend)
         undo.push("remove masquerade rules", lambda: masquerade.delete(backend, att))
         masquerade.add(backend, att, [(ip["address"], _subnet(ip["address"])) for ip in ips])
+    if not conf.icc or conf.isolate:  # Docker's isolation: firewall.isolation
+        from dockline.firewall import isolation
+
+        undo.push("remove the isolation rules", lambda: isolation.delete_port(att))
+        isolation.add_port(
+            att,
+            conf.bridge,
+            add.host_if.name,
+            ips,
+            add.ns,
+            add.container_if,
+            icc=conf.icc,
+            isolate=conf.isolate,
+            allow=conf.isolate_except,
+        )
 
 
 def _names(add: _Add) -> None:
     """Docker links: the registry and the hosts files."""
     addresses = [ip["address"].split("/")[0] for ip in add.result["ips"]]
-    dockerlinks.on_add(add.req, _data_dir(add.req), addresses, add.undo, add.names)
+    access = None
+    if not add.conf.icc:  # links are access (firewall.isolation)
+        from dockline.firewall.isolation import LinkAccess
+
+        access = LinkAccess(add.conf.bridge, add.conf.expose)
+    dockerlinks.on_add(add.req, _data_dir(add.req), addresses, add.undo, add.names, access)
 
 
 def _result(add: _Add) -> dict:
@@ -517,6 +544,7 @@ def cmd_del(req: CmdArgs) -> None:
         if conf.macspoofchk:
             cleanup.run("MAC spoof check", lambda: spoofcheck.delete(att))
     cleanup.run("links: cleanup failed", lambda: dockerlinks.on_del(req, _data_dir(req)))
+    cleanup.run("isolation", lambda: _isolation().delete_port(att))
     if conf is None:
         return  # best effort on an unreadable config: nothing to report
     cleanup.raise_first()
@@ -599,6 +627,8 @@ def cmd_check(req: CmdArgs) -> None:
     if not ra_guard.check(HOST_VETH_PREFIX):
         raise _missing("the RA guard (table bridge dockline_guard) is missing")
     dockerlinks.on_check(req, _data_dir(req))
+    if not conf.icc or conf.isolate:
+        _isolation().check(req, _data_dir(req), icc=conf.icc)
 
 
 def _route_matches(route, dst, gw) -> bool:
@@ -652,6 +682,10 @@ def cmd_gc(req: CmdArgs) -> None:
     if conf.macspoofchk:
         cleanup.run("MAC spoof check GC", lambda: spoofcheck.gc(req.network, valid))
     cleanup.run("links: GC failed", lambda: dockerlinks.on_gc(req.network, _data_dir(req), valid))
+    cleanup.run(
+        "isolation GC",
+        lambda: _isolation().gc_ports(network_tag(req.network), {a.tag for a in valid}),
+    )
     cleanup.raise_first()
 
 

@@ -1,0 +1,593 @@
+"""Isolation: Docker's ``icc`` switch, with links as the exceptions, and no
+traffic between networks.
+
+A bridge network with ``"icc": false`` gives its containers no path to one
+another except the ones its links open (web linked to db: web opens
+connections to db, on every port, or only on the ports db declares with
+the ``expose`` capability; replies come back; db does not open to web).
+A network with ``"isolate": true`` exchanges no traffic with another
+bridge of the host, except published ports, replies, and the bridges its
+``isolateExcept`` names.
+
+How, for ``icc`` false (why it is built this way):
+
+- No layer-2 path.  The container ports are isolated bridge ports (the
+  kernel's ``isolated`` flag, as ``portIsolation``), so frames between two
+  containers are never bridged; and each container routes its own subnet
+  via the gateway (two routes, each half the subnet, more specific than
+  the connected route).  Traffic between containers is therefore routed by
+  the host, whatever br_netfilter does, and always reaches the ``inet``
+  forward hook, where connection tracking exists.  (Stateful filtering of
+  bridged frames would need nf_conntrack_bridge, which many kernels lack,
+  and this one: a ``ct`` match in the bridge family is refused there.)
+  The host's ICMP redirects onto such a bridge are dropped, or a container
+  would be told to go direct, where it cannot.
+- Who is sending.  A routed packet no longer says which port it came in
+  by, so the bridge family checks where it does: a packet entering from a
+  container's port must carry one of that container's addresses (its
+  IPv4 and IPv6 addresses; IPv6 link-local and unspecified for neighbour
+  discovery; ARP likewise), else it is dropped.  The port is found by its
+  name (``iifname`` through a verdict map keyed by dockline's host veth:
+  ``meta ibrname`` needs CONFIG_NFT_BRIDGE_META, see ra_guard), one
+  element and one small chain per attachment, both named after it, so DEL
+  and GC find them without state.
+- What is allowed.  table ``inet dockline_isolation``, chain ``icc``
+  (traffic in and out of the same icc-off bridge): established and related
+  packets, connections to published ports (``ct status dnat``: portmap from
+  the host, from other containers, hairpin), neighbour discovery (bridged
+  under br_netfilter from ports that are not containers'), and what a
+  link opens: ``bridge . src . dst`` in ``link4``/``link6``, or ``bridge .
+  src . dst . protocol . port`` in ``port4``/``port6``; everything else is
+  dropped.  The elements a container's links make are recorded in its
+  entry of the name registry (``isolation``), and changed under the
+  registry's lock when it or its targets come and go: a target re-added
+  with a new address moves its linkers' access with it, as their hosts
+  lines move.  Cost per ADD or DEL: one ``nft`` transaction, whatever the
+  number of containers.
+- br_netfilter.  When it is on, frames bridged between a container port and
+  another port (an uplink) also traverse the ``inet`` forward hook, with
+  the bridge as both interfaces: the ``icc`` chain accepts neighbour
+  discovery there, so IPv6 is not cut; frames between two container ports
+  do not exist.  When it is off nothing here depends on it.
+
+The constant tables are installed when one netfilter netlink query finds
+them missing (as ra_guard does), in one idempotent transaction.
+"""
+
+from __future__ import annotations
+
+from .. import proc
+from ..cni.errors import INVALID_CONFIG, STATE_MISSING, CniError
+from . import nft_apply, tokens
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ..cni.attachment import Attachment
+    from ..cni.skel import CmdArgs
+    from ..names.registry import Registry
+    from ..netlink import Link, Netns
+
+NAME = "dockline_isolation"
+INET = f"inet {NAME}"
+BRIDGE = f"bridge {NAME}"
+RECORD = "isolation"  # the key of a registry entry's record
+MAX_EXPOSE = 256
+_NFPROTO = {"inet": 1, "bridge": 7}
+
+# A registry entry's record: {"bridge": name, "elements": [element, ...]},
+# an element being [kind, src, dst] (kind "l": every port) or
+# [kind, src, dst, proto, lo, hi] (kind "p": declared ports).
+Element = tuple  # of str and int, as above
+
+
+# --- options -----------------------------------------------------------------
+
+
+def parse_expose(value: object) -> list[tuple[str, int, int]]:
+    """The ports a container declares (capability ``expose``): Docker's
+    ``"5432/tcp"``, ``"53/udp"``, ``"8000-8010/tcp"``, ``"80"`` (tcp).
+    Anything else is code 7."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise CniError(INVALID_CONFIG, "invalid expose", "expected a list of 'port[/protocol]'")
+    if len(value) > MAX_EXPOSE:
+        raise CniError(INVALID_CONFIG, "invalid expose", f"more than {MAX_EXPOSE} entries")
+    out: list[tuple[str, int, int]] = []
+    for item in value:
+        if not isinstance(item, str) or not item.isascii() or len(item) > 20:
+            raise CniError(INVALID_CONFIG, "invalid expose entry", repr(item)[:80])
+        ports, _, proto = item.partition("/")
+        proto = tokens.protocol(proto or "tcp", "expose protocol")
+        lo_text, dash, hi_text = ports.partition("-")
+        lo, hi = _port_text(lo_text, item), _port_text(hi_text if dash else lo_text, item)
+        if lo > hi:
+            raise CniError(INVALID_CONFIG, "invalid expose entry", f"{item!r}: {lo} > {hi}")
+        if (proto, lo, hi) not in out:
+            out.append((proto, lo, hi))
+    return out
+
+
+def _port_text(text: str, item: str) -> int:
+    if not (text.isdigit() and text.isascii() and len(text) <= 5) or not 0 < int(text) < 65536:
+        raise CniError(INVALID_CONFIG, "invalid expose entry", f"{item!r}: not a port 1-65535")
+    return int(text)
+
+
+def parse_except(value: object) -> list[str]:
+    """``isolateExcept``: bridge names, each an interface name."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > 64:
+        raise CniError(INVALID_CONFIG, "invalid isolateExcept", "expected a list of bridge names")
+    names: list[str] = []
+    for name in value:
+        name = tokens.ifname(name, "isolateExcept bridge name")
+        if name not in names:
+            names.append(name)
+    return names
+
+
+# --- the constant tables -----------------------------------------------------
+
+
+def _inet_base() -> list[str]:
+    t = INET
+    v4 = "ipv4_addr"
+    v6 = "ipv6_addr"
+    lines = [f"add table {t}"]
+    for name, kind in (
+        ("icc_br", "ifname"),
+        ("icc_self", "ifname . ifname"),
+        ("iso_br", "ifname"),
+        ("iso_self", "ifname . ifname"),
+        ("allowed", "ifname . ifname"),
+        ("link4", f"ifname . {v4} . {v4}"),
+        ("link6", f"ifname . {v6} . {v6}"),
+    ):
+        lines.append(f"add set {t} {name} {{ type {kind}; }}")
+    for name, addr in (("port4", v4), ("port6", v6)):
+        lines.append(
+            f"add set {t} {name} {{ type ifname . {addr} . {addr} . inet_proto . inet_service; "
+            "flags interval; }"
+        )
+    lines += [
+        f"add chain {t} forward {{ type filter hook forward priority -5; policy accept; }}",
+        f"add chain {t} output {{ type filter hook output priority -5; policy accept; }}",
+        f"add chain {t} icc",
+        f"add chain {t} between",
+    ]
+    lines += [f"flush chain {t} {c}" for c in ("forward", "output", "icc", "between")]
+    transport = "meta l4proto { tcp, udp, sctp }"
+    lines += [
+        f"add rule {t} forward iifname . oifname @icc_self goto icc",
+        f"add rule {t} forward iifname . oifname @iso_self accept",
+        f'add rule {t} forward iifname @iso_br meta oifkind "bridge" goto between',
+        f'add rule {t} forward meta iifkind "bridge" oifname @iso_br goto between',
+        f"add rule {t} icc ct state established,related accept",
+        f"add rule {t} icc ct status dnat accept",
+        f"add rule {t} icc icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} accept",
+        f"add rule {t} icc iifname . ip saddr . ip daddr @link4 accept",
+        f"add rule {t} icc iifname . ip6 saddr . ip6 daddr @link6 accept",
+        f"add rule {t} icc {transport} iifname . ip saddr . ip daddr . meta l4proto . th dport "
+        "@port4 accept",
+        f"add rule {t} icc {transport} iifname . ip6 saddr . ip6 daddr . meta l4proto . th dport "
+        "@port6 accept",
+        f"add rule {t} icc drop",
+        f"add rule {t} between ct state established,related accept",
+        f"add rule {t} between ct status dnat accept",
+        f"add rule {t} between iifname . oifname @allowed accept",
+        f"add rule {t} between drop",
+        f"add rule {t} output oifname @icc_br icmp type redirect drop",
+        f"add rule {t} output oifname @icc_br icmpv6 type nd-redirect drop",
+    ]
+    return lines
+
+
+def _bridge_base() -> list[str]:
+    t = BRIDGE
+    return [
+        f"add table {t}",
+        f"add map {t} ports {{ type ifname : verdict; }}",
+        f"add chain {t} prerouting {{ type filter hook prerouting priority -200; policy accept; }}",
+        f"flush chain {t} prerouting",
+        f"add rule {t} prerouting iifname vmap @ports",
+    ]
+
+
+def table_exists(family: str) -> bool | None:
+    """Whether our table of ``family`` exists in this network namespace:
+    one NFT_MSG_GETTABLE over netfilter netlink, no process.  None when the
+    kernel would not say."""
+    import _socket
+    import _struct
+
+    name = NAME.encode() + b"\0"
+    attr = _struct.pack("HH", 4 + len(name), 1) + name  # NFTA_TABLE_NAME
+    attr += b"\0" * (-len(attr) % 4)
+    body = _struct.pack("BBH", _NFPROTO[family], 0, 0) + attr
+    # NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETTABLE; NLM_F_REQUEST | NLM_F_ACK
+    header = _struct.pack("IHHII", 16 + len(body), (10 << 8) | 1, 1 | 4, 1, 0)
+    try:
+        sock = _socket.socket(16, 3, 12)  # AF_NETLINK, SOCK_RAW, NETLINK_NETFILTER
+    except OSError:
+        return None
+    try:
+        sock.settimeout(2)
+        sock.send(header + body)
+        reply = sock.recv(65536)
+    except OSError:
+        return None
+    finally:
+        sock.close()
+    if len(reply) < 20:
+        return None
+    if _struct.unpack_from("H", reply, 4)[0] != 2:  # not NLMSG_ERROR: the table
+        return True
+    error = _struct.unpack_from("i", reply, 16)[0]
+    if error == -2:  # ENOENT
+        return False
+    return True if error == 0 else None
+
+
+def _base_lines() -> list[str]:
+    """The constant tables, when a table is missing (a first ADD)."""
+    lines: list[str] = []
+    if not table_exists("inet"):
+        lines += _inet_base()
+    if not table_exists("bridge"):
+        lines += _bridge_base()
+    return lines
+
+
+def _needs_nft() -> None:
+    if not proc.which("nft"):
+        raise CniError(INVALID_CONFIG, "icc and isolate need nftables", "nft is not installed")
+
+
+# --- per network -------------------------------------------------------------
+
+
+def _network_lines(bridge: str, icc: bool, isolate: bool, allow: list[str]) -> list[str]:
+    """The network's own elements (its bridge in the sets), idempotent; they
+    stay while the bridge does, as the bridge itself stays."""
+    br = tokens.ifname(bridge, "bridge name")
+    t = INET
+    lines = []
+    if not icc:
+        lines += [
+            f'add element {t} icc_br {{ "{br}" }}',
+            f'add element {t} icc_self {{ "{br}" . "{br}" }}',
+        ]
+    if isolate:
+        lines += [
+            f'add element {t} iso_br {{ "{br}" }}',
+            f'add element {t} iso_self {{ "{br}" . "{br}" }}',
+        ]
+        for other in allow:
+            other = tokens.ifname(other, "isolateExcept bridge name")
+            lines += [
+                f'add element {t} allowed {{ "{br}" . "{other}" }}',
+                f'add element {t} allowed {{ "{other}" . "{br}" }}',
+            ]
+    return lines
+
+
+# --- per attachment: the port's source check ---------------------------------
+
+
+def _port_chain(att: Attachment) -> str:
+    return "p-" + tokens.hex_tag(att.tag)
+
+
+def _port_lines(att: Attachment, port: str, ips: list[str]) -> list[str]:
+    import ipaddress
+
+    t, chain = BRIDGE, _port_chain(att)
+    port = tokens.ifname(port, "host interface")
+    addrs = [ipaddress.ip_interface(ip).ip for ip in ips]
+    v4 = ", ".join(str(a) for a in addrs if a.version == 4)
+    v6 = ", ".join(["fe80::/10", "::"] + [str(a) for a in addrs if a.version == 6])
+    lines = [f"add chain {t} {chain}", f"flush chain {t} {chain}"]
+    if v4:
+        lines += [
+            f"add rule {t} {chain} meta protocol ip ip saddr {{ {v4} }} return",
+            f"add rule {t} {chain} meta protocol arp arp saddr ip {{ {v4}, 0.0.0.0 }} return",
+        ]
+    lines += [
+        f"add rule {t} {chain} meta protocol ip6 ip6 saddr {{ {v6} }} return",
+        f"add rule {t} {chain} meta protocol {{ ip, ip6, arp }} drop",
+        f'add element {t} ports {{ "{port}" : jump {chain} }}',
+    ]
+    return lines
+
+
+def _port_delete_lines(att: Attachment) -> list[str]:
+    """Idempotent: each object is made (if missing) and then deleted, in
+    the same transaction, so what is already gone is no error."""
+    t, chain = BRIDGE, _port_chain(att)
+    port = tokens.ifname(att.host_veth, "host interface")
+    return [
+        f"add chain {t} {chain}",
+        f'add element {t} ports {{ "{port}" : jump {chain} }}',
+        f'delete element {t} ports {{ "{port}" }}',
+        f"flush chain {t} {chain}",
+        f"delete chain {t} {chain}",
+    ]
+
+
+def _subnet_via_gateway(ns: Netns, link: Link, ips: list[dict]) -> None:
+    """The container routes its own subnet through the gateway: the two
+    halves of the subnet beat the connected route (longest prefix)."""
+    import ipaddress
+
+    for ip in ips:
+        net = ipaddress.ip_interface(ip["address"]).network
+        gateway = ip.get("gateway")
+        if not gateway or net.prefixlen >= net.max_prefixlen:
+            continue
+        for half in net.subnets(prefixlen_diff=1):
+            ns.add_route(str(half), gateway=gateway, link=link, onlink=True, exist_ok=True)
+
+
+def add_port(
+    att: Attachment,
+    bridge: str,
+    port: str,
+    ips: list[dict],
+    ns: Netns,
+    container_link: Link,
+    *,
+    icc: bool,
+    isolate: bool,
+    allow: list[str],
+) -> None:
+    """ADD: the tables (first time), the network's elements, and for an
+    icc-off network the port's source check and the container's routes."""
+    _needs_nft()
+    lines = _base_lines() + _network_lines(bridge, icc, isolate, allow)
+    if not icc:
+        lines += _port_lines(att, port, [ip["address"] for ip in ips])
+    nft_apply(lines, "installing the isolation rules")
+    if not icc:
+        _subnet_via_gateway(ns, container_link, ips)
+
+
+def delete_port(att: Attachment) -> None:
+    """DEL: the port's source check; nothing to do (and no process) when the
+    table was never made."""
+    if not table_exists("bridge") or not proc.which("nft"):
+        return
+    nft_apply(_port_delete_lines(att), "removing the isolation rules")
+
+
+def gc_ports(network_tag: str, keep: set[str]) -> None:
+    """GC: the source checks of this network's attachments whose tag is not
+    in ``keep`` (one listing of the table)."""
+    if not table_exists("bridge") or not proc.which("nft"):
+        return
+    listed = proc.run(["nft", "list", "table", *BRIDGE.split()])
+    if listed.returncode != 0:
+        return
+    text = listed.stdout.decode(errors="replace")
+    chains: list[str] = []
+    ports: dict[str, str] = {}  # chain -> port
+    for raw in text.replace(",", "\n").replace("{", "\n").splitlines():
+        line = raw.strip()
+        if line.startswith("chain p-"):
+            chains.append(line.split()[1])
+        elif ": jump p-" in line and line.startswith('"'):
+            ports[line.split(": jump ", 1)[1].split()[0].rstrip("}").strip()] = line.split('"')[1]
+    lines: list[str] = []
+    t = BRIDGE
+    for chain in chains:
+        tag = chain[2:]
+        if not chain.startswith("p-" + network_tag) or tag in keep:
+            continue
+        if len(tag) != 24 or not all(c in tokens.HEX_CHARS for c in tag):
+            continue
+        port = ports.get(chain)
+        if port and len(port) <= 15 and all(c in tokens.IFNAME_CHARS for c in port):
+            lines.append(f'delete element {t} ports {{ "{port}" }}')
+        lines += [f"flush chain {t} {chain}", f"delete chain {t} {chain}"]
+    if lines:
+        nft_apply(lines, "removing stale isolation rules")
+
+
+def check_port(att: Attachment) -> None:
+    """CHECK: both tables, and the port's element and chain."""
+    for family in ("inet", "bridge"):
+        if table_exists(family) is False:
+            raise CniError(STATE_MISSING, f"isolation: table {family} {NAME} is missing")
+    port = tokens.ifname(att.host_veth, "host interface")
+    got = proc.run(["nft", "get", "element", *BRIDGE.split(), "ports", f'{{ "{port}" }}'])
+    chain = proc.run(["nft", "list", "chain", *BRIDGE.split(), _port_chain(att)])
+    if got.returncode != 0 or chain.returncode != 0:
+        raise CniError(STATE_MISSING, "isolation: the container port's source check is missing")
+
+
+# --- links: the elements, kept with the name registry ------------------------
+
+
+def _element_text(bridge: str, e: Element) -> tuple[str, str]:
+    """(set, element) for an element, rendered from parsed values only."""
+    import ipaddress
+
+    br = tokens.ifname(bridge, "bridge name")
+    src, dst = ipaddress.ip_address(e[1]), ipaddress.ip_address(e[2])
+    if src.version != dst.version:
+        raise ValueError("mixed address families")
+    fam = "4" if src.version == 4 else "6"
+    if e[0] == "l" and len(e) == 3:
+        return "link" + fam, f'"{br}" . {src} . {dst}'
+    if e[0] == "p" and len(e) == 6:
+        proto = tokens.protocol(e[3])
+        lo, hi = tokens.port(e[4]), tokens.port(e[5])
+        ports = str(lo) if lo == hi else f"{lo}-{hi}"
+        return "port" + fam, f'"{br}" . {src} . {dst} . {proto} . {ports}'
+    raise ValueError(f"not an isolation element: {e!r}")
+
+
+def _add_lines(bridge: str, elements: list[Element]) -> list[str]:
+    return [
+        f"add element {INET} {s} {{ {e} }}"
+        for s, e in map(lambda x: _element_text(bridge, x), elements)
+    ]
+
+
+def _delete_lines(bridge: str, elements: list[Element]) -> list[str]:
+    lines = []
+    for e in elements:
+        name, text = _element_text(bridge, e)
+        lines += [
+            f"add element {INET} {name} {{ {text} }}",
+            f"delete element {INET} {name} {{ {text} }}",
+        ]
+    return lines
+
+
+def _names_of(entry: dict) -> list[str]:
+    names = list(entry.get("names") or [])
+    if entry.get("pod"):
+        names.append(entry["pod"])
+    return names
+
+
+def _desired(reg: Registry, key: str) -> list[Element]:
+    """What the links of ``key`` open, from the registry as it is now."""
+    entry = reg.entries[key]
+    scope = entry.get("scope", "")
+    out: list[Element] = []
+    for link in entry.get("links") or []:
+        owner = reg.owner_of(link[0], scope)
+        if owner is None or owner == key:
+            continue
+        target = reg.entries[owner]
+        expose = target.get("expose") or []
+        for src in entry.get("ips") or []:
+            for dst in target.get("ips") or []:
+                if (":" in src) != (":" in dst):
+                    continue
+                if not expose:
+                    e: Element = ("l", src, dst)
+                    if e not in out:
+                        out.append(e)
+                for proto, lo, hi in expose:
+                    e = ("p", src, dst, proto, lo, hi)
+                    if e not in out:
+                        out.append(e)
+    return out
+
+
+def _dependants(reg: Registry, names: list[str], scope: str, skip: str) -> list[str]:
+    return [
+        key
+        for key, entry in reg.entries.items()
+        if key != skip
+        and not key.startswith("@")  # cluster mode: other hosts' containers
+        and RECORD in entry
+        and entry.get("scope", "") == scope
+        and any(link[0] in names for link in entry.get("links") or [])
+    ]
+
+
+def _record(entry: dict) -> list[Element]:
+    rec = entry.get(RECORD)
+    elements = rec.get("elements") if isinstance(rec, dict) else None
+    return [tuple(e) for e in elements] if isinstance(elements, list) else []
+
+
+def _sync(reg: Registry, keys: list[str], gone: list[dict]) -> None:
+    """Bring the elements of ``keys`` to what the registry says, and remove
+    those of the ``gone`` entries: one nft transaction.  The registry is
+    saved with the union first, so an interrupted change leaves nothing
+    that DEL or GC would not find."""
+    plans = []
+    lines: list[str] = []
+    for entry in gone:
+        old = _record(entry)
+        if old:
+            lines += _delete_lines(entry[RECORD]["bridge"], old)
+    for key in keys:
+        entry = reg.entries[key]
+        bridge = entry[RECORD]["bridge"]
+        old, new = _record(entry), _desired(reg, key)
+        lines += _delete_lines(bridge, [e for e in old if e not in new])
+        lines += _add_lines(bridge, [e for e in new if e not in old])
+        plans.append((entry, new))
+        entry[RECORD] = {
+            "bridge": bridge,
+            "elements": [list(e) for e in old + [e for e in new if e not in old]],
+        }
+    if not lines:
+        return
+    reg.save()
+    nft_apply(lines, "updating the links' isolation rules")
+    for entry, new in plans:
+        entry[RECORD] = {"bridge": entry[RECORD]["bridge"], "elements": [list(e) for e in new]}
+    reg.save()
+
+
+class LinkAccess:
+    """Given to dockerlinks.on_add on an icc-off network: links become
+    access, kept in step with the registry."""
+
+    __slots__ = ("bridge", "expose")
+
+    def __init__(self, bridge: str, expose: list[tuple[str, int, int]]) -> None:
+        self.bridge = tokens.ifname(bridge, "bridge name")
+        self.expose = expose
+
+    def after_add(self, reg: Registry, key: str) -> None:
+        entry = reg.entries[key]
+        entry["expose"] = [list(e) for e in self.expose]
+        entry.setdefault(RECORD, {"bridge": self.bridge, "elements": []})
+        scope = entry.get("scope", "")
+        _sync(reg, [key, *_dependants(reg, _names_of(entry), scope, key)], [])
+
+
+def after_remove(reg: Registry, gone: list[dict | None]) -> None:
+    """DEL and GC: the removed entries' elements go, and those linking to
+    them lose their access to them."""
+    gone_entries = [e for e in gone if e and RECORD in e]
+    if not gone_entries:
+        return
+    keys: list[str] = []
+    for entry in gone_entries:
+        for key in _dependants(reg, _names_of(entry), entry.get("scope", ""), ""):
+            if key not in keys:
+                keys.append(key)
+    _sync(reg, keys, gone_entries)
+
+
+def check_links(reg: Registry, key: str) -> None:
+    """CHECK: the container's recorded elements are the ones its links
+    call for, and are in place."""
+    entry = reg.entries.get(key)
+    if entry is None or RECORD not in entry:
+        return
+    have, want = _record(entry), _desired(reg, key)
+    if sorted(map(str, have)) != sorted(map(str, want)):
+        raise CniError(STATE_MISSING, "isolation: the links' rules are stale")
+    for e in have:
+        name, text = _element_text(entry[RECORD]["bridge"], e)
+        got = proc.run(["nft", "get", "element", *INET.split(), name, f"{{ {text} }}"])
+        if got.returncode != 0:
+            raise CniError(STATE_MISSING, "isolation: a link's rule is missing", text)
+
+
+def check(req: CmdArgs, data_dir: str, *, icc: bool) -> None:
+    """CHECK: the tables; on an icc-off network the port's source check and
+    the container's link elements."""
+    for family in ("inet", "bridge"):
+        if table_exists(family) is False:
+            raise CniError(STATE_MISSING, f"isolation: table {family} {NAME} is missing")
+    if icc:
+        return
+    check_port(req.attachment)
+    from ..names.registry import Registry
+
+    registry = Registry(req.network, data_dir)
+    if registry.exists():
+        with registry as reg:
+            check_links(reg, req.attachment.key)

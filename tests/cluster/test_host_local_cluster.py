@@ -29,7 +29,7 @@ def conf(endpoints, host, **cluster):
     }
 
 
-def host_local(sandbox, host, command, config, cid="c1"):
+def host_local(sandbox, host, command, config, cid="c1", args=None):
     env = {
         "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
         "CNI_COMMAND": command,
@@ -38,6 +38,8 @@ def host_local(sandbox, host, command, config, cid="c1"):
         "CNI_IFNAME": "eth0",
         "CNI_PATH": str(DOCKLINE_BIN),
     }
+    if args:
+        env["CNI_ARGS"] = args
     argv = ["ip", "netns", "exec", f"host{host}", str(DOCKLINE_BIN / "host-local")]
     proc = sandbox.run(argv, input=json.dumps(config), env=env)
     return PluginRun(proc.returncode, proc.stdout, proc.stderr)
@@ -186,5 +188,24 @@ def test_lost_lease_is_renewed_and_a_vanished_host_frees_its_blocks(sandbox, hos
         # (a third host: its own dataDir, run from B's namespace)
         c = host_local(sandbox, "B", "ADD", conf(endpoints, "C"), "c3").ok().json
         assert c["ips"][0]["address"] == "10.77.0.2/16"
+    finally:
+        etcd.stop()
+
+
+def test_requested_address_claims_its_block(sandbox, hosts):
+    etcd = Etcd(sandbox, addresses=["10.200.0.1"])
+    etcd.start()
+    try:
+        endpoints = etcd.endpoints
+        a = host_local(sandbox, "A", "ADD", conf(endpoints, "A"), "c1", args="IP=10.77.5.5")
+        assert a.ok().json["ips"][0]["address"] == "10.77.5.5/16"
+        assert "10.77.5.0_26" in block_leases(sandbox)
+        # Another host may not take an address of A's block...
+        b = host_local(sandbox, "B", "ADD", conf(endpoints, "B"), "c2", args="IP=10.77.5.6")
+        assert b.code != 0 and b.json["code"] == 100, b.stdout
+        assert reservations(sandbox, "B") == []
+        # ...but A may, from the block it holds.
+        a2 = host_local(sandbox, "A", "ADD", conf(endpoints, "A"), "c3", args="IP=10.77.5.6")
+        assert a2.ok().json["ips"][0]["address"] == "10.77.5.6/16"
     finally:
         etcd.stop()

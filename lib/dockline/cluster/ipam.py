@@ -28,8 +28,16 @@ def allocate(
     plan = plan_requests(conf.range_sets, conf.requested)
     disk = DiskStore(conf.network, conf.data_dir)
     with Blocks(cconf, conf.network, disk) as blocks:
-        cut = blocks.prepare(conf.range_sets, plan)
-        return Allocator(HeldStore(disk), cut).allocate(container_id, ifname, conf.requested)
+        try:
+            cut = blocks.prepare(conf.range_sets, plan)
+            return Allocator(HeldStore(disk), cut).allocate(container_id, ifname, conf.requested)
+        except CniError as exc:
+            # A block claimed for one range set before another failed is
+            # given back at once rather than by a later call (not when etcd
+            # is out of reach: that would wait out the timeout again).
+            if not isinstance(exc, EtcdUnavailable):
+                blocks.return_empty()
+            raise
 
 
 def return_empty(config: dict[str, Any], network: str, data_dir: str) -> None:

@@ -92,6 +92,9 @@ class Client:
         self._sock_ep: Endpoint | None = None
         self._ssl: ssl.SSLContext | None = None
         self.local_address: str | None = None  # our side of the last connection
+        # Once no endpoint answered, later calls of this plugin call fail at
+        # once: a call's etcd steps together stay within one timeout.
+        self._down: EtcdUnavailable | None = None
 
     # --- transport ------------------------------------------------------------
 
@@ -144,6 +147,8 @@ class Client:
         until the deadline, each attempt with a share of the time, so one
         member that hangs (or a cluster electing a leader) cannot use up
         the whole budget."""
+        if self._down is not None:
+            raise EtcdUnavailable(self._down.details)
         total = self.conf.timeout
         deadline = time.monotonic() + total
         data = jsonio.dumps(body).encode()
@@ -186,10 +191,11 @@ class Client:
             if remaining <= 0:
                 break
             time.sleep(min(0.05, remaining))
-        raise EtcdUnavailable(
+        self._down = EtcdUnavailable(
             f"no etcd endpoint answered within {total:g}s: "
             + "; ".join(f"{ep}: {p}" for ep, p in problems.items())
         )
+        raise self._down
 
     def _exchange(self, ep: Endpoint, path: str, data: bytes, deadline: float) -> tuple[int, Json]:
         sock = self._sock

@@ -19,14 +19,20 @@ if TYPE_CHECKING:
 
 
 def allocate(
-    cconf: ClusterConfig, conf: HostLocalConfig, container_id: str, ifname: str
+    cconf: ClusterConfig,
+    conf: HostLocalConfig,
+    container_id: str,
+    ifname: str,
+    disk: DiskStore | None = None,
 ) -> list[Allocation]:
     """One address per range set from this host's blocks, claiming a block
     from etcd only when the held ones are full.  Nothing is reserved until
     every block needed is held, so an etcd failure (code 11) leaves no
     reservation behind."""
     plan = plan_requests(conf.range_sets, conf.requested)
-    disk = DiskStore(conf.network, conf.data_dir)
+    # host-local passes its own store (built as for one host), so both
+    # modes write reservations the same way
+    disk = disk or DiskStore(conf.network, conf.data_dir)
     with Blocks(cconf, conf.network, disk) as blocks:
         try:
             cut = blocks.prepare(conf.range_sets, plan)

@@ -151,6 +151,11 @@ class HeldStore(Store):
     def __init__(self, disk: DiskStore) -> None:
         self.disk = disk
 
+    def __getattr__(self, name: str) -> Any:
+        # what the disk store offers beyond the Store interface (e.g. an
+        # index of owners), used by the allocator as it is on one host
+        return getattr(self.disk, name)
+
     def lock(self, create: bool = True) -> _Held:
         return _Held()
 

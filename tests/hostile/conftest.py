@@ -126,7 +126,8 @@ def build_baseline(sb: Sandbox) -> Baseline:
     # Let IPv6 DAD of the new links finish: "tentative" must not flip
     # between two snapshots.
     sb.sh(
-        "for i in $(seq 50); do ip -6 addr show tentative | grep -q inet6 || break; sleep 0.1; done;"
+        "for i in $(seq 50); do ip -6 addr show tentative | grep -q inet6 || break; sleep 0.1;"
+        " done;"
         "for n in c1 c2; do for i in $(seq 50); do ip -n $n -6 addr show tentative | grep -q inet6"
         " || break; sleep 0.1; done; done"
     )
@@ -202,7 +203,7 @@ def _sections(name: str, text: str) -> dict[str, str]:
             return {name: text}
         return {
             prefix + part: json.dumps(_scrub(v), indent=1, sort_keys=True)
-            for part, v in zip(_IP_PARTS, values)
+            for part, v in zip(_IP_PARTS, values, strict=True)
         }
     return {name: _normalise(name, text)}
 
@@ -225,7 +226,7 @@ def _files(sb: Sandbox) -> dict[str, str]:
     root = f"/proc/{sb.pid}/root"
     out = {}
     for top in STATE_DIRS:
-        for dirpath, dirnames, filenames in os.walk(root + top):
+        for dirpath, _dirnames, filenames in os.walk(root + top):
             rel = dirpath[len(root) :]
             st = os.lstat(dirpath)
             out[rel + "/"] = f"dir {st.st_mode:o}"

@@ -328,10 +328,7 @@ def set_path(obj, path, value):
     obj = json.loads(json.dumps(obj))
     cur = obj
     for key in path[:-1]:
-        if isinstance(cur, dict):
-            cur = cur.setdefault(key, {})
-        else:
-            cur = cur[key]
+        cur = cur.setdefault(key, {}) if isinstance(cur, dict) else cur[key]
     cur[path[-1]] = value
     return obj
 

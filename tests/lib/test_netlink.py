@@ -313,7 +313,7 @@ def test_addresses_v4_v6(sandbox):
     assert [(a["local"], a["prefixlen"], a.get("broadcast")) for a in v4] == [
         ("10.1.2.3", 24, "10.1.2.255")
     ]
-    v6 = [a for a in addrs if a["local"] == "fd00::3"][0]
+    v6 = next(a for a in addrs if a["local"] == "fd00::3")
     assert v6.get("nodad") is True and not v6.get("tentative")
 
 

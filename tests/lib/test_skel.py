@@ -161,5 +161,10 @@ def test_zygote_client_loads_almost_nothing(sandbox, dockline_bin):
             break
         time.sleep(0.1)
     time.sleep(0.5)  # let it finish loading
-    light = HEAVY + ("ipaddress", "dockline.plugins.host_local", "dockline.ipam.allocator", "dockline.cni.skel")
+    light = HEAVY + (
+        "ipaddress",
+        "dockline.plugins.host_local",
+        "dockline.ipam.allocator",
+        "dockline.cni.skel",
+    )
     assert "HEAVY=\n" in _probe(sandbox, dockline_bin, {}, heavy=light, cid="c2")

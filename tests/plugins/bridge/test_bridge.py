@@ -66,10 +66,14 @@ def http_get(sb, client_ns, server_ns, address, port=8080, tries=50):
     server = f"ip netns exec {server_ns} " if server_ns else ""
     script = (
         f'{server}{VENV_PYTHON} -c "import http.server, socket\n'
-        f"class S(http.server.HTTPServer): address_family = socket.AF_INET6 if ':' in '{bind}' else socket.AF_INET\n"
-        f"s = S(('{bind}', {port}), http.server.SimpleHTTPRequestHandler); s.timeout = 8; s.handle_request()\" >/dev/null 2>&1 &\n"
-        f'for i in $(seq {tries}); do ip netns exec {client_ns} {VENV_PYTHON} -c "import urllib.request as u; '
-        f"print(u.urlopen('http://{host}:{port}/', timeout=2).status)\" 2>/dev/null && break; sleep 0.1; done\n"
+        "class S(http.server.HTTPServer): "
+        f"address_family = socket.AF_INET6 if ':' in '{bind}' else socket.AF_INET\n"
+        f"s = S(('{bind}', {port}), http.server.SimpleHTTPRequestHandler); "
+        's.timeout = 8; s.handle_request()" >/dev/null 2>&1 &\n'
+        f"for i in $(seq {tries}); do ip netns exec {client_ns} {VENV_PYTHON} "
+        '-c "import urllib.request as u; '
+        f"print(u.urlopen('http://{host}:{port}/', timeout=2).status)\" 2>/dev/null "
+        "&& break; sleep 0.1; done\n"
         "wait"
     )
     return sb.sh(script, check=False).stdout.strip()

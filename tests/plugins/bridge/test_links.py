@@ -68,8 +68,10 @@ def serve_and_fetch(sb, server, client, url):
         "s = S(('::', 8080), H); s.handle_request()\" >/dev/null 2>&1 &"
     )
     return sb.sh(
-        f'for i in $(seq 50); do ip netns exec {client} {VENV_PYTHON} -c "import urllib.request as u;'
-        f" print(u.urlopen('{url}', timeout=2).read().decode())\" 2>/dev/null && break; sleep 0.1; done",
+        f"for i in $(seq 50); do ip netns exec {client} {VENV_PYTHON} "
+        '-c "import urllib.request as u;'
+        f" print(u.urlopen('{url}', timeout=2).read().decode())\" 2>/dev/null "
+        "&& break; sleep 0.1; done",
         check=False,
     ).stdout.strip()
 
@@ -192,7 +194,8 @@ def test_runtime_hosts_file_is_edited_in_place_and_user_lines_survive(
     setup(sandbox)
     hosts = f"{runtime_dir}/web-hosts"  # the path a runtime would bind-mount
     sandbox.sh(
-        f"ip netns add db; ip netns add web; printf '127.0.0.1\\tlocalhost\\n10.9.9.9\\tmine\\n' > {hosts}"
+        "ip netns add db; ip netns add web; "
+        f"printf '127.0.0.1\\tlocalhost\\n10.9.9.9\\tmine\\n' > {hosts}"
     )
     inode = sandbox.sh(f"stat -c %i {hosts}").stdout
     ok(cni(sandbox, "add", "db", pod="db"))

@@ -527,9 +527,10 @@ def test_round_robin_wraps_and_exhausts(dockline_bin):
 
 def test_round_robin_wraps_past_gateway(dockline_bin):
     conf = hl_conf(ranges=[[{"subnet": "10.1.2.0/29"}]])
-    setup = lambda sb: H.write_files(
-        sb, {"/var/lib/cni/networks/net1/last_reserved_ip.0": "10.1.2.6"}
-    )
+
+    def setup(sb):
+        H.write_files(sb, {"/var/lib/cni/networks/net1/last_reserved_ip.0": "10.1.2.6"})
+
     ref, dl = differential(dockline_bin, "host-local", [Call("ADD", conf)], setup=setup)
     assert ref[0].ips() == ["10.1.2.2/29"]
 
@@ -616,7 +617,10 @@ def test_last_reserved_ip_file(dockline_bin, case):
         "/var/lib/cni/networks/net1/last_reserved_ip.0": content,
         "/var/lib/cni/networks/net1/10.1.2.102": b"other\r\neth0",
     }
-    setup = lambda sb: H.write_files(sb, files)
+
+    def setup(sb):
+        H.write_files(sb, files)
+
     conf = hl_conf()
     ref, dl = differential(
         dockline_bin, "host-local", [Call("ADD", conf, "c1"), Call("ADD", conf, "c2")], setup=setup

@@ -248,7 +248,7 @@ def test_prev_result_refuses_scope_ids(sandbox, static, where):
 
 # ------------------------------------------------------------------ types and numbers
 BAD_VALUES = {
-    "route-priority-huge": '{"dst": "0.0.0.0/0", "priority": %d}' % 2**70,
+    "route-priority-huge": f'{{"dst": "0.0.0.0/0", "priority": {2**70}}}',
     "route-priority-bool": '{"dst": "0.0.0.0/0", "priority": true}',
     "route-priority-float": '{"dst": "0.0.0.0/0", "priority": 1.5}',
     "route-priority-negative": '{"dst": "0.0.0.0/0", "priority": -1}',
@@ -264,7 +264,7 @@ BAD_VALUES = {
 @pytest.mark.parametrize("case", sorted(BAD_VALUES))
 def test_bad_route_values(seeded, hl, case):
     text = json.dumps(hl_conf()).replace(
-        '"type": "host-local"', '"type": "host-local", "routes": [%s]' % BAD_VALUES[case]
+        '"type": "host-local"', f'"type": "host-local", "routes": [{BAD_VALUES[case]}]'
     )
     # 1e999 is refused while decoding the JSON (6), like Go's decoder does
     err = refused(seeded, hl, "ADD", text, None)
@@ -462,7 +462,13 @@ def test_static_renders_canonical_forms(dockline_bin):
 
 @pytest.mark.parametrize(
     "text",
-    ["010.10.0.5/24", "10.10.0.5/24 ", "10.10.0.5/+24", "10.10.0.5/255.255.255.0", "١٠.10.0.5/24"],
+    [
+        "010.10.0.5/24",
+        "10.10.0.5/24 ",
+        "10.10.0.5/+24",
+        "10.10.0.5/255.255.255.0",
+        "١٠.10.0.5/24",  # noqa: RUF001  (Arabic-Indic digits, meant: not an address)
+    ],
 )
 def test_static_refuses_odd_spellings(sandbox, static, text):
     refused(
@@ -579,8 +585,10 @@ def test_network_dir_symlink(seeded, hl):
     fail, STATUS reports the store unusable, DEL has nothing of ours to
     release there and succeeds without writing."""
     seeded.sh(
-        "mkdir -p /var/lib/cni/elsewhere && mv /var/lib/cni/networks/net1/* /var/lib/cni/elsewhere/"
-        " && rmdir /var/lib/cni/networks/net1 && ln -s /var/lib/cni/elsewhere /var/lib/cni/networks/net1"
+        "mkdir -p /var/lib/cni/elsewhere"
+        " && mv /var/lib/cni/networks/net1/* /var/lib/cni/elsewhere/"
+        " && rmdir /var/lib/cni/networks/net1"
+        " && ln -s /var/lib/cni/elsewhere /var/lib/cni/networks/net1"
     )
     refused(seeded, hl, "ADD", hl_conf(), 5)
     refused(seeded, hl, "CHECK", hl_conf(), 5, cid="c0")
@@ -594,9 +602,11 @@ def test_network_dir_symlink(seeded, hl):
     "setup",
     [
         # a symlink in a directory anyone may write (sticky, like /tmp)
-        "mkdir -p /var/lib/cni/pub && chmod 1777 /var/lib/cni/pub && ln -s /var/lib/cni/real /var/lib/cni/pub/ln",
+        "mkdir -p /var/lib/cni/pub && chmod 1777 /var/lib/cni/pub"
+        " && ln -s /var/lib/cni/real /var/lib/cni/pub/ln",
         # a symlink owned by an unprivileged user
-        "mkdir -p /var/lib/cni/pub && ln -s /var/lib/cni/real /var/lib/cni/pub/ln && chown -h 1000 /var/lib/cni/pub/ln",
+        "mkdir -p /var/lib/cni/pub && ln -s /var/lib/cni/real /var/lib/cni/pub/ln"
+        " && chown -h 1000 /var/lib/cni/pub/ln",
     ],
     ids=["world-writable-dir", "user-owned-link"],
 )

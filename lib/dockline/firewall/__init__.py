@@ -1,10 +1,14 @@
 """Firewall rules owned by one attachment, in one batch per change.
 
-Every rule dockline installs carries its attachment's tag (see
-``cni.attachment``), so DEL and GC find exactly an attachment's rules
-without knowing its addresses (the container may be gone).  This module
-holds what every rule set shares: running ``nft`` and
-``iptables-restore``/``-save``, and picking a backend.
+Every object dockline installs carries its attachment's tag (see
+``cni.attachment``), and each ADD leaves a record of what it installed
+(``records``), so DEL removes exactly that without listing a table, and
+GC finds the rest by tag.  This package holds what every rule set
+shares: the netlink nftables layer (``nfnl``), running ``nft`` and
+``iptables-restore``/``-save``, and picking a backend.  Rule sets:
+``masquerade`` (bridge ipMasq), ``spoofcheck``, ``ra_guard``,
+``localnet``; portmap's own rules live beside its config
+(``dockline.portmap``).
 """
 
 from __future__ import annotations
@@ -23,17 +27,26 @@ _SAVE = {4: "iptables-save", 6: "ip6tables-save"}
 class FirewallError(CniError):
     """A firewall tool refused a change; ``output`` is everything it said."""
 
-    def __init__(self, what: str, result: proc.Completed) -> None:
-        self.output = result.error_text
+    def __init__(self, what: str, result: proc.Completed | str) -> None:
+        self.output = result if isinstance(result, str) else result.error_text
         super().__init__(IO_FAILURE, f"firewall: {what} failed", self.output[:500])
+
+    @classmethod
+    def of(cls, what: str, text: str) -> FirewallError:
+        """For a failure reported by the kernel over netlink, not a tool."""
+        return cls(what, text)
 
 
 def default_backend(what: str) -> str:
-    """iptables where it exists, else nftables (the reference's choice)."""
-    if proc.which("iptables-restore"):
-        return "iptables"
+    """nftables where ``nft`` exists (it is needed once, to write the
+    constant tables; every ADD and DEL after that speaks netlink), else
+    iptables.  Not the reference's order: on hosts where iptables is
+    itself iptables-nft (Debian 12) the iptables backend pays an
+    ``iptables-restore`` process per change on the same kernel tables."""
     if proc.which("nft"):
         return "nftables"
+    if proc.which("iptables-restore"):
+        return "iptables"
     raise CniError(INVALID_CONFIG, f"{what} needs iptables or nftables", "neither is installed")
 
 

@@ -93,12 +93,15 @@ def towards_container(addresses: list) -> list[str]:
 
 def nft_guard(table: str) -> list[str]:
     """Lines for an nft transaction: a filter chain on the input hook in
-    ``table`` (an inet table), rewritten whole each time (constant size)."""
+    ``table`` (an inet table), rewritten whole each time (constant size);
+    the comments let a netlink GETRULE check it by structure."""
     return [
         f"add chain {table} localnet {{ type filter hook input priority -10; policy accept; }}",
         f"flush chain {table} localnet",
-        f'add rule {table} localnet iifname != "lo" ip daddr 127.0.0.0/8 ct status dnat accept',
-        f'add rule {table} localnet iifname != "lo" ip daddr 127.0.0.0/8 drop',
+        f'add rule {table} localnet iifname != "lo" ip daddr 127.0.0.0/8 ct status dnat accept '
+        'comment "dockline localnet: dnat"',
+        f'add rule {table} localnet iifname != "lo" ip daddr 127.0.0.0/8 drop '
+        'comment "dockline localnet: drop"',
     ]
 
 

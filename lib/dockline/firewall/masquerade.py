@@ -1,49 +1,177 @@
 """Source NAT for traffic leaving a container's subnet (bridge ``ipMasq``).
 
-Two backends with one interface: ``add`` installs an attachment's rules in
-one transaction, ``delete`` removes them by tag (addresses only speed it
-up), ``gc`` removes the rules of attachments no longer valid.
+One interface, two backends (``NFTABLES``, ``IPTABLES``): ``add`` writes
+the attachment's record (``records``, kind ``masq``) then its rules;
+``delete`` reads the record and removes exactly that, whatever backend
+the record names (so DEL needs no config); ``check`` verifies by
+structure; ``gc`` removes what belongs to attachments no longer valid
+(the one call that lists).  ipMasqBackend is validated once, in
+``BridgeConfig``.
 
-iptables layout (nat table), per attachment: a chain ``DL-<tag>`` with
-``-d <subnet> -j ACCEPT`` and ``! -d <multicast> -j MASQUERADE``, entered from
-POSTROUTING by ``-s <ip> -j DL-<tag>``.
-nftables layout: table ``inet dockline_masq``, chain ``postrouting`` (nat
-hook), one rule per address, commented ``dl-<tag>``.
+nftables (table ``inet dockline_masq``), constant rules written once (one
+``nft -f`` when a GETRULE finds them missing or different), then per
+attachment only set elements, commented ``dl-<tag>``, added and deleted
+over netfilter netlink in one transaction:
+
+    postrouting (nat):  ip saddr . ip daddr @local4 return
+                        ip6 saddr . ip6 daddr @local6 return
+                        ip saddr @masq4 ip daddr != 224.0.0.0/4 masquerade
+                        ip6 saddr @masq6 ip6 daddr != ff00::/8 masquerade
+
+``masqN`` holds the container's address, ``localN`` (address . its subnet)
+the traffic that stays in the subnet.
+
+iptables (nat table), the reference's shape: a chain ``DL-<tag>`` with
+``-d <subnet> -j ACCEPT`` and ``! -d <multicast> -j MASQUERADE``, entered
+from POSTROUTING by ``-s <ip> -j DL-<tag>``; DEL deletes those exact rules
+(no ``iptables-save``), and only when that transaction fails (rules removed
+by hand) lists the table to remove what is left.  DEL also removes the
+chain the reference bridge would have made for the same container
+(``CNI-<hash>``), so a container it added is cleaned up too.
 """
 
 from __future__ import annotations
 
 from .. import proc
 from ..cni.attachment import Attachment, network_tag
-from ..cni.errors import INVALID_CONFIG, CniError
 from . import (
+    FirewallError,
     default_backend,
     iptables_nat_rules,
     iptables_restore_nat,
-    nft_apply,
-    nft_remove_tagged,
+    nfnl,
+    records,
     tokens,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 IPT_CHAIN_PREFIX = "DL-"
 NFT_TABLE = "dockline_masq"
+KIND = "masq"
 _MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
 
 
 def choose_backend(name: str | None) -> str:
-    """The configured backend, else iptables where it exists, else nft."""
-    if name:
-        if name not in ("iptables", "nftables"):
-            raise CniError(
-                INVALID_CONFIG,
-                "invalid ipMasqBackend",
-                f'{name!r}: expected "iptables" or "nftables"',
+    """The configured backend (checked by BridgeConfig), else the default."""
+    return name or default_backend("ipMasq")
+
+
+def _checked(ips: list[tuple[str, str]]) -> list[tuple[str, str, int]]:
+    """(address, subnet, family) re-rendered from parsed values: IPAM's
+    output is input too (a static IPAM config can say anything)."""
+    out = []
+    for cidr, subnet in ips:
+        iface = tokens.interface(cidr, "masquerade address")
+        net = tokens.network(subnet, "masquerade subnet")
+        out.append((str(iface.ip), str(net), iface.version))
+    return out
+
+
+def _from_record(doc: dict[str, Any]) -> list[tuple[str, str, int]]:
+    items = doc.get("ips")
+    if not isinstance(items, list):
+        return []
+    pairs = [(i[0], i[1]) for i in items if isinstance(i, list) and len(i) == 2 and i[0] and i[1]]
+    return _checked([(f"{a}/{32 if ':' not in a else 128}", n) for a, n in pairs])
+
+
+def _comment(att: Attachment) -> str:
+    return f"dl-{tokens.hex_tag(att.tag)}"
+
+
+# --- nftables ----------------------------------------------------------------------
+
+_NFT_RULES = (
+    ("ip saddr . ip daddr @local4 return", "dockline masq: own subnet v4"),
+    ("ip6 saddr . ip6 daddr @local6 return", "dockline masq: own subnet v6"),
+    ("ip saddr @masq4 ip daddr != 224.0.0.0/4 masquerade", "dockline masq: v4"),
+    ("ip6 saddr @masq6 ip6 daddr != ff00::/8 masquerade", "dockline masq: v6"),
+)
+
+
+def _nft_ensure() -> None:
+    t = f"inet {NFT_TABLE}"
+    lines = [
+        f"add table {t}",
+        f"add set {t} masq4 {{ type ipv4_addr; }}",
+        f"add set {t} masq6 {{ type ipv6_addr; }}",
+        f"add set {t} local4 {{ type ipv4_addr . ipv4_addr; flags interval; }}",
+        f"add set {t} local6 {{ type ipv6_addr . ipv6_addr; flags interval; }}",
+        f"add chain {t} postrouting "
+        "{ type nat hook postrouting priority srcnat; policy accept; }",
+        f"flush chain {t} postrouting",
+    ]
+    lines += [f'add rule {t} postrouting {rule} comment "{c}"' for rule, c in _NFT_RULES]
+    nfnl.ensure_rules(
+        "inet",
+        NFT_TABLE,
+        {"postrouting": [c for _, c in _NFT_RULES]},
+        lines,
+        "installing the masquerade table",
+    )
+
+
+def _nft_elements(
+    ips: list[tuple[str, str, int]], userdata: bytes | None
+) -> dict[str, list[nfnl.Element]]:
+    import ipaddress
+
+    out: dict[str, list[nfnl.Element]] = {}
+    for address, subnet, family in ips:
+        net = ipaddress.ip_network(subnet)
+        addr = ipaddress.ip_address(address).packed
+        out.setdefault(f"masq{family}", []).append(nfnl.Element(addr, userdata=userdata))
+        out.setdefault(f"local{family}", []).append(
+            nfnl.Element(
+                nfnl.concat(addr, net.network_address.packed),
+                key_end=nfnl.concat(addr, net.broadcast_address.packed),
+                userdata=userdata,
             )
-        return name
-    return default_backend("ipMasq")
+        )
+    return out
 
 
-# --- iptables ------------------------------------------------------------
+def _nft_add(att: Attachment, ips: list[tuple[str, str, int]]) -> None:
+    _nft_ensure()
+    batch = nfnl.Batch(nfnl.INET, NFT_TABLE)
+    for name, elements in _nft_elements(ips, nfnl.comment(_comment(att))).items():
+        batch.add_elements(name, elements)
+    try:
+        batch.commit()
+    except nfnl.NfnlError as exc:
+        raise FirewallError.of("installing masquerade rules", str(exc)) from None
+
+
+def _nft_remove(att: Attachment, ips: list[tuple[str, str, int]]) -> None:
+    for name, keys in _nft_elements(ips, None).items():
+        nfnl.delete_elements_missing_ok(nfnl.INET, NFT_TABLE, name, keys, _comment(att))
+
+
+def _nft_check(att: Attachment, ips: list[tuple[str, str, int]]) -> str | None:
+    if nfnl.rule_comments(nfnl.INET, NFT_TABLE, "postrouting") != [c for _, c in _NFT_RULES]:
+        return f"the chain inet {NFT_TABLE} postrouting is missing or changed"
+    for name, elements in _nft_elements(ips, None).items():
+        for e in elements:
+            found = nfnl.get_element(nfnl.INET, NFT_TABLE, name, e.key)
+            if found is None or found.comment != _comment(att):
+                return f"an element of set {name} is missing"
+    return None
+
+
+def _nft_gc(prefix: str, keep: set[str]) -> None:
+    for name in ("masq4", "masq6", "local4", "local6"):
+        stale = []
+        for e in nfnl.dump_elements(nfnl.INET, NFT_TABLE, name):
+            tag = (e.comment or "")[3:]
+            if tag.startswith(prefix) and tag not in keep:
+                stale.append(nfnl.Element(e.key, key_end=e.key_end))
+        nfnl.delete_elements_missing_ok(nfnl.INET, NFT_TABLE, name, stale)
+
+
+# --- iptables ----------------------------------------------------------------------
 
 
 def _ipt_chain(att: Attachment) -> str:
@@ -57,15 +185,8 @@ def _ipt_comment(att: Attachment) -> str:
     return f"dockline masq dl-{tokens.hex_tag(att.tag)}"
 
 
-def _checked(ips: list[tuple[str, str]]) -> list[tuple[str, str, int]]:
-    """(address, subnet, family) re-rendered from parsed values: IPAM's
-    output is input too (a static IPAM config can say anything)."""
-    out = []
-    for cidr, subnet in ips:
-        iface = tokens.interface(cidr, "masquerade address")
-        net = tokens.network(subnet, "masquerade subnet")
-        out.append((str(iface.ip), str(net), iface.version))
-    return out
+def _ipt_jump(att: Attachment, ip: str) -> str:
+    return f'POSTROUTING -s {ip} -m comment --comment "{_ipt_comment(att)}" -j {_ipt_chain(att)}'
 
 
 def _ipt_add(att: Attachment, ips: list[tuple[str, str, int]]) -> None:
@@ -81,8 +202,7 @@ def _ipt_add(att: Attachment, ips: list[tuple[str, str, int]]) -> None:
         lines.append(
             f'-A {chain} ! -d {_MULTICAST[family]} -m comment --comment "{comment}" -j MASQUERADE'
         )
-        for ip, _ in mine:
-            lines.append(f'-A POSTROUTING -s {ip} -m comment --comment "{comment}" -j {chain}')
+        lines += [f"-A {_ipt_jump(att, ip)}" for ip, _ in mine]
         iptables_restore_nat(family, lines, "installing masquerade rules")
 
 
@@ -111,67 +231,113 @@ def reference_chain(network: str, container_id: str) -> str:
     return "CNI-" + sha512((network + container_id).encode()).hexdigest()[:24]
 
 
-def _ipt_delete(att: Attachment) -> None:
-    chains = {_ipt_chain(att), reference_chain(att.network, att.container_id)}
+_IS_NFT: list[bool] = []
+
+
+def iptables_is_nft() -> bool:
+    """Whether iptables is iptables-nft (Debian 12's default): its chains
+    are then nftables chains that one netlink GETCHAIN finds by name."""
+    if not _IS_NFT:
+        import os
+
+        exe = proc.which("iptables-restore")
+        _IS_NFT.append(bool(exe) and "nft" in os.path.basename(os.path.realpath(exe or "")))
+    return _IS_NFT[0]
+
+
+def _ipt_chain_exists(family: int, chain: str) -> bool | None:
+    """One GETCHAIN on iptables-nft's nat table; None when iptables is not
+    nft-based (then only a listing can tell)."""
+    if not iptables_is_nft():
+        return None
+    return nfnl.get_chain(nfnl.IPV6 if family == 6 else nfnl.IPV4, "nat", chain)
+
+
+def _ipt_remove(att: Attachment, ips: list[tuple[str, str, int]]) -> None:
+    chain = _ipt_chain(att)
     for family in (4, 6):
-        _ipt_delete_chains(family, chains, iptables_nat_rules(family))
+        mine = [ip for ip, _, fam in ips if fam == family]
+        if not mine:
+            continue
+        lines = [f"-D {_ipt_jump(att, ip)}" for ip in mine] + [f"-F {chain}", f"-X {chain}"]
+        try:
+            iptables_restore_nat(family, lines, "removing masquerade rules")
+        except FirewallError:
+            # Something was removed by hand: find what is left by listing.
+            _ipt_delete_chains(family, {chain}, iptables_nat_rules(family))
 
 
-def _ipt_gc(network_tag: str, valid_tags: set[str]) -> None:
-    prefix = IPT_CHAIN_PREFIX + network_tag
+def _ipt_remove_reference(att: Attachment) -> None:
+    chain = reference_chain(att.network, att.container_id)
+    for family in (4, 6):
+        if _ipt_chain_exists(family, chain) is False:
+            continue
+        _ipt_delete_chains(family, {chain}, iptables_nat_rules(family))
+
+
+def _ipt_gc(prefix: str, keep: set[str]) -> None:
+    start = IPT_CHAIN_PREFIX + prefix
     for family in (4, 6):
         saved = iptables_nat_rules(family)
-        stale = {line[1:].split()[0] for line in saved if line.startswith(":" + prefix)}
-        stale -= {IPT_CHAIN_PREFIX + t for t in valid_tags}
+        stale = {line[1:].split()[0] for line in saved if line.startswith(":" + start)}
+        stale -= {IPT_CHAIN_PREFIX + t for t in keep}
         _ipt_delete_chains(family, stale, saved)
 
 
-# --- nftables ------------------------------------------------------------
-
-
-def _nft_add(att: Attachment, ips: list[tuple[str, str, int]]) -> None:
-    lines = [
-        f"add table inet {NFT_TABLE}",
-        f"add chain inet {NFT_TABLE} postrouting "
-        "{ type nat hook postrouting priority srcnat; policy accept; }",
-    ]
-    for address, subnet, family in ips:
-        fam = "ip6" if family == 6 else "ip"
-        lines.append(
-            f"add rule inet {NFT_TABLE} postrouting {fam} saddr {address} "
-            f"{fam} daddr != {subnet} {fam} daddr != {_MULTICAST[family]} "
-            f'masquerade comment "dl-{tokens.hex_tag(att.tag)}"'
-        )
-    nft_apply(lines, "installing masquerade rules")
-
-
-def _nft_remove(tag_prefix: str, doomed) -> None:
-    nft_remove_tagged(
-        "inet", NFT_TABLE, "postrouting", tag_prefix, doomed, "removing masquerade rules"
-    )
-
-
-# --- the interface -------------------------------------------------------
+# --- the interface -------------------------------------------------------------------
 
 
 def add(backend: str, att: Attachment, ips: list[tuple[str, str]]) -> None:
-    """Masquerade traffic from each (ip/prefix, subnet) leaving its subnet."""
-    (_nft_add if backend == "nftables" else _ipt_add)(att, _checked(ips))
+    """Masquerade traffic from each (ip/prefix, subnet) leaving its subnet.
+    The record is written first: no rule of ours exists without one."""
+    checked = _checked(ips)
+    records.write(KIND, att.tag, {"backend": backend, "ips": [[a, n] for a, n, _ in checked]})
+    (_nft_add if backend == "nftables" else _ipt_add)(att, checked)
 
 
 def delete(backend: str, att: Attachment) -> None:
-    """Remove the attachment's rules; nothing to remove is not an error."""
-    if backend == "nftables":
-        _nft_remove(att.tag, lambda tag: tag == att.tag)
-    elif proc.which("iptables-save"):
-        _ipt_delete(att)
+    """Remove what the attachment's ADD installed (the record says where;
+    ``backend`` only matters without one).  Nothing to remove is fine."""
+    doc = records.read(KIND, att.tag)
+    if doc is not None:
+        ips = _from_record(doc)
+        if doc.get("backend") == "nftables":
+            _nft_remove(att, ips)
+        elif proc.which("iptables-restore"):
+            _ipt_remove(att, ips)
+    elif backend == "iptables" and proc.which("iptables-save") and not iptables_is_nft():
+        # No record (an ADD by an older dockline, on legacy iptables): by chain name.
+        chain = _ipt_chain(att)
+        for family in (4, 6):
+            _ipt_delete_chains(family, {chain}, iptables_nat_rules(family))
+    if proc.which("iptables-save"):
+        _ipt_remove_reference(att)
+    records.remove(KIND, att.tag)
+
+
+def check(att: Attachment, ips: list[tuple[str, str]]) -> str | None:
+    """What is missing of the attachment's rules (None: all there)."""
+    doc = records.read(KIND, att.tag)
+    if doc is None:
+        return "no masquerade record"
+    checked = _checked(ips)
+    if doc.get("backend") == "nftables":
+        return _nft_check(att, checked)
+    chain = _ipt_chain(att)
+    for family in {f for _, _, f in checked}:
+        if _ipt_chain_exists(family, chain) is False:
+            return f"chain {chain} is missing"
+    return None
 
 
 def gc(backend: str, network: str, valid: set[Attachment]) -> None:
-    """Remove the network's rules whose attachment is not in ``valid``."""
+    """Remove the network's rules whose attachment is not in ``valid``, in
+    both backends (the default may have changed since an ADD)."""
     prefix = network_tag(network)
-    valid_tags = {a.tag for a in valid}
-    if backend == "nftables":
-        _nft_remove(prefix, lambda tag: tag not in valid_tags)
-    elif proc.which("iptables-save"):
-        _ipt_gc(prefix, valid_tags)
+    keep = {a.tag for a in valid}
+    for tag in records.tags(KIND, prefix):
+        if tag not in keep:
+            records.remove(KIND, tag)  # their elements go below, by comment
+    _nft_gc(prefix, keep)
+    if proc.which("iptables-save"):
+        _ipt_gc(prefix, keep)

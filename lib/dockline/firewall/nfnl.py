@@ -44,6 +44,7 @@ _NETLINK_NETFILTER = 12
 _SUBSYS = 10 << 8  # NFNL_SUBSYS_NFTABLES
 _NEWTABLE, _GETTABLE = 0, 1
 _NEWCHAIN, _GETCHAIN, _DELCHAIN = 3, 4, 5
+_GETRULE = 7
 _GETSET = 10
 _NEWSETELEM, _GETSETELEM, _DELSETELEM = 12, 13, 14
 _BATCH_BEGIN, _BATCH_END = 0x10, 0x11
@@ -323,6 +324,22 @@ def get_set(family: int, table: str, name: str) -> bool:
     return _get(_GETSET, family, attrs) is not None
 
 
+def rule_comments(family: int, table: str, chain: str) -> list[str]:
+    """The comments of a chain's rules, in order ("" for a rule without
+    one); empty when the chain or table does not exist.  For checking a
+    constant chain by structure in one round trip."""
+    attrs = _attr(1, _name(_object_name(table, "table"))) + _attr(
+        2, _name(_object_name(chain, "chain"))
+    )
+    try:
+        replies = _request(_GETRULE, family, attrs, dump=True)
+    except NfnlError as exc:
+        if exc.errno == ENOENT:
+            return []
+        raise
+    return [comment_of(_attrs(r).get(7)) or "" for r in replies]  # NFTA_RULE_USERDATA
+
+
 def _elem_list(family: int, table: str, name: str) -> bytes:
     return _attr(1, _name(_object_name(table, "table"))) + _attr(
         2, _name(_object_name(name, "set"))
@@ -433,10 +450,14 @@ class Batch:
             raise NfnlError(first_error, f"nftables transaction: {_strerror(first_error)}")
 
 
-def delete_elements_missing_ok(family: int, table: str, name: str, keys: list[Element]) -> None:
+def delete_elements_missing_ok(
+    family: int, table: str, name: str, keys: list[Element], owner: str | None = None
+) -> None:
     """Delete those of ``keys`` still in the set: one transaction when all
     are there (the usual case), else one per key (what was flushed by hand
-    or never added is skipped).  A missing table or set is fine."""
+    or never added is skipped; with ``owner``, so is an element whose
+    comment is not ``owner``: the key was taken since by someone else).
+    A missing table or set is fine."""
     if not keys:
         return
     try:
@@ -446,6 +467,10 @@ def delete_elements_missing_ok(family: int, table: str, name: str, keys: list[El
         if exc.errno != ENOENT:
             raise
     for key in keys:
+        if owner is not None:
+            found = get_element(family, table, name, key.key)
+            if found is None or found.comment != owner:
+                continue
         try:
             Batch(family, table).delete_elements(name, [key]).commit()
         except NfnlError as exc:
@@ -461,6 +486,22 @@ def ensure(family: str, table: str, probe: str | None, lines: list[str], what: s
     fam = FAMILIES[family]
     present = get_set(fam, table, probe) if probe else get_table(fam, table)
     if present:
+        return False
+    from . import nft_apply
+
+    nft_apply(lines, what)
+    return True
+
+
+def ensure_rules(
+    family: str, table: str, chains: dict[str, list[str]], lines: list[str], what: str
+) -> bool:
+    """Like ``ensure``, probing rules: run ``lines`` unless each chain of
+    ``chains`` holds exactly rules with those comments, in that order (so
+    a chain flushed by hand, or written by an older layout, is rewritten
+    by the next call).  One GETRULE per chain; True if nft ran."""
+    fam = FAMILIES[family]
+    if all(rule_comments(fam, table, c) == want for c, want in chains.items()):
         return False
     from . import nft_apply
 

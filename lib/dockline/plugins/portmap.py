@@ -1,34 +1,35 @@
-"""portmap: publish container ports on the host (iptables or nftables).
+"""portmap: publish container ports on the host (nftables or iptables).
 
 A drop-in for the reference portmap plugin, chained after bridge with the
-``portMappings`` capability.  Unlike the reference, DEL finds the rules by
-network and container ID, so it works even when the runtime does not
-resend the mappings, UDP conntrack entries are flushed on DEL too, and DEL
-succeeds on a config it cannot read (cleaning every backend).
+``portMappings`` capability.  Unlike the reference, DEL removes what its
+ADD recorded (``dockline.portmap.rules``), so it works even when the
+runtime does not resend the mappings and lists no firewall table, UDP
+conntrack entries are flushed on DEL too, and DEL succeeds on a config it
+cannot read.
 """
 
 from __future__ import annotations
 
 from dockline.cni.attachment import valid_attachments
 from dockline.cni.skel import CmdArgs
-from dockline.firewall import hostports
+from dockline.portmap import rules
 from dockline.portmap.config import PortmapConfig
 
 
 def cmd_add(req: CmdArgs) -> dict:
     conf = PortmapConfig(req, need_prev=True)
     if conf.mappings:
-        hostports.add(hostports.choose_backend(conf), req.attachment, conf)
+        rules.add(rules.choose_backend(conf), req.attachment, conf)
     return req.prev_result
 
 
 def _lenient(req: CmdArgs, command: str) -> tuple[str, ...]:
-    """The backends DEL/GC clean: the config's, or both when the config
-    cannot be read (DEL must not fail on input it cannot parse: a runtime
-    retries it forever, and the rules are found by tag anyway)."""
+    """The backends DEL cleans when the ADD left no record: the config's,
+    or both when the config cannot be read (DEL must not fail on input it
+    cannot parse: a runtime retries it forever)."""
     try:
         conf = PortmapConfig(req, need_prev=False)
-        return (hostports.choose_backend(conf),)
+        return (rules.choose_backend(conf),)
     except Exception as err:  # any garbage: clean wherever rules may be
         import sys
 
@@ -36,16 +37,16 @@ def _lenient(req: CmdArgs, command: str) -> tuple[str, ...]:
             f"dockline portmap: {command} with a config it cannot read ({err}); "
             "cleaning up on every backend\n"
         )
-        return hostports.BOTH
+        return rules.BOTH
 
 
 def cmd_del(req: CmdArgs) -> None:
-    hostports.delete(_lenient(req, "DEL"), req.attachment)
+    rules.delete(_lenient(req, "DEL"), req.attachment)
 
 
 def cmd_check(req: CmdArgs) -> None:
     conf = PortmapConfig(req, need_prev=True)
-    hostports.check(hostports.choose_backend(conf), req.attachment, conf)
+    rules.check(rules.choose_backend(conf), req.attachment, conf)
 
 
 def cmd_gc(req: CmdArgs) -> None:
@@ -54,7 +55,7 @@ def cmd_gc(req: CmdArgs) -> None:
     valid = valid_attachments(req.config, req.network)
     # Every backend: GC is rare, and the default backend may have changed
     # since an ADD (iptables installed later), or a config was edited.
-    hostports.gc(hostports.BOTH, req.network, valid)
+    rules.gc(rules.BOTH, req.network, valid)
 
 
 def cmd_status(req: CmdArgs) -> None:

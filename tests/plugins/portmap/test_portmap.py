@@ -336,8 +336,14 @@ def test_concurrent_adds_race_for_one_host_port(sandbox, dockline_bin, impl):
     for i in range(8):
         assert str(7100 + i) in rules
     winner = [ip["address"].split("/")[0] for ip in json.loads(racers[0].stdout)["ips"]]
-    dests = {f"{winner[0]}:80", f"[{winner[1]}]:80"}
+    # iptables: a DNAT rule per family; nftables: an element of the DNAT
+    # map per family (host proto . port : container address . port)
+    dests = {f"{winner[0]}:80", f"[{winner[1]}]:80", f"{winner[0]} . 80", f"{winner[1]} . 80"}
     to_7000 = [
-        line for line in rules.splitlines() if "7000" in line and ("DNAT" in line or "dnat" in line)
+        line
+        for line in rules.splitlines()
+        if "7000" in line
+        and ("DNAT" in line or "dnat" in line or "tcp . 7000" in line)
+        and "continue" not in line  # the claim, not the DNAT
     ]
     assert to_7000 and all(any(d in line for d in dests) for line in to_7000), to_7000

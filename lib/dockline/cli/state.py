@@ -17,7 +17,7 @@ import subprocess
 from dataclasses import asdict, dataclass, field
 
 from ..bridge.config import BridgeConfig
-from ..cni.attachment import HOST_VETH_PREFIX, Attachment, network_tag
+from ..cni.attachment import HOST_VETH_PREFIX, Attachment
 from ..cni.errors import CniError
 from ..cni.skel import CmdArgs
 from ..ipam import config as ipam_config
@@ -157,66 +157,11 @@ def _ipam(state: NetworkState, plugin: JSONObject) -> list[RangeSet]:
 
 def _firewall_objects(network: str) -> tuple[dict[str, list[str]], dict[str, list[str]], list[str]]:
     """(objects by tag, published ports by tag, problems): every firewall
-    object carrying a tag of this network, in either backend."""
-    from ..firewall import hostports, iptables_nat_rules, masquerade, nft_tagged_rules, spoofcheck
+    object carrying a tag of this network, in either backend (the firewall
+    package's own inventory: it knows its backends' layouts)."""
+    from ..firewall import inventory
 
-    objects: dict[str, list[str]] = {}
-    ports: dict[str, list[str]] = {}
-    problems: list[str] = []
-    from .. import proc
-
-    prefix = network_tag(network)
-    try:
-        for family in (4, 6) if proc.which("iptables-save") else ():
-            ipt = "iptables" if family == 4 else "ip6tables"
-            for line in iptables_nat_rules(family):
-                if line.startswith(":"):
-                    chain = line[1:].split()[0]
-                    for p in (masquerade.IPT_CHAIN_PREFIX, hostports.IPT_PREFIX):
-                        if chain.startswith(p + prefix):
-                            objects.setdefault(chain[len(p) :], []).append(
-                                f"{ipt} nat chain {chain}"
-                            )
-                found = hostports._ipt_tag_of(line)
-                if (
-                    found
-                    and found[0].startswith(prefix)
-                    and line.startswith(f"-A {hostports.IPT_CHAIN} ")
-                ):
-                    proto, _, rest = found[1].partition("/")
-                    port, _, host_ip = rest.partition("/")
-                    where = (
-                        f"{host_ip}:" if host_ip and host_ip not in ("0.0.0.0", "::", "*") else ""
-                    )
-                    ports.setdefault(found[0], []).append(f"{where}{port}/{proto}")
-    except Exception as exc:  # a tool's output we cannot read: say so
-        problems.append(f"iptables: {exc}")
-    try:
-        if not proc.which("nft"):
-            return objects, ports, problems
-        for tag, handle in nft_tagged_rules("inet", masquerade.NFT_TABLE, "postrouting", prefix):
-            objects.setdefault(tag, []).append(
-                f"nft inet {masquerade.NFT_TABLE} postrouting rule {handle}"
-            )
-        for tag, handle in nft_tagged_rules("bridge", spoofcheck.TABLE, "prerouting", prefix):
-            objects.setdefault(tag, []).append(
-                f"nft bridge {spoofcheck.TABLE} prerouting rule {handle}"
-            )
-        for chain in sorted(hostports._nft_chains()):
-            if chain.startswith("c-" + prefix):
-                objects.setdefault(chain[2:], []).append(
-                    f"nft inet {hostports.NFT_TABLE} chain {chain}"
-                )
-        for _map_name, key, target in hostports._nft_elements():
-            if target.startswith("c-" + prefix):
-                parts = key.split(" . ")
-                where = f"{parts[0]}:" if len(parts) == 3 else ""
-                ports.setdefault(target[2:], []).append(f"{where}{parts[-1]}/{parts[-2]}")
-    except Exception as exc:
-        problems.append(f"nftables: {exc}")
-    for tag in ports:
-        ports[tag] = sorted(set(ports[tag]))
-    return objects, ports, problems
+    return inventory.objects(network)
 
 
 def _registry(state: NetworkState) -> dict[str, JSONObject]:

@@ -497,7 +497,7 @@ def _record(entry: dict) -> list[Element]:
     return [tuple(e) for e in elements] if isinstance(elements, list) else []
 
 
-def _sync(reg: Registry, keys: list[str], gone: list[dict]) -> None:
+def _sync(reg: Registry, keys: list[str], gone: list[dict]) -> bool:
     """Bring the elements of ``keys`` to what the registry says, and remove
     those of the ``gone`` entries: one nft transaction.  The registry is
     saved with the union first, so an interrupted change leaves nothing
@@ -520,12 +520,13 @@ def _sync(reg: Registry, keys: list[str], gone: list[dict]) -> None:
             "elements": [list(e) for e in old + [e for e in new if e not in old]],
         }
     if not lines:
-        return
+        return False
     reg.save()
     nft_apply(lines, "updating the links' isolation rules")
     for entry, new in plans:
         entry[RECORD] = {"bridge": entry[RECORD]["bridge"], "elements": [list(e) for e in new]}
     reg.save()
+    return True
 
 
 class LinkAccess:
@@ -543,7 +544,8 @@ class LinkAccess:
         entry["expose"] = [list(e) for e in self.expose]
         entry.setdefault(RECORD, {"bridge": self.bridge, "elements": []})
         scope = entry.get("scope", "")
-        _sync(reg, [key, *_dependants(reg, _names_of(entry), scope, key)], [])
+        if not _sync(reg, [key, *_dependants(reg, _names_of(entry), scope, key)], []):
+            reg.save()  # the entry's expose and record, with nothing to apply
 
 
 def after_remove(reg: Registry, gone: list[dict | None]) -> None:

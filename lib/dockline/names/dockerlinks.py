@@ -279,7 +279,9 @@ def _check_conflicts(
         owner = reg.explicit_owner(plan.scope, name, skip=key)
         if owner is not None and _stale(reg.entries[owner]):
             if drop_stale:
-                _drop_own_lines(reg.remove(owner), data_dir)
+                stale = reg.remove(owner)
+                _isolation_after_remove(reg, [stale])
+                _drop_own_lines(stale, data_dir)
             owner = None
         if owner is not None:
             where = f" in namespace {plan.scope!r}" if plan.scope else ""

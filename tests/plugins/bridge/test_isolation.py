@@ -5,6 +5,7 @@ sandbox, TCP and UDP, IPv4 and IPv6."""
 import json
 
 import pytest
+from helpers.cni import call_plugin
 from helpers.paths import REPO, VENV_PYTHON
 
 CAPS = {"ips": True, "mac": True, "aliases": True, "links": True, "hostsFile": True, "expose": True}
@@ -171,3 +172,209 @@ def test_everyone_reaches_the_gateway_outside_and_published_ports(trio):
     # and the host and the outside world reach every container
     for ns in ("web", "db", "other"):
         reaches(sb, None, ip[ns], 5432, True)
+
+
+def test_published_ports_answer_from_the_host_other_containers_and_hairpin(trio):
+    sb, ip = trio
+    outside(sb)
+    sb.sh("ip netns add pub; ip -n pub link set lo up")
+    maps = [
+        {"hostPort": 18080, "containerPort": 8080, "protocol": proto} for proto in ("tcp", "udp")
+    ]
+    pub = ok(cni(sb, "add", "pub", pod="pub", cap={"portMappings": maps}))
+    serve(sb, "pub", 8080)
+    reaches(sb, "pub", addrs(pub), 8080, True)
+    for ns in ("other", "web", "db", "pub"):  # another container, and itself (hairpin)
+        reaches(sb, ns, ("10.89.0.1", "fd89::1"), 18080, True)
+    reaches(sb, None, ("10.89.0.1", "fd89::1"), 18080, True)  # the host
+    reaches(sb, "out", ("192.0.2.1", "2001:db8::1"), 18080, True)  # the outside world
+    # but not the container's port directly, from an unlinked container
+    reaches(sb, "other", addrs(pub), 8080, False)
+
+
+def test_declared_ports_narrow_a_link(sandbox, dockline_bin):
+    sb = sandbox
+    setup(sb, conflist(icc=False))
+    for ns in ("db", "web"):
+        sb.sh(f"ip netns add {ns}; ip -n {ns} link set lo up")
+    db = addrs(ok(cni(sb, "add", "db", pod="db", cap={"expose": ["5432/tcp", "5432/udp"]})))
+    ok(cni(sb, "add", "web", pod="web", cap={"links": ["db:dbapp"]}))
+    serve(sb, "db", 5432, 8080)
+    reaches(sb, "web", db, 5432, True)
+    reaches(sb, "web", db, 8080, False)
+    # a range, one protocol
+    sb.sh("ip netns add db2; ip -n db2 link set lo up")
+    db2 = addrs(ok(cni(sb, "add", "db2", pod="db2", cap={"expose": ["8000-8080/udp"]})))
+    sb.sh("ip netns add web2; ip -n web2 link set lo up")
+    ok(cni(sb, "add", "web2", pod="web2", cap={"links": ["db2"]}))
+    serve(sb, "db2", 8080)
+    assert all(reach(sb, "web2", host, 8080, "udp") for host in db2)
+    assert not any(reach(sb, "web2", host, 8080, "tcp") for host in db2)
+
+
+def elements(sb):
+    """Every element of the isolation sets and map, and the port chains."""
+    listed = nft_ruleset(sb)
+    found = []
+    for table in ("inet dockline_isolation", "bridge dockline_isolation"):
+        out = sb.sh(f"nft -j list table {table}", check=False).stdout
+        if not out.strip():
+            continue
+        for item in json.loads(out)["nftables"]:
+            if "set" in item and item["set"]["name"] not in (
+                "icc_br",
+                "icc_self",
+                "iso_br",
+                "iso_self",
+                "allowed",
+            ):
+                found += [(item["set"]["name"], json.dumps(e)) for e in item["set"].get("elem", [])]
+            if "map" in item:
+                found += [(item["map"]["name"], json.dumps(e)) for e in item["map"].get("elem", [])]
+            if "chain" in item and item["chain"]["name"].startswith("p-"):
+                found.append(("chain", item["chain"]["name"]))
+    assert listed is not None
+    return found
+
+
+def test_restarted_target_moves_the_access_and_del_gc_leave_nothing(trio):
+    sb, ip = trio
+    before = elements(sb)
+    assert any(name == "link4" for name, _ in before) and any(n == "link6" for n, _ in before)
+    ok(cni(sb, "del", "db"))
+    # db gone: web's elements to it went with it
+    assert not any(name.startswith("link") for name, _ in elements(sb))
+    new_db = addrs(ok(cni(sb, "add", "db", cid="db-restarted", pod="db")))
+    assert new_db != ip["db"]
+    assert sb.sh("ip netns exec web getent ahostsv4 dbapp").stdout.split()[0] == new_db[0]
+    reaches(sb, "web", new_db, 5432, True)
+    reaches(sb, "db", ip["web"], 5432, False)
+    ok(cni(sb, "check", "web", pod="web", cap={"links": ["db:dbapp"]}))
+    # DEL of everything: no element, no port chain (a second DEL is fine)
+    for cid, ns in (("db-restarted", "db"), ("web", "web"), ("other", "other")):
+        ok(cni(sb, "del", ns, cid=cid))
+        ok(cni(sb, "del", ns, cid=cid))
+    assert elements(sb) == []
+
+
+def test_gc_removes_what_deleted_containers_left(trio):
+    sb, ip = trio
+    conf = json.loads(sb.sh("cat /etc/cni/net.d/20.conflist").stdout)
+    conf["cni.dev/valid-attachments"] = [{"containerID": "other", "ifname": "eth0"}]
+    for plugin in conf["plugins"]:
+        plugin.pop("capabilities", None)
+    bridge = {**conf["plugins"][0], "cniVersion": "1.1.0", "name": "dockline"}
+    bridge["cni.dev/valid-attachments"] = conf["cni.dev/valid-attachments"]
+    call_plugin(
+        sb,
+        REPO / ".build" / "cni-bin" / "bridge",
+        "GC",
+        bridge,
+        containerid=None,
+        netns=None,
+        ifname=None,
+    ).ok()
+    left = elements(sb)
+    assert len([e for e in left if e[0] == "chain"]) == 1  # other's source check
+    assert not any(name in ("link4", "link6", "port4", "port6") for name, _ in left)
+
+
+def test_isolated_networks_exchange_nothing_unless_allowed(sandbox, dockline_bin):
+    sb = sandbox
+    nets = {
+        "a": conflist("neta", "dockline0", "10.89.0", "fd89", isolate=True),
+        "b": conflist("netb", "dockline1", "10.90.0", "fd90", isolate=True),
+        "c": conflist(
+            "netc", "dockline2", "10.91.0", "fd91", isolate=True, isolateExcept=["dockline0"]
+        ),
+        "d": conflist("netd", "dockline3", "10.92.0", "fd92"),  # no isolation asked
+    }
+    ip = {}
+    for key, conf in nets.items():
+        setup(sb, conf, f"{key}.conflist")
+        sb.sh(f"ip netns add {key}1; ip -n {key}1 link set lo up")
+        cap = {}
+        if key == "b":
+            cap = {"portMappings": [{"hostPort": 19090, "containerPort": 5432, "protocol": "tcp"}]}
+        ip[key] = addrs(ok(cni(sb, "add", f"{key}1", network=conf["name"], cap=cap)))
+        serve(sb, f"{key}1", 5432)
+    reaches(sb, "a1", ip["b"], 5432, False)
+    reaches(sb, "b1", ip["a"], 5432, False)
+    reaches(sb, "b1", ip["c"], 5432, False)
+    reaches(sb, "a1", ip["d"], 5432, False)  # an isolated network: from every other bridge
+    reaches(sb, "d1", ip["a"], 5432, False)
+    reaches(sb, "a1", ip["c"], 5432, True)  # isolateExcept opens a pair, both ways
+    reaches(sb, "c1", ip["a"], 5432, True)
+    # published ports are the way between networks (Docker's rule)
+    assert reach(sb, "a1", "10.89.0.1", 19090) and reach(sb, "a1", "fd89::1", 19090)
+    # and the gateway: each container's own
+    serve(sb, None, 9000)
+    for key in "abc":
+        reaches(sb, f"{key}1", ip["a"][:0] + (f"10.{89 + 'abcd'.index(key)}.0.1",), 9000, True)
+
+
+def test_a_network_without_the_options_is_untouched(sandbox, dockline_bin):
+    sb = sandbox
+    setup(sb, conflist())
+    for ns in ("db", "web"):
+        sb.sh(f"ip netns add {ns}; ip -n {ns} link set lo up")
+    db = addrs(ok(cni(sb, "add", "db", pod="db")))
+    web = addrs(ok(cni(sb, "add", "web", pod="web")))
+    serve(sb, "db", 5432)
+    serve(sb, "web", 5432)
+    reaches(sb, "web", db, 5432, True)
+    reaches(sb, "db", web, 5432, True)
+    assert "dockline_isolation" not in nft_ruleset(sb)
+    # ports are not isolated and the container routes are IPAM's only
+    assert "isolated on" not in sb.sh("bridge -d link show").stdout
+    assert "/25" not in sb.sh("ip -n web route").stdout
+
+
+@pytest.mark.parametrize(
+    "options,cap,what",
+    [
+        ({"icc": "false"}, {}, "invalid icc"),
+        ({"icc": 0}, {}, "invalid icc"),
+        ({"isolate": "yes"}, {}, "invalid isolate"),
+        ({"isolateExcept": ["dockline1"]}, {}, "isolateExcept needs isolate"),
+        ({"isolate": True, "isolateExcept": ["bad name"]}, {}, "isolateExcept"),
+        ({"isolate": True, "isolateExcept": "dockline1"}, {}, "isolateExcept"),
+        ({"isolate": True, "isolateExcept": ["dockline0"]}, {}, "isolateExcept"),
+        ({"icc": False, "isGateway": False}, {}, "icc false needs isGateway"),
+        ({}, {"expose": "5432/tcp"}, "invalid expose"),
+        ({}, {"expose": ["5432/icmp"]}, "expose protocol"),
+        ({}, {"expose": ["0/tcp"]}, "invalid expose entry"),
+        ({}, {"expose": ["65536"]}, "invalid expose entry"),
+        ({}, {"expose": ["90-80/udp"]}, "invalid expose entry"),
+        ({}, {"expose": ["80/tcp;drop"]}, "expose"),
+        ({}, {"expose": [" 80/tcp"]}, "invalid expose entry"),
+        ({}, {"expose": ["\uff18\uff10/tcp"]}, "invalid expose entry"),
+        ({}, {"expose": [80]}, "invalid expose entry"),
+        ({}, {"expose": ["80/tcp"] * 300}, "more than"),
+    ],
+)
+def test_bad_options_are_code_7_and_touch_nothing(sandbox, dockline_bin, options, cap, what):
+    sb = sandbox
+    setup(sb, conflist(**options))
+    sb.sh("ip netns add c1")
+    run = cni(sb, "add", "c1", cap=cap)
+    assert run.returncode != 0
+    error = json.loads(run.stdout)
+    assert error["code"] == 7 and what in error["msg"] + error.get("details", ""), error
+    assert "dockline_isolation" not in nft_ruleset(sb)
+    assert sb.sh("ip -br link show master dockline0", check=False).stdout.strip() == ""
+
+
+def test_check_finds_a_missing_rule(trio):
+    sb, ip = trio
+    web_check = cni(sb, "check", "web", pod="web", cap={"links": ["db:dbapp"]})
+    ok(web_check)
+    sb.sh(
+        "nft delete element inet dockline_isolation link4 "
+        f"'{{ \"dockline0\" . {ip['web'][0]} . {ip['db'][0]} }}'"
+    )
+    run = cni(sb, "check", "web", pod="web", cap={"links": ["db:dbapp"]})
+    assert run.returncode != 0 and json.loads(run.stdout)["code"] == 101
+    sb.sh("nft delete table bridge dockline_isolation")
+    run = cni(sb, "check", "other", pod="other")
+    assert run.returncode != 0 and json.loads(run.stdout)["code"] == 101

@@ -146,8 +146,7 @@ def _nft_add(att: Attachment, ips: list[tuple[str, str, int]]) -> None:
 
 
 def _nft_remove(att: Attachment, ips: list[tuple[str, str, int]]) -> None:
-    for name, keys in _nft_elements(ips, None).items():
-        nfnl.delete_elements_missing_ok(nfnl.INET, NFT_TABLE, name, keys, _comment(att))
+    nfnl.delete_many(nfnl.INET, NFT_TABLE, _nft_elements(ips, None), _comment(att))
 
 
 def _nft_check(att: Attachment, ips: list[tuple[str, str, int]]) -> str | None:
@@ -315,13 +314,13 @@ def delete(backend: str, att: Attachment) -> None:
     records.remove(KIND, att.tag)
 
 
-def check(att: Attachment, ips: list[tuple[str, str]]) -> str | None:
-    """What is missing of the attachment's rules (None: all there)."""
-    doc = records.read(KIND, att.tag)
-    if doc is None:
-        return "no masquerade record"
+def check(backend: str, att: Attachment, ips: list[tuple[str, str]]) -> str | None:
+    """What is missing of the attachment's rules (None: all there), read
+    from the kernel by structure: its elements and the constant chain
+    (nftables), its chain by name (iptables-nft; legacy iptables is not
+    checked: that would need a listing)."""
     checked = _checked(ips)
-    if doc.get("backend") == "nftables":
+    if backend == "nftables":
         return _nft_check(att, checked)
     chain = _ipt_chain(att)
     for family in {f for _, _, f in checked}:

@@ -238,19 +238,53 @@ def _decode_element(raw: bytes) -> Element:
 
 
 class _Socket:
+    """One netlink socket per process, kept open until the process exits.
+
+    Closing a netfilter netlink socket waits for nf_tables' pending
+    destroy work, which waits for an RCU grace period (~15 ms here) after
+    any element was deleted (by us or anyone): closed at exit, after the
+    call's answer and stdout are out, that wait is off the caller's path.
+    Requests carry their own sequence numbers, so a reply left unread by
+    an earlier failed request is skipped.  A forked child makes its own
+    (the socket is close-on-exec, and never shared with a parent)."""
+
+    _mine: tuple[int, _Socket] | None = None
+    _seq = 100
+
     def __init__(self) -> None:
         self.sock = _socket.socket(16, 3, _NETLINK_NETFILTER)  # AF_NETLINK, SOCK_RAW
         self.sock.settimeout(5)
         self.sock.bind((0, 0))
 
+    @classmethod
+    def get(cls) -> _Socket:
+        import os
+
+        pid = os.getpid()
+        if cls._mine is None or cls._mine[0] != pid:
+            cls._mine = (pid, cls())
+        return cls._mine[1]
+
+    @classmethod
+    def next_seq(cls, count: int) -> int:
+        """The first of ``count`` fresh sequence numbers."""
+        first = cls._seq
+        cls._seq += count
+        return first
+
     def __enter__(self) -> _Socket:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.sock.close()
+        if exc[0] is not None and exc[0] is not NfnlError:
+            # An interrupted exchange may leave replies half read: start
+            # over with a fresh socket next time.
+            type(self)._mine = None
+            self.sock.close()
 
-    def replies(self) -> Iterable[tuple[int, int, bytes]]:
-        """(type, seq, whole message) as they come."""
+    def replies(self, first: int, last: int) -> Iterable[tuple[int, int, bytes]]:
+        """(type, seq, whole message) of replies to sequence numbers
+        ``first``..``last``, as they come (others are stale: dropped)."""
         while True:
             chunk = self.sock.recv(1 << 20)
             i = 0
@@ -258,7 +292,8 @@ class _Socket:
                 size, kind, _flags, seq = _struct.unpack_from("IHHI", chunk, i)
                 if size < 16:
                     return
-                yield kind, seq, chunk[i : i + size]
+                if first <= seq <= last:
+                    yield kind, seq, chunk[i : i + size]
                 i += (size + 3) & ~3
 
 
@@ -271,9 +306,10 @@ def _request(kind: int, family: int, attrs: bytes, dump: bool = False) -> list[b
     nfgenmsg).  ``NfnlError`` on a kernel error."""
     flags = _F_REQUEST | (_F_DUMP if dump else _F_ACK)
     out = []
-    with _Socket() as s:
-        s.sock.send(_message(_SUBSYS | kind, flags, 1, family, attrs))
-        for mtype, _seq, msg in s.replies():
+    seq = _Socket.next_seq(1)
+    with _Socket.get() as s:
+        s.sock.send(_message(_SUBSYS | kind, flags, seq, family, attrs))
+        for mtype, _seq, msg in s.replies(seq, seq):
             if mtype == _NLMSG_DONE:
                 break
             if mtype == _NLMSG_ERROR:
@@ -426,22 +462,23 @@ class Batch:
     def commit(self) -> None:
         if not self._messages:
             return
-        parts = [_message(_BATCH_BEGIN, _F_REQUEST, 1, 0, b"", res_id=10)]
-        for seq, (kind, flags, attrs) in enumerate(self._messages, start=2):
+        begin = _Socket.next_seq(len(self._messages) + 2)
+        parts = [_message(_BATCH_BEGIN, _F_REQUEST, begin, 0, b"", res_id=10)]
+        for seq, (kind, flags, attrs) in enumerate(self._messages, start=begin + 1):
             parts.append(_message(kind, flags, seq, self.family, attrs))
-        end_seq = len(self._messages) + 2
+        end_seq = begin + len(self._messages) + 1
         parts.append(_message(_BATCH_END, _F_REQUEST, end_seq, 0, b"", res_id=10))
-        waiting = set(range(2, end_seq))
+        waiting = set(range(begin + 1, end_seq))
         first_error = 0
-        with _Socket() as s:
+        with _Socket.get() as s:
             s.sock.send(b"".join(parts))
-            for mtype, seq, msg in s.replies():
+            for mtype, seq, msg in s.replies(begin, end_seq):
                 if mtype != _NLMSG_ERROR:
                     continue
                 err = _error_of(msg)
                 if err and not first_error:
                     first_error = err
-                if seq == 1 and err:  # the batch itself was refused
+                if seq == begin and err:  # the batch itself was refused
                     break
                 waiting.discard(seq)
                 if not waiting:
@@ -453,29 +490,40 @@ class Batch:
 def delete_elements_missing_ok(
     family: int, table: str, name: str, keys: list[Element], owner: str | None = None
 ) -> None:
-    """Delete those of ``keys`` still in the set: one transaction when all
-    are there (the usual case), else one per key (what was flushed by hand
-    or never added is skipped; with ``owner``, so is an element whose
+    """``delete_many`` for one set."""
+    delete_many(family, table, {name: keys}, owner)
+
+
+def delete_many(
+    family: int, table: str, keys: dict[str, list[Element]], owner: str | None = None
+) -> None:
+    """Delete those of ``keys`` (by set name) still there: one transaction
+    when all are (the usual case), else one per key (what was flushed by
+    hand or never added is skipped; with ``owner``, so is an element whose
     comment is not ``owner``: the key was taken since by someone else).
     A missing table or set is fine."""
-    if not keys:
+    batch = Batch(family, table)
+    for name, items in keys.items():
+        batch.delete_elements(name, items)
+    if not batch:
         return
     try:
-        Batch(family, table).delete_elements(name, keys).commit()
+        batch.commit()
         return
     except NfnlError as exc:
         if exc.errno != ENOENT:
             raise
-    for key in keys:
-        if owner is not None:
-            found = get_element(family, table, name, key.key)
-            if found is None or found.comment != owner:
-                continue
-        try:
-            Batch(family, table).delete_elements(name, [key]).commit()
-        except NfnlError as exc:
-            if exc.errno != ENOENT:
-                raise
+    for name, items in keys.items():
+        for key in items:
+            if owner is not None:
+                found = get_element(family, table, name, key.key)
+                if found is None or found.comment != owner:
+                    continue
+            try:
+                Batch(family, table).delete_elements(name, [key]).commit()
+            except NfnlError as exc:
+                if exc.errno != ENOENT:
+                    raise
 
 
 def ensure(family: str, table: str, probe: str | None, lines: list[str], what: str) -> bool:

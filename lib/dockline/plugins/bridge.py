@@ -626,6 +626,14 @@ def cmd_check(req: CmdArgs) -> None:
                 raise _missing(f"route to {route['dst']} is missing in the container")
     if not ra_guard.check(HOST_VETH_PREFIX):
         raise _missing("the RA guard (table bridge dockline_guard) is missing")
+    if conf.ip_masq and prev.get("ips"):
+        missing = masquerade.check(
+            masquerade.choose_backend(conf.ip_masq_backend),
+            req.attachment,
+            [(ip["address"], _subnet(ip["address"])) for ip in prev["ips"]],
+        )
+        if missing:
+            raise _missing(f"masquerade: {missing}")
     dockerlinks.on_check(req, _data_dir(req))
     if not conf.icc or conf.isolate:
         _isolation().check(req, _data_dir(req), icc=conf.icc)

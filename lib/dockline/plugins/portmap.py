@@ -41,7 +41,8 @@ def _lenient(req: CmdArgs, command: str) -> tuple[str, ...]:
 
 
 def cmd_del(req: CmdArgs) -> None:
-    rules.delete(_lenient(req, "DEL"), req.attachment)
+    # The config is read only when the ADD left no record (see rules.delete).
+    rules.delete(lambda: _lenient(req, "DEL"), req.attachment)
 
 
 def cmd_check(req: CmdArgs) -> None:

@@ -299,8 +299,7 @@ def _recorded(doc: dict[str, Any]) -> dict[str, list[nfnl.Element]]:
 def remove(att: Attachment, doc: dict[str, Any]) -> None:
     """Delete what the record lists (whatever is still there)."""
     owner = f"dl-{tokens.hex_tag(att.tag)}"
-    for name, keys in _recorded(doc).items():
-        nfnl.delete_elements_missing_ok(nfnl.INET, TABLE, name, keys, owner)
+    nfnl.delete_many(nfnl.INET, TABLE, _recorded(doc), owner)
     if doc.get("chain") is True:
         _drop_chain(att)
 

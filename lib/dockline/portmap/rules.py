@@ -20,6 +20,8 @@ from . import iptables, nftables
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from .config import ContainerIP, Mapping, PortmapConfig
 
 KIND = "portmap"
@@ -96,11 +98,12 @@ def add(backend: str, att: Attachment, conf: PortmapConfig) -> None:
     flush_udp_conntrack(released)
 
 
-def delete(backends: tuple[str, ...], att: Attachment) -> None:
+def delete(backends: tuple[str, ...] | Callable[[], tuple[str, ...]], att: Attachment) -> None:
     """Remove what the attachment's ADD installed (its record says where;
-    without a record, ``backends`` are cleaned by listing: an ADD by an
-    older dockline) and its hold on route_localnet.  Every step runs even
-    if one before failed; the first failure is raised."""
+    without a record, ``backends`` (or what it returns: the config is read
+    only then) are cleaned by listing: an ADD by an older dockline) and
+    its hold on route_localnet.  Every step runs even if one before
+    failed; the first failure is raised."""
     released: list[str] = []
     errors: list[BaseException] = []
     doc = records.read(KIND, att.tag)
@@ -111,8 +114,10 @@ def delete(backends: tuple[str, ...], att: Attachment) -> None:
             steps.append(lambda: nftables.remove(att, doc))
         elif proc.which("iptables-restore"):
             steps.append(lambda: _ipt_remove(att, doc, released))
-    elif "iptables" in backends and proc.which("iptables-save"):
-        steps.append(lambda: _ipt_remove(att, None, released))
+    else:
+        chosen = backends if isinstance(backends, tuple) else backends()
+        if "iptables" in chosen and proc.which("iptables-save"):
+            steps.append(lambda: _ipt_remove(att, None, released))
     for step in (
         *steps,
         lambda: records.remove(KIND, att.tag) if not errors else None,

@@ -9,16 +9,16 @@ completely, including ``last_reserved_ip``, if any part fails.
 
 from __future__ import annotations
 
+from ..cni.addr import parse_ip
+from ..cni.errors import ADDRESS_IN_USE, INVALID_CONFIG, TRY_AGAIN_LATER, CniError
+from .ranges import Range, RangeSet
+
 TYPE_CHECKING = False  # typing costs ~7 ms of start-up; annotations only
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from .ranges import IPAddress
     from .store import Store
-
-from ..cni.addr import parse_ip
-from ..cni.errors import ADDRESS_IN_USE, INVALID_CONFIG, TRY_AGAIN_LATER, CniError
-from .ranges import Range, RangeSet
 
 
 class Allocation:
@@ -71,15 +71,15 @@ class Allocator:
         plan = plan_requests(self.range_sets, requested)
         store = self.store
         with store.lock():
-            held = list(store.reservations())
-            # Empty records are leftovers of a crashed writer: the store
-            # may reclaim them, so they are not counted as taken.
-            taken = {r.ip for r in held if r.container_id}
+            # Only the attachment's own reservations are looked up (from
+            # the store's index when it has one): an address someone holds
+            # is refused by reserve() itself, so no call reads them all.
             mine = [
                 ip
-                for ip in (_ip_or_none(r.ip) for r in held if r.belongs_to(container_id, ifname))
+                for ip in (_ip_or_none(name) for name in store.owned(container_id, ifname))
                 if ip is not None
             ]
+            taken: set[str] = set()  # what this call reserved
             done: list[Allocation] = []
             saved_last: dict[str, str | None] = {}
             try:
@@ -104,6 +104,7 @@ class Allocator:
                             )
                         )
                     taken.add(str(done[-1].ip))
+                store.recorded(container_id, ifname, [str(a.ip) for a in done])
             except BaseException:
                 for alloc in done:
                     store.release(str(alloc.ip))

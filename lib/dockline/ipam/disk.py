@@ -26,6 +26,25 @@ never lets a name lead it elsewhere:
   (it is never taken, released or removed).
 - the temporary file is created O_EXCL|O_NOFOLLOW under one fixed name
   (writers hold the lock), replacing what a killed writer left.
+
+The reference finds an attachment's addresses by reading every
+reservation file, on ADD and on DEL: O(N) in the containers of the
+network.  dockline keeps a side index instead, outside the store (so the
+store stays the reference's, byte for byte, and the reference never reads
+it): ``/run/dockline/ipam/<digest of dataDir and network>/`` (0700, ours
+alone, walked with O_NOFOLLOW), changed only under the store's lock:
+- ``a-<attachment digest>``: the attachment's addresses (JSON, written
+  whole and renamed into place);
+- ``i-<ip>``: "this reservation file is known": a name dockline reserved,
+  or read once and found to be someone else's.
+Every hint is checked before it is acted on: an address is released or
+reported only if its reservation file holds the attachment's record.  DEL
+reads the attachment's ``a-`` file and the files it names (O(1)); when it
+is missing or wrong (the reference reserved, a crash, an older dockline,
+a repeated DEL) DEL reads every reservation, as before.  ADD and CHECK list
+the two directories (names only) and read just the reservations no ``i-``
+entry knows: in a store only dockline writes, none.  The index lives in
+/run: it is gone after a reboot, and the first calls then read the store.
 """
 
 from __future__ import annotations
@@ -36,7 +55,9 @@ import os
 import stat
 
 from .. import interrupt
+from ..cni.attachment import Attachment, blake2b
 from ..cni.errors import IO_FAILURE, CniError
+from ..cni.jsonio import dumps, loads
 from .store import Reservation, Store
 
 TYPE_CHECKING = False
@@ -51,6 +72,14 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 _TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _MAX_SYMLINKS = 40  # as the kernel's own limit on a path
+# The side index (module docstring): its root, whose last two components
+# are ours alone (made 0700 if missing, refused if anyone else may write).
+INDEX_ROOT = "/run/dockline/ipam"
+_INDEX_PRIVATE = 2
+_ATTACH_PREFIX = "a-"
+_KNOWN_PREFIX = "i-"
+_INDEX_TMP = ".tmp"
+_MAX_INDEX = 1 << 16  # an a- file holds a few addresses
 # Opening these means "not a file we can use": a symlink (ELOOP under
 # O_NOFOLLOW), a socket (ENXIO), gone, or a component that is not a dir.
 _NOT_A_FILE = frozenset((errno.ENOENT, errno.ELOOP, errno.ENXIO, errno.ENOTDIR, errno.EISDIR))
@@ -179,8 +208,12 @@ class _Lock:
             pass
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         store = self.store
+        if store.index_fd is not None:
+            if store.index_fd >= 0:
+                os.close(store.index_fd)
+            store.index_fd = None
         if store.dir_fd is not None:
             os.close(store.dir_fd)
             store.dir_fd = None
@@ -189,14 +222,40 @@ class _Lock:
             self.lock_fd = -1
 
 
+def _open_private(parent: int, name: str) -> int:
+    """``name`` in ``parent``, made 0700 if missing; an fd of it if it is
+    a real directory of ours that nobody else may write, else OSError.
+    Closes ``parent``."""
+    try:
+        try:
+            fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=parent)
+        except FileNotFoundError:
+            try:
+                os.mkdir(name, 0o700, dir_fd=parent)
+            except FileExistsError:
+                pass
+            fd = os.open(name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=parent)
+    finally:
+        os.close(parent)
+    st = os.fstat(fd)
+    if st.st_uid != os.geteuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        os.close(fd)
+        raise PermissionError(errno.EPERM, "not ours alone", name)
+    return fd
+
+
 class DiskStore(Store):
-    def __init__(self, network: str, data_dir: str = "") -> None:
+    def __init__(self, network: str, data_dir: str = "", index_root: str | None = None) -> None:
         # data_dir comes checked from the config (absolute, no '..');
-        # network is a validated identifier.
+        # network is a validated identifier.  index_root: where the side
+        # index lives (the plugin passes INDEX_ROOT); None: no index,
+        # every lookup reads the store.
         self.data_dir = data_dir or DEFAULT_DATA_DIR
         self.network = network
         self.dir = os.path.join(self.data_dir, network)
         self.dir_fd: int | None = None
+        self.index_root = index_root
+        self.index_fd: int | None = None  # -1: tried, unusable
 
     def open(self, create: bool) -> int | None:
         """A descriptor of the network directory (None if it does not exist
@@ -304,6 +363,12 @@ class DiskStore(Store):
     # --- the Store interface -------------------------------------------------
 
     def reserve(self, container_id: str, ifname: str, ip: str, range_id: str) -> bool:
+        try:  # taken: refused without writing a temporary file
+            st = os.stat(ip, dir_fd=self._fd(), follow_symlinks=False)
+            if not stat.S_ISREG(st.st_mode) or st.st_size:
+                return False
+        except FileNotFoundError:
+            pass
         record = f"{container_id}\r\n{ifname}".encode()
         if not self._write_new(ip, record):
             if not self._reclaim_empty(ip):
@@ -372,10 +437,212 @@ class DiskStore(Store):
             data = self._read(name, 4096, dfd)
             if data is None:
                 continue
-            text = data.decode(errors="replace").strip()
-            cid, sep, ifname = text.partition("\r\n")
-            yield Reservation(name, cid.strip(), ifname.strip() if sep else None)
+            yield _parse(name, data)
+
+    # --- the side index (module docstring) --------------------------------------
+
+    def _index(self) -> int | None:
+        """The index directory's fd (opened once per lock), or None when
+        there is no index or it cannot be used: then lookups read the
+        store, as without one."""
+        if self.index_root is None or self.dir_fd is None:
+            return None
+        if self.index_fd is None:
+            self.index_fd = -1
+            parts = [p for p in self.index_root.split("/") if p]
+            key = blake2b(f"{self.data_dir}\0{self.network}".encode(), digest_size=8).hexdigest()
+            try:
+                fd = open_dir("/" + "/".join(parts[:-_INDEX_PRIVATE]), create=False)
+                if fd is not None:
+                    for name in parts[-_INDEX_PRIVATE:] + [key]:
+                        fd = _open_private(fd, name)
+                    self.index_fd = fd
+            except (OSError, CniError):
+                pass
+        return self.index_fd if self.index_fd >= 0 else None
+
+    def _attach_name(self, container_id: str, ifname: str) -> str:
+        return _ATTACH_PREFIX + Attachment(self.network, container_id, ifname).hosts_tag
+
+    def _indexed(self, ix: int, container_id: str, ifname: str) -> list[str] | None:
+        """The addresses the attachment's ``a-`` file lists; None if there
+        is none (or it is not the attachment's, or unreadable)."""
+        data = self._read(self._attach_name(container_id, ifname), _MAX_INDEX, ix)
+        if data is None:
+            return None
+        try:
+            doc = loads(data)
+        except ValueError:
+            return None
+        if not (
+            isinstance(doc, dict)
+            and doc.get("id") == container_id
+            and doc.get("ifname") == ifname
+            and isinstance(doc.get("ips"), list)
+            and all(isinstance(ip, str) and _plain_name(ip) for ip in doc["ips"])
+        ):
+            return None
+        return list(doc["ips"])
+
+    def _holds(self, ip: str, container_id: str, ifname: str) -> bool:
+        """Whether ip's reservation file holds the attachment's record."""
+        data = self._read(ip, 4096)
+        if data is None:
+            return False
+        return _parse(ip, data).belongs_to(container_id, ifname)
+
+    def _index_write(self, ix: int, name: str, data: bytes) -> None:
+        """``name`` in the index, written whole and renamed into place."""
+        try:
+            fd = os.open(_INDEX_TMP, _TMP_FLAGS, 0o600, dir_fd=ix)
+        except FileExistsError:
+            os.unlink(_INDEX_TMP, dir_fd=ix)
+            fd = os.open(_INDEX_TMP, _TMP_FLAGS, 0o600, dir_fd=ix)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        os.rename(_INDEX_TMP, name, src_dir_fd=ix, dst_dir_fd=ix)
+
+    @staticmethod
+    def _index_unlink(ix: int, name: str) -> None:
+        try:
+            os.unlink(name, dir_fd=ix)
+        except FileNotFoundError:
+            pass
+
+    def owned(self, container_id: str, ifname: str) -> list[str]:
+        ix = self._index()
+        if ix is None:
+            return super().owned(container_id, ifname)
+        mine: list[str] = []
+        stale: list[str] = []  # listed, but the file says otherwise: not known any more
+        for ip in self._indexed(ix, container_id, ifname) or []:
+            (mine if self._holds(ip, container_id, ifname) else stale).append(ip)
+        names = {n for n in os.listdir(self._fd()) if is_reservation_name(n)}
+        known = {n[len(_KNOWN_PREFIX) :] for n in os.listdir(ix) if n.startswith(_KNOWN_PREFIX)}
+        known -= set(stale)
+        try:
+            for ip in stale:
+                self._index_unlink(ix, _KNOWN_PREFIX + ip)
+            for ip in known - names:  # released by someone else: forget it
+                self._index_unlink(ix, _KNOWN_PREFIX + ip)
+            for name in names - known:  # made by someone else: read it, once
+                data = self._read(name, 4096)
+                if data is None:
+                    continue
+                res = _parse(name, data)
+                if res.belongs_to(container_id, ifname) and name not in mine:
+                    mine.append(name)
+                # Adopted: its owner's a- file lists it from now on, so no
+                # ADD reads it again and its DEL needs no scan.  An empty
+                # record (may be reclaimed) or one without ifname is read
+                # every time instead.
+                if res.container_id and res.ifname:
+                    self._record(ix, res.container_id, res.ifname, [name])
+        except OSError:
+            pass  # the index only saves reads: a write that fails costs them again
+        return mine
+
+    def recorded(self, container_id: str, ifname: str, ips: list[str]) -> None:
+        ix = self._index()
+        if ix is None:
+            return
+        try:
+            self._record(ix, container_id, ifname, ips)
+        except OSError:
+            pass  # DEL then reads the store, as without an index
+
+    def _record(self, ix: int, container_id: str, ifname: str, ips: list[str]) -> None:
+        """Add ``ips`` to the attachment's a- file (keeping what it lists
+        that still checks out) and mark them known."""
+        listed = [
+            ip
+            for ip in self._indexed(ix, container_id, ifname) or []
+            if ip not in ips and self._holds(ip, container_id, ifname)
+        ]
+        for ip in ips:
+            self._index_write(ix, _KNOWN_PREFIX + ip, b"")
+        doc = {"id": container_id, "ifname": ifname, "ips": listed + ips}
+        self._index_write(ix, self._attach_name(container_id, ifname), dumps(doc).encode())
+
+    def release_by_id(self, container_id: str, ifname: str) -> list[str]:
+        ix = self._index()
+        if ix is None:
+            return super().release_by_id(container_id, ifname)
+        listed = self._indexed(ix, container_id, ifname) or []
+        held = [ip for ip in listed if self._holds(ip, container_id, ifname)]
+        if listed and held == listed:
+            released = listed
+            for ip in released:
+                self.release(ip)
+        else:  # not indexed, or the index is out of date: read them all
+            released = super().release_by_id(container_id, ifname)
+        # The reservations are gone first: a crash from here leaves hints
+        # that no longer check out, never a reservation without them.  A
+        # listed address now someone else's (the reference released and
+        # reused it) is no longer "known": the next ADD reads it.
+        try:
+            for ip in set(released) | set(listed):
+                self._index_unlink(ix, _KNOWN_PREFIX + ip)
+            self._index_unlink(ix, self._attach_name(container_id, ifname))
+        except OSError:
+            pass
+        return released
+
+    def prune_index(self) -> None:
+        """Drop every hint that no longer checks out (GC: reads them all)."""
+        ix = self._index()
+        if ix is None:
+            return
+        names = {n for n in os.listdir(self._fd()) if is_reservation_name(n)}
+        try:
+            for entry in os.listdir(ix):
+                if entry.startswith(_KNOWN_PREFIX):
+                    if entry[len(_KNOWN_PREFIX) :] not in names:
+                        self._index_unlink(ix, entry)
+                    continue
+                if entry.startswith(_ATTACH_PREFIX):
+                    data = self._read(entry, _MAX_INDEX, ix)
+                    doc = _loads_or_none(data)
+                    ok = (
+                        isinstance(doc, dict)
+                        and isinstance(doc.get("id"), str)
+                        and isinstance(doc.get("ifname"), str)
+                        and entry == self._attach_name(doc["id"], doc["ifname"])
+                        and self._indexed(ix, doc["id"], doc["ifname"]) is not None
+                        and all(self._holds(ip, doc["id"], doc["ifname"]) for ip in doc["ips"])
+                    )
+                    if ok:
+                        continue
+                self._index_unlink(ix, entry)
+        except OSError:
+            pass
 
     def check_writable(self) -> None:
         with self.lock():
             os.unlink(self._write_tmp(b"", 0o600), dir_fd=self._fd())
+
+
+def _plain_name(name: str) -> bool:
+    """A reservation's name that stays in its directory."""
+    return bool(name) and "/" not in name and "\0" not in name and is_reservation_name(name)
+
+
+def _parse(name: str, data: bytes) -> Reservation:
+    """A reservation file's record: ``containerID\\r\\nifname``, or the ID
+    alone as older writers left it."""
+    text = data.decode(errors="replace").strip()
+    cid, sep, ifname = text.partition("\r\n")
+    return Reservation(name, cid.strip(), ifname.strip() if sep else None)
+
+
+def _loads_or_none(data: bytes | None) -> object:
+    if data is None:
+        return None
+    try:
+        return loads(data)
+    except ValueError:
+        return None

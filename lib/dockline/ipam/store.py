@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
-    from typing import ContextManager
+    from contextlib import AbstractContextManager
 
 
 class Reservation:
@@ -30,7 +30,7 @@ class Reservation:
 
 class Store(ABC):
     @abstractmethod
-    def lock(self, create: bool = True) -> ContextManager[object]:
+    def lock(self, create: bool = True) -> AbstractContextManager[object]:
         """Exclusive access to the network's reservations for a whole
         allocation or release, across processes.  Without ``create`` a
         store that does not exist yet is left so (and holds nothing)."""
@@ -55,6 +55,17 @@ class Store(ABC):
     @abstractmethod
     def reservations(self) -> Iterable[Reservation]:
         """Every reservation of the network."""
+
+    def owned(self, container_id: str, ifname: str) -> list[str]:
+        """The addresses reserved for the attachment.  This default reads
+        every reservation; a store with an index answers from it."""
+        return [r.ip for r in self.reservations() if r.belongs_to(container_id, ifname)]
+
+    def recorded(self, container_id: str, ifname: str, ips: list[str]) -> None:
+        """ADD reserved ``ips`` for the attachment: a store with an index
+        notes it, so DEL finds them without reading every reservation.
+        Called under the lock; must not fail the ADD."""
+        return None
 
     def release_by_id(self, container_id: str, ifname: str) -> list[str]:
         """Release every address of the attachment; returns them."""

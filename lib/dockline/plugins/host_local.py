@@ -11,11 +11,11 @@ from dockline.cni.skel import CmdArgs
 from dockline.ipam import config as hostlocal_config
 from dockline.ipam import resolvconf
 from dockline.ipam.allocator import Allocator, plan_requests
-from dockline.ipam.disk import DiskStore, UnsafeStore
+from dockline.ipam.disk import INDEX_ROOT, DiskStore, UnsafeStore
 
 
 def _store(conf) -> DiskStore:
-    return DiskStore(conf.network, conf.data_dir)
+    return DiskStore(conf.network, conf.data_dir, INDEX_ROOT)
 
 
 def validate_add(req: CmdArgs):
@@ -52,7 +52,8 @@ def cmd_del(req: CmdArgs) -> None:
     if data_dir is None:
         return
     try:
-        Allocator(DiskStore(req.network, data_dir), []).release(req.container_id, req.ifname)
+        store = DiskStore(req.network, data_dir, INDEX_ROOT)
+        Allocator(store, []).release(req.container_id, req.ifname)
     except UnsafeStore:
         return
     _cluster_return_empty(req, data_dir)
@@ -70,7 +71,10 @@ def cmd_check(req: CmdArgs) -> None:
     conf = hostlocal_config.load(req)
     store = _store(conf)
     with store.lock():
-        if not any(r.belongs_to(req.container_id, req.ifname) for r in store.reservations()):
+        # the index's answer first; an empty one is checked against them all
+        if not store.owned(req.container_id, req.ifname) and not any(
+            r.belongs_to(req.container_id, req.ifname) for r in store.reservations()
+        ):
             raise CniError(
                 STATE_MISSING,
                 "host-local: failed to find address",
@@ -86,7 +90,7 @@ def cmd_gc(req: CmdArgs) -> None:
     data_dir = hostlocal_config.data_dir_for_cleanup(req.config)
     if data_dir is None:
         return
-    store = DiskStore(req.network, data_dir)
+    store = DiskStore(req.network, data_dir, INDEX_ROOT)
     with store.lock():
         for res in list(store.reservations()):
             if not res.container_id:
@@ -97,6 +101,7 @@ def cmd_gc(req: CmdArgs) -> None:
                 keep = Attachment(req.network, res.container_id, res.ifname) in valid
             if not keep:
                 store.release(res.ip)
+        store.prune_index()
     _cluster_return_empty(req, data_dir)
 
 

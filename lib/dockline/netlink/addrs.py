@@ -121,8 +121,13 @@ class AddressOps(AddressWriteOps):
         index = self._ifindex(link) if link is not None else None
         msg = ifaddrmsg()
         msg["family"] = family
+        request = RtnlRequest(RTM_GETADDR, 0, msg, "list addresses")
+        if index is not None:
+            # one link's addresses, selected by the kernel: a host bridge's
+            # do not cost a dump of every veth's link-local address
+            msg["index"] = index
         found = []
-        for reply in self._rtnl.dump(RtnlRequest(RTM_GETADDR, 0, msg, "list addresses")):
+        for reply in self._rtnl.dump(request, filtered=index is not None):
             if index is not None and reply["index"] != index:
                 continue
             get = reply.get_attr

@@ -170,8 +170,21 @@ class RouteOps(RouteWriteOps):
         index = self._ifindex(link) if link is not None else None
         msg = rtmsg()
         msg["family"] = family
+        # the kernel selects the table and the link (strict dump filters)
+        attrs: list[tuple[str, int]] = []
+        if table is not None:
+            attrs.append(("RTA_TABLE", table))
+        if index is not None:
+            attrs.append(("RTA_OIF", index))
         routes = []
-        for reply in self._rtnl.dump(RtnlRequest(RTM_GETROUTE, 0, msg, "list routes")):
+        if attrs:
+            msg["attrs"] = attrs
+            replies = self._rtnl.dump(
+                RtnlRequest(RTM_GETROUTE, 0, msg, "list routes"), filtered=True
+            )
+        else:
+            replies = self._rtnl.dump(RtnlRequest(RTM_GETROUTE, 0, msg, "list routes"))
+        for reply in replies:
             get = reply.get_attr
             route_table = get("RTA_TABLE") or reply["table"]
             if table is not None and route_table != table:

@@ -11,7 +11,7 @@ the first error that was not tolerated.
 import socket
 import struct
 from collections.abc import Sequence
-from errno import EINTR, EMSGSIZE
+from errno import EINTR, EINVAL, EMSGSIZE, ENODEV, EOPNOTSUPP
 from typing import Any, NamedTuple
 
 from .errors import NetlinkError
@@ -20,6 +20,7 @@ NETLINK_ROUTE = 0
 SOL_NETLINK = 270
 NETLINK_CAP_ACK = 10
 NETLINK_EXT_ACK = 11
+NETLINK_GET_STRICT_CHK = 12  # Linux 4.20: dump requests' filters are applied by the kernel
 
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
@@ -133,9 +134,31 @@ class RtnlSocket:
     def request(self, request: RtnlRequest) -> Result:
         return self.execute([request])[0]
 
-    def dump(self, request: RtnlRequest) -> list[Any]:
+    def dump(self, request: RtnlRequest, *, filtered: bool = False) -> list[Any]:
         """Run a dump request; restart it if the kernel flags it as
-        interrupted (the table changed while it was being read)."""
+        interrupted (the table changed while it was being read).
+
+        ``filtered``: the request's filter (ifindex, RTA_OIF, RTA_TABLE) is
+        to be applied by the kernel, so only matching objects are sent and
+        decoded, whatever else the netns holds.  Asked with strict checking
+        for this request only; a kernel without it (or refusing the filter)
+        gets the plain dump, and callers filter the replies themselves.
+        """
+        if filtered:
+            try:
+                self._sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
+            except OSError:
+                return self._dump(request)
+            try:
+                return self._dump(request)
+            except NetlinkError as exc:
+                if exc.errno not in (EINVAL, ENODEV, EOPNOTSUPP):
+                    raise
+            finally:
+                self._sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 0)
+        return self._dump(request)
+
+    def _dump(self, request: RtnlRequest) -> list[Any]:
         for _ in range(_DUMP_RETRIES):
             seq = self._next_seq()
             pending = _Pending(request)

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 
 STATE_DIR = "/var/lib/cni/dockline/firewall"
 KINDS = ("masq", "portmap")
+CLAIMS = f"{STATE_DIR}/claims"
+_CLAIM_CHARS = tokens.HEX_CHARS | frozenset("0123456789.:-_abcdefghijklmnopqrstuvwxyz")
 
 
 def _dir(kind: str) -> str:
@@ -87,3 +89,73 @@ def tags(kind: str, prefix: str = "") -> list[str]:
     except FileNotFoundError:
         return []
     return sorted(n for n in names if n.startswith(prefix) and tokens.HEX_CHARS.issuperset(n) and n)
+
+
+# --- claims: unique keys where the firewall has none (iptables) ---------------------
+
+
+def _claim_path(key: str) -> str:
+    if not key or len(key) > 80 or not _CLAIM_CHARS.issuperset(key) or key[0] == ".":
+        raise ValueError(f"bad claim key {key!r}")
+    return f"{CLAIMS}/{key}"
+
+
+def claim(key: str, tag: str) -> str | None:
+    """Take ``key`` for attachment ``tag`` (the caller holds a lock over
+    every claim).  Returns the other attachment holding it, or None when
+    it is ours now.  A claim whose owner has no record any more (its DEL
+    ran, or the state was lost) is taken over."""
+    path = _claim_path(key)
+    os.makedirs(CLAIMS, 0o700, exist_ok=True)
+    owner = _owner(path)
+    if owner and owner != tag and read("portmap", owner) is not None:
+        return owner
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, tokens.hex_tag(tag).encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    return None
+
+
+def _owner(path: str) -> str | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        text = os.read(fd, 100).decode(errors="replace")
+    finally:
+        os.close(fd)
+    return text if text and tokens.HEX_CHARS.issuperset(text) else None
+
+
+def unclaim(key: str, tag: str) -> None:
+    """Give ``key`` back if ``tag`` holds it."""
+    try:
+        path = _claim_path(key)
+    except ValueError:
+        return
+    if _owner(path) == tag:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
+def claims(prefix: str) -> list[tuple[str, str]]:
+    """(key, owner) of every claim whose owner starts with ``prefix`` (GC)."""
+    try:
+        names = os.listdir(CLAIMS)
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in names:
+        if name.endswith(".tmp"):
+            continue
+        owner = _owner(f"{CLAIMS}/{name}")
+        if owner and owner.startswith(prefix):
+            out.append((name, owner))
+    return out

@@ -6,8 +6,10 @@ masquerade and DNATs; ``DOCKLINE-HOSTPORTS-MASQ`` (from POSTROUTING)
 masquerades marked packets.  Rules carry the comment
 ``dl-<tag> <proto>/<port>/<hostIP>``.
 
-ADD checks host ports already taken (iptables has no unique keys) by
-reading the table under a lock.  DEL deletes the exact rules the record
+ADD claims each host port (iptables has no unique keys) with a file
+under a lock (``records.claim``), and finds the shared chains with a
+netlink GETCHAIN where iptables is iptables-nft: no ``iptables-save``
+unless they are missing (or iptables is the legacy one).  DEL deletes the exact rules the record
 lists (one ``iptables-restore`` per family, no ``iptables-save``); only
 when that fails (rules removed by hand) does it list the table to remove
 what is left.  CHECK lists the attachment's own chain only.
@@ -18,7 +20,7 @@ from __future__ import annotations
 from .. import proc
 from ..cni.attachment import Attachment
 from ..cni.errors import ADDRESS_IN_USE, CniError
-from ..firewall import FirewallError, iptables_nat_rules, iptables_restore_nat
+from ..firewall import FirewallError, iptables_nat_rules, iptables_restore_nat, nfnl, records
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -64,6 +66,24 @@ def _ensure_base(family: int, saved: list[str]) -> None:
     iptables_restore_nat(family, lines, "creating the portmap chains")
 
 
+def claim_key(family: int, e: Entry) -> str:
+    """The unique key of a published port in one family's nat table:
+    iptables has no unique keys, so ADD claims it in ``records``."""
+    m = e.mapping
+    return f"{family}-{m.protocol}-{m.host_port}-{m.host_ip or 'any'}".replace(":", "_")
+
+
+def _base_present(family: int) -> bool:
+    """Whether the shared chains exist: one netlink GETCHAIN each where
+    iptables is iptables-nft; a listing of the table otherwise."""
+    from ..firewall.masquerade import iptables_is_nft
+
+    if iptables_is_nft():
+        fam = nfnl.IPV6 if family == 6 else nfnl.IPV4
+        return nfnl.get_chain(fam, "nat", CHAIN) and nfnl.get_chain(fam, "nat", MASQ_CHAIN)
+    return False
+
+
 def _dest(e: Entry) -> str:
     ip, port = e.ip, e.mapping.container_port
     return f"[{ip.address}]:{port}" if ip.version == 6 else f"{ip.address}:{port}"
@@ -79,16 +99,11 @@ def add(att: Attachment, conf: PortmapConfig, todo: list[Entry]) -> dict[str, li
         mine = [e for e in todo if e.ip.version == family]
         if not mine:
             continue
-        saved = iptables_nat_rules(family)
-        _ensure_base(family, saved)
-        taken = {}
-        for line in saved:
-            found = tag_of(line)
-            if found and line.startswith(f"-A {CHAIN} "):
-                taken[found[1]] = found[0]
+        if not _base_present(family):
+            _ensure_base(family, iptables_nat_rules(family))
         for e in mine:
-            other = taken.get(e.mapping.key())
-            if other and other != att.tag:
+            other = records.claim(claim_key(family, e), att.tag)
+            if other:
                 raise CniError(
                     ADDRESS_IN_USE,
                     "host port already in use",
@@ -199,6 +214,9 @@ def _remove_listed(family: int, doomed: set[str], prefix: str | None = None) -> 
 
 def gc(prefix: str, keep: set[str]) -> list[str]:
     released: list[str] = []
+    for key, owner in records.claims(prefix):
+        if owner not in keep:
+            records.unclaim(key, owner)
     for family in (4, 6):
         released += _remove_listed(family, {PREFIX + t for t in keep}, prefix)
     return released

@@ -83,8 +83,11 @@ def add(backend: str, att: Attachment, conf: PortmapConfig) -> None:
             records.write(KIND, att.tag, {"backend": "iptables", "released": released})
             with FileLock(iptables.LOCK_PATH):
                 shared = iptables.add(att, conf, todo)
+            claims = sorted({iptables.claim_key(e.ip.version, e) for e in todo})
             records.write(
-                KIND, att.tag, {"backend": "iptables", "rules": shared, "released": released}
+                KIND,
+                att.tag,
+                {"backend": "iptables", "rules": shared, "released": released, "claims": claims},
             )
         if conf.snat and any(e.ip.version == 4 for e in todo):
             localnet.acquire(
@@ -135,6 +138,9 @@ def delete(backends: tuple[str, ...] | Callable[[], tuple[str, ...]], att: Attac
 def _ipt_remove(att: Attachment, doc: dict | None, released: list[str]) -> None:
     with FileLock(iptables.LOCK_PATH):
         released += iptables.remove(att, doc)
+        for key in (doc or {}).get("claims") or []:
+            if isinstance(key, str):
+                records.unclaim(key, att.tag)
 
 
 def gc(backends: tuple[str, ...], network: str, valid: set[Attachment]) -> None:

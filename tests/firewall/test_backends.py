@@ -218,3 +218,33 @@ def test_masquerade_check_and_inventory(sandbox, dockline_bin):
     # bridge CHECK (first in the conflist) says so
     run = cni(sandbox, cni_path, "check", "a", 8081)
     assert run.returncode != 0 and "masquerade" in json.loads(run.stdout)["msg"]
+
+
+def test_del_of_a_container_added_before_records(sandbox, dockline_bin):
+    """A container published by the layout before records (masquerade: a
+    rule per address in chain postrouting; portmap: a claim jumping to
+    c-<tag>, no comments) is still removed by DEL and GC, while containers
+    added since keep theirs."""
+    cni_path = setup(sandbox, dockline_bin, "nftables")
+    add(sandbox, cni_path, "new", 8081)
+    old, gone = tag_of(sandbox, "old"), tag_of(sandbox, "gone")
+    script = [
+        "add chain inet dockline_masq postrouting { type nat hook postrouting priority 100; }"
+    ]
+    for t, ip, port in ((old, "10.89.0.77", 9001), (gone, "10.89.0.78", 9002)):
+        script += [
+            f'add rule inet dockline_masq postrouting ip saddr {ip} masquerade comment "dl-{t}"',
+            f"add chain inet dockline_portmap c-{t}",
+            f"add rule inet dockline_portmap c-{t} tcp dport {port} dnat ip to {ip}:80",
+            f"add element inet dockline_portmap ports {{ tcp . {port} : jump c-{t} }}",
+        ]
+    sandbox.run(["nft", "-f", "-"], input="\n".join(script) + "\n", check=True)
+    sandbox.sh("ip netns add old")
+    assert cni(sandbox, cni_path, "del", "old", 9001).returncode == 0
+    after = sandbox.sh("nft list ruleset").stdout
+    assert old not in after and "10.89.0.77" not in after and "9001" not in after
+    assert gone in after and "8081" in after
+    run = cni(sandbox, cni_path, "gc", "new")
+    assert run.returncode == 0, run.stdout + run.stderr
+    after = sandbox.sh("nft list ruleset").stdout
+    assert "10.89.0.78" not in after and f"dl-{gone}" not in after and "8081" in after

@@ -13,7 +13,7 @@ nftables (table ``inet dockline_masq``), constant rules written once (one
 attachment only set elements, commented ``dl-<tag>``, added and deleted
 over netfilter netlink in one transaction:
 
-    postrouting (nat):  ip saddr . ip daddr @local4 return
+    srcnat (nat):  ip saddr . ip daddr @local4 return
                         ip6 saddr . ip6 daddr @local6 return
                         ip saddr @masq4 ip daddr != 224.0.0.0/4 masquerade
                         ip6 saddr @masq6 ip6 daddr != ff00::/8 masquerade
@@ -40,6 +40,7 @@ from . import (
     iptables_nat_rules,
     iptables_restore_nat,
     nfnl,
+    nft_remove_tagged,
     records,
     tokens,
 )
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 
 IPT_CHAIN_PREFIX = "DL-"
 NFT_TABLE = "dockline_masq"
+LEGACY_CHAIN = "postrouting"  # the layout before sets: one rule per address
 KIND = "masq"
 _MULTICAST = {4: "224.0.0.0/4", 6: "ff00::/8"}
 
@@ -100,15 +102,14 @@ def _nft_ensure() -> None:
         f"add set {t} masq6 {{ type ipv6_addr; }}",
         f"add set {t} local4 {{ type ipv4_addr . ipv4_addr; flags interval; }}",
         f"add set {t} local6 {{ type ipv6_addr . ipv6_addr; flags interval; }}",
-        f"add chain {t} postrouting "
-        "{ type nat hook postrouting priority srcnat; policy accept; }",
-        f"flush chain {t} postrouting",
+        f"add chain {t} srcnat {{ type nat hook postrouting priority srcnat; policy accept; }}",
+        f"flush chain {t} srcnat",
     ]
-    lines += [f'add rule {t} postrouting {rule} comment "{c}"' for rule, c in _NFT_RULES]
+    lines += [f'add rule {t} srcnat {rule} comment "{c}"' for rule, c in _NFT_RULES]
     nfnl.ensure_rules(
         "inet",
         NFT_TABLE,
-        {"postrouting": [c for _, c in _NFT_RULES]},
+        {"srcnat": [c for _, c in _NFT_RULES]},
         lines,
         "installing the masquerade table",
     )
@@ -150,8 +151,8 @@ def _nft_remove(att: Attachment, ips: list[tuple[str, str, int]]) -> None:
 
 
 def _nft_check(att: Attachment, ips: list[tuple[str, str, int]]) -> str | None:
-    if nfnl.rule_comments(nfnl.INET, NFT_TABLE, "postrouting") != [c for _, c in _NFT_RULES]:
-        return f"the chain inet {NFT_TABLE} postrouting is missing or changed"
+    if nfnl.rule_comments(nfnl.INET, NFT_TABLE, "srcnat") != [c for _, c in _NFT_RULES]:
+        return f"the chain inet {NFT_TABLE} srcnat is missing or changed"
     for name, elements in _nft_elements(ips, None).items():
         for e in elements:
             found = nfnl.get_element(nfnl.INET, NFT_TABLE, name, e.key)
@@ -304,11 +305,20 @@ def delete(backend: str, att: Attachment) -> None:
             _nft_remove(att, ips)
         elif proc.which("iptables-restore"):
             _ipt_remove(att, ips)
-    elif backend == "iptables" and proc.which("iptables-save") and not iptables_is_nft():
-        # No record (an ADD by an older dockline, on legacy iptables): by chain name.
+    elif nfnl.get_chain(nfnl.INET, NFT_TABLE, LEGACY_CHAIN):
+        # No record: added by an older dockline, one rule per address in
+        # this chain (a listing of it, which only such containers pay).
+        nft_remove_tagged(
+            "inet", NFT_TABLE, LEGACY_CHAIN, att.tag, lambda t: t == att.tag, "removing masquerade"
+        )
+    if doc is None and proc.which("iptables-save"):
+        # No record: an ADD by an older dockline, found by its chain's name
+        # (one GETCHAIN; legacy iptables can only list).
         chain = _ipt_chain(att)
         for family in (4, 6):
-            _ipt_delete_chains(family, {chain}, iptables_nat_rules(family))
+            exists = _ipt_chain_exists(family, chain)
+            if exists or (exists is None and backend == "iptables"):
+                _ipt_delete_chains(family, {chain}, iptables_nat_rules(family))
     if proc.which("iptables-save"):
         _ipt_remove_reference(att)
     records.remove(KIND, att.tag)
@@ -338,5 +348,9 @@ def gc(backend: str, network: str, valid: set[Attachment]) -> None:
         if tag not in keep:
             records.remove(KIND, tag)  # their elements go below, by comment
     _nft_gc(prefix, keep)
+    if nfnl.get_chain(nfnl.INET, NFT_TABLE, LEGACY_CHAIN):
+        nft_remove_tagged(
+            "inet", NFT_TABLE, LEGACY_CHAIN, prefix, lambda t: t not in keep, "removing masquerade"
+        )
     if proc.which("iptables-save"):
         _ipt_gc(prefix, keep)

@@ -81,6 +81,9 @@ _DNAT_RULES = (
     ),
 )
 _SNAT_RULES = (
+    # Containers published before this layout: their c-<tag> chains mark
+    # for masquerade (the default markMasqBit, 13), as the old layout did.
+    ("meta mark & 0x2000 == 0x2000 masquerade", "marked (older layout)"),
     ("ct status dnat ip saddr . ip daddr @hair4 masquerade", "hairpin v4"),
     ("ct status dnat ip6 saddr . ip6 daddr @hair6 masquerade", "hairpin v6"),
     ("ct status dnat ip saddr 127.0.0.0/8 ip daddr @lo4 masquerade", "localhost v4"),
@@ -313,6 +316,25 @@ def _drop_chain(att: Attachment) -> None:
                 raise
 
 
+def remove_legacy(att: Attachment) -> None:
+    """No record: an attachment published by an older dockline, whose
+    chain ``c-<tag>`` the claim maps jump to.  Found by one GETCHAIN; only
+    then are the claim maps listed to drop the elements that jump there."""
+    chain = _chain(att)
+    if not nfnl.get_chain(nfnl.INET, TABLE, chain):
+        return
+    doomed = {
+        name: [
+            nfnl.Element(e.key)
+            for e in nfnl.dump_elements(nfnl.INET, TABLE, name)
+            if e.verdict is not None and e.verdict[1] == chain
+        ]
+        for name in ("ports", "ports4", "ports6")
+    }
+    nfnl.delete_many(nfnl.INET, TABLE, doomed)
+    _drop_chain(att)
+
+
 def check(att: Attachment, conf: PortmapConfig, todo: list[Entry]) -> str | None:
     """What is missing (None: the attachment's ports are all in place)."""
     for chain, want in (
@@ -352,6 +374,7 @@ def gc(prefix: str, keep: set[str]) -> None:
     listed = proc.run(["nft", "-j", "list", "chains", "inet"])
     if listed.returncode != 0:
         return
+    doomed = set()
     for item in jsonio.loads(listed.stdout).get("nftables", []):
         chain = item.get("chain") if isinstance(item, dict) else None
         name = chain.get("name", "") if isinstance(chain, dict) else ""
@@ -362,7 +385,24 @@ def gc(prefix: str, keep: set[str]) -> None:
             and tokens.HEX_CHARS.issuperset(name[2:])
             and name[2:] not in keep
         ):
-            try:
-                nfnl.Batch(nfnl.INET, TABLE).delete_chain(name).commit()
-            except nfnl.NfnlError:
-                pass  # still referenced (an element not ours to drop): left
+            doomed.add(name)
+    if not doomed:
+        return
+    # Elements without a comment (the layout before records) jumping there.
+    nfnl.delete_many(
+        nfnl.INET,
+        TABLE,
+        {
+            name: [
+                nfnl.Element(e.key)
+                for e in nfnl.dump_elements(nfnl.INET, TABLE, name)
+                if e.verdict is not None and e.verdict[1] in doomed
+            ]
+            for name in ("ports", "ports4", "ports6")
+        },
+    )
+    for name in sorted(doomed):
+        try:
+            nfnl.Batch(nfnl.INET, TABLE).delete_chain(name).commit()
+        except nfnl.NfnlError:
+            pass  # still referenced (an element not ours to drop): left

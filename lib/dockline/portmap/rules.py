@@ -121,6 +121,8 @@ def delete(backends: tuple[str, ...] | Callable[[], tuple[str, ...]], att: Attac
         chosen = backends if isinstance(backends, tuple) else backends()
         if "iptables" in chosen and proc.which("iptables-save"):
             steps.append(lambda: _ipt_remove(att, None, released))
+        if "nftables" in chosen:
+            steps.append(lambda: nftables.remove_legacy(att))
     for step in (
         *steps,
         lambda: records.remove(KIND, att.tag) if not errors else None,

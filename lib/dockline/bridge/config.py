@@ -192,16 +192,15 @@ class BridgeConfig:
         self.expose = isolation.parse_expose(expose)
 
     def _icc_needs(self, icc: bool) -> None:
-        if not icc:
-            if not self.is_gateway or not self.ipam_type or self.disable_container_interface:
-                raise CniError(
-                    INVALID_CONFIG,
-                    "icc false needs isGateway and IPAM",
-                    "containers reach one another through the gateway",
-                )
-            # No layer-2 path between the containers: what links allow is
-            # routed by the host, where it is filtered.
-            self.port_isolation = True
+        """icc false: containers reach one another (as far as links allow)
+        through the gateway, so there must be one, with addresses."""
+        if icc or (self.is_gateway and self.ipam_type and not self.disable_container_interface):
+            return
+        raise CniError(
+            INVALID_CONFIG,
+            "icc false needs isGateway and IPAM",
+            "containers reach one another through the gateway",
+        )
 
     @staticmethod
     def _container_mac(req: CmdArgs) -> str | None:

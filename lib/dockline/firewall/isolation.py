@@ -11,17 +11,22 @@ bridge of the host, except published ports, replies, and the bridges its
 
 How, for ``icc`` false (why it is built this way):
 
-- No layer-2 path.  The container ports are isolated bridge ports (the
-  kernel's ``isolated`` flag, as ``portIsolation``), so frames between two
-  containers are never bridged; and each container routes its own subnet
-  via the gateway (two routes, each half the subnet, more specific than
-  the connected route).  Traffic between containers is therefore routed by
-  the host, whatever br_netfilter does, and always reaches the ``inet``
-  forward hook, where connection tracking exists.  (Stateful filtering of
-  bridged frames would need nf_conntrack_bridge, which many kernels lack,
-  and this one: a ``ct`` match in the bridge family is refused there.)
-  The host's ICMP redirects onto such a bridge are dropped, or a container
-  would be told to go direct, where it cannot.
+- No layer-2 path.  Each container routes its own subnet via the gateway
+  (two routes, each half the subnet, more specific than the connected
+  route), and the bridge family drops IP frames going straight from one
+  container's port to another's.  Traffic between containers is therefore
+  routed by the host and always reaches the ``inet`` forward hook, where
+  connection tracking exists, whatever br_netfilter does.  (Stateful
+  filtering of bridged frames would need nf_conntrack_bridge, which many
+  kernels lack, and this one: a ``ct`` match in the bridge family is
+  refused there.)  One exception: with br_netfilter, a packet the host
+  DNATs or un-NATs to a container of the same bridge (a published port,
+  its replies) is bridged from the sender's port by br_netfilter; it went
+  through the ``icc`` chain first, which marks what it judges (bit 24,
+  cleared again in the bridge's forward chain), and the bridge's drop
+  spares marked frames.  Not the kernel's isolated-port flag: it would
+  drop those frames too.  The host's ICMP redirects onto such a bridge are
+  dropped, or a container would be told to go direct, where it cannot.
 - Who is sending.  A routed packet no longer says which port it came in
   by, so the bridge family checks where it does: a packet entering from a
   container's port must carry one of that container's addresses (its
@@ -47,8 +52,8 @@ How, for ``icc`` false (why it is built this way):
 - br_netfilter.  When it is on, frames bridged between a container port and
   another port (an uplink) also traverse the ``inet`` forward hook, with
   the bridge as both interfaces: the ``icc`` chain accepts neighbour
-  discovery there, so IPv6 is not cut; frames between two container ports
-  do not exist.  When it is off nothing here depends on it.
+  discovery there, so IPv6 is not cut.  When it is off nothing here
+  depends on it.  Both are tested.
 
 The constant tables are installed when one netfilter netlink query finds
 them missing (as ra_guard does), in one idempotent transaction.
@@ -73,6 +78,10 @@ BRIDGE = f"bridge {NAME}"
 RECORD = "isolation"  # the key of a registry entry's record
 MAX_EXPOSE = 256
 _NFPROTO = {"inet": 1, "bridge": 7}
+# The packet mark bit that carries "DNATed, accepted" from the inet forward
+# hook to the bridge's (br_netfilter only); cleared there.  Not portmap's
+# (bit 13 by default) nor kube-proxy's (14, 15).
+MARK = 1 << 24
 
 # A registry entry's record: {"bridge": name, "elements": [element, ...]},
 # an element being [kind, src, dst] (kind "l": every port) or
@@ -164,6 +173,10 @@ def _inet_base() -> list[str]:
         f"add rule {t} forward iifname . oifname @iso_self accept",
         f'add rule {t} forward iifname @iso_br meta oifkind "bridge" goto between',
         f'add rule {t} forward meta iifkind "bridge" oifname @iso_br goto between',
+        # Marked: what this chain accepts and br_netfilter bridges (a packet
+        # it un-NATs or DNATs to a container of the same bridge) may then
+        # pass from port to port, see _bridge_base.
+        f"add rule {t} icc meta mark set meta mark or {MARK:#x}",
         f"add rule {t} icc ct state established,related accept",
         f"add rule {t} icc ct status dnat accept",
         f"add rule {t} icc icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} accept",
@@ -189,9 +202,21 @@ def _bridge_base() -> list[str]:
     return [
         f"add table {t}",
         f"add map {t} ports {{ type ifname : verdict; }}",
+        f"add set {t} icc_ports {{ type ifname; }}",
         f"add chain {t} prerouting {{ type filter hook prerouting priority -200; policy accept; }}",
+        f"add chain {t} forward {{ type filter hook forward priority 100; policy accept; }}",
         f"flush chain {t} prerouting",
+        f"flush chain {t} forward",
         f"add rule {t} prerouting iifname vmap @ports",
+        # No IP frame goes from one container's port straight to another's:
+        # they route via the gateway.  Except, with br_netfilter, a packet
+        # to a published port DNATed to a container of the same bridge,
+        # which br_netfilter bridges from the sender's port; the icc chain
+        # marked it (this chain runs after br_netfilter's forward hook).
+        f"add rule {t} forward iifname @icc_ports oifname @icc_ports "
+        f"meta protocol {{ ip, ip6 }} meta mark & {MARK:#x} != {MARK:#x} drop",
+        f"add rule {t} forward meta mark & {MARK:#x} == {MARK:#x} "
+        f"meta mark set meta mark and {~MARK & 0xFFFFFFFF:#x}",
     ]
 
 
@@ -298,6 +323,7 @@ def _port_lines(att: Attachment, port: str, ips: list[str]) -> list[str]:
         f"add rule {t} {chain} meta protocol ip6 ip6 saddr {{ {v6} }} return",
         f"add rule {t} {chain} meta protocol {{ ip, ip6, arp }} drop",
         f'add element {t} ports {{ "{port}" : jump {chain} }}',
+        f'add element {t} icc_ports {{ "{port}" }}',
     ]
     return lines
 
@@ -311,6 +337,8 @@ def _port_delete_lines(att: Attachment) -> list[str]:
         f"add chain {t} {chain}",
         f'add element {t} ports {{ "{port}" : jump {chain} }}',
         f'delete element {t} ports {{ "{port}" }}',
+        f'add element {t} icc_ports {{ "{port}" }}',
+        f'delete element {t} icc_ports {{ "{port}" }}',
         f"flush chain {t} {chain}",
         f"delete chain {t} {chain}",
     ]
@@ -388,7 +416,11 @@ def gc_ports(network_tag: str, keep: set[str]) -> None:
             continue
         port = ports.get(chain)
         if port and len(port) <= 15 and all(c in tokens.IFNAME_CHARS for c in port):
-            lines.append(f'delete element {t} ports {{ "{port}" }}')
+            lines += [
+                f'delete element {t} ports {{ "{port}" }}',
+                f'add element {t} icc_ports {{ "{port}" }}',
+                f'delete element {t} icc_ports {{ "{port}" }}',
+            ]
         lines += [f"flush chain {t} {chain}", f"delete chain {t} {chain}"]
     if lines:
         nft_apply(lines, "removing stale isolation rules")

@@ -378,3 +378,27 @@ def test_check_finds_a_missing_rule(trio):
     sb.sh("nft delete table bridge dockline_isolation")
     run = cni(sb, "check", "other", pod="other")
     assert run.returncode != 0 and json.loads(run.stdout)["code"] == 101
+
+
+def test_a_container_cannot_go_around_the_rules(trio):
+    """other, unlinked, drops its routes via the gateway and talks to db
+    directly on the link layer; then borrows web's addresses (web is linked
+    to db).  Both are dropped."""
+    sb, ip = trio
+    sb.sh("ip -n other route flush proto boot; ip -n other -6 route flush proto boot")
+    sb.sh("ip -n other route add default via 10.89.0.1")
+    sb.sh("ip -n other -6 route add default via fd89::1")
+    reaches(sb, "other", ip["db"], 5432, False)
+    reaches(sb, "other", ip["web"], 5432, False)
+    serve(sb, None, 9000)
+    reaches(sb, "other", ("10.89.0.1", "fd89::1"), 9000, True)
+    # other takes web's addresses: its port lets nothing out with them
+    sb.sh(
+        f"ip -n other addr flush dev eth0 scope global; "
+        f"ip -n other addr add {ip['web'][0]}/24 dev eth0; "
+        f"ip -n other addr add {ip['web'][1]}/64 dev eth0 nodad"
+    )
+    reaches(sb, "other", ip["db"], 5432, False)
+    reaches(sb, "other", ("10.89.0.1", "fd89::1"), 9000, False)
+    # web itself still reaches db
+    reaches(sb, "web", ip["db"], 5432, True)

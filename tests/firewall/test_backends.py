@@ -147,7 +147,7 @@ def test_del_after_rules_removed_by_hand(sandbox, dockline_bin, backend):
     if backend == "nftables":
         # part of b's state gone (its DNAT elements and masquerade set)
         sandbox.sh(
-            "nft flush map inet dockline_portmap any4; nft flush set inet dockline_masq masq4"
+            "nft flush map inet dockline_portmap any4; nft flush map inet dockline_masq src4"
         )
     else:
         sandbox.sh("iptables -t nat -F DOCKLINE-HOSTPORTS; iptables -t nat -F POSTROUTING")
@@ -212,9 +212,9 @@ def test_masquerade_check_and_inventory(sandbox, dockline_bin):
     out = sandbox.run([str(VENV_PYTHON), "-I", "-c", code], check=True).stdout.splitlines()
     assert out == ["None", "['8081/tcp'] [] True"]
     assert cni(sandbox, cni_path, "check", "a", 8081).returncode == 0
-    sandbox.sh("nft flush set inet dockline_masq local6")
+    sandbox.sh("nft flush map inet dockline_masq src6")
     out = sandbox.run([str(VENV_PYTHON), "-I", "-c", code], check=True).stdout
-    assert "local6" in out.splitlines()[0]
+    assert "src6" in out.splitlines()[0]
     # bridge CHECK (first in the conflist) says so
     run = cni(sandbox, cni_path, "check", "a", 8081)
     assert run.returncode != 0 and "masquerade" in json.loads(run.stdout)["msg"]

@@ -61,7 +61,7 @@ def objects(network: str) -> tuple[dict[str, list[str]], dict[str, list[str]], l
         problems.append(f"iptables: {exc}")
     try:
         for table, sets in (
-            (masquerade.NFT_TABLE, ("masq4", "masq6", "local4", "local6")),
+            (masquerade.NFT_TABLE, masquerade.MAPS),
             (pm_nft.TABLE, pm_nft.SETS),
         ):
             for name in sets:

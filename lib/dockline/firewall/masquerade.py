@@ -10,16 +10,16 @@ structure; ``gc`` removes what belongs to attachments no longer valid
 
 nftables (table ``inet dockline_masq``), constant rules written once (one
 ``nft -f`` when a GETRULE finds them missing or different), then per
-attachment only set elements, commented ``dl-<tag>``, added and deleted
+attachment only map elements, commented ``dl-<tag>``, added and deleted
 over netfilter netlink in one transaction:
 
-    srcnat (nat):  ip saddr . ip daddr @local4 return
-                        ip6 saddr . ip6 daddr @local6 return
-                        ip saddr @masq4 ip daddr != 224.0.0.0/4 masquerade
-                        ip6 saddr @masq6 ip6 daddr != ff00::/8 masquerade
+    srcnat (nat):      ip saddr vmap @src4          (ip6: @src6)
+    n4-<net>-<len>:    ip daddr != <subnet> ip daddr != 224.0.0.0/4 masquerade
 
-``masqN`` holds the container's address, ``localN`` (address . its subnet)
-the traffic that stays in the subnet.
+``src4`` maps the container's address to its subnet's chain (``goto``);
+one chain per subnet, written when its first container comes.  Maps are
+hashes: adding or deleting an element costs the same at any size (an
+interval set of address . subnet did not: its deletes grew with N).
 
 iptables (nat table), the reference's shape: a chain ``DL-<tag>`` with
 ``-d <subnet> -j ACCEPT`` and ``! -d <multicast> -j MASQUERADE``, entered
@@ -48,6 +48,8 @@ from . import (
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from .tokens import Network
 
 IPT_CHAIN_PREFIX = "DL-"
 NFT_TABLE = "dockline_masq"
@@ -87,21 +89,44 @@ def _comment(att: Attachment) -> str:
 # --- nftables ----------------------------------------------------------------------
 
 _NFT_RULES = (
-    ("ip saddr . ip daddr @local4 return", "dockline masq: own subnet v4"),
-    ("ip6 saddr . ip6 daddr @local6 return", "dockline masq: own subnet v6"),
-    ("ip saddr @masq4 ip daddr != 224.0.0.0/4 masquerade", "dockline masq: v4"),
-    ("ip6 saddr @masq6 ip6 daddr != ff00::/8 masquerade", "dockline masq: v6"),
+    ("ip saddr vmap @src4", "dockline masq: v4"),
+    ("ip6 saddr vmap @src6", "dockline masq: v6"),
 )
+MAPS = ("src4", "src6")
+_NOTE = "dockline masq: subnet"
 
 
-def _nft_ensure() -> None:
+def subnet_chain(kind: str, net: Network) -> str:
+    """A chain per subnet, named after it (``n4-0a590000-24``): constant
+    while containers come and go, so an attachment is one map element."""
+    return f"{kind}{net.version}-{net.network_address.packed.hex()}-{net.prefixlen}"
+
+
+def ensure_subnet_chain(family: str, table: str, chain: str, rule: str, what: str) -> None:
+    """The chain with its one rule (commented ``_NOTE``), written by one
+    ``nft -f`` when a GETRULE does not find it: the first container of a
+    subnet, or after someone flushed it."""
+    nfnl.ensure_rules(
+        family,
+        table,
+        {chain: [_NOTE]},
+        [
+            f"add chain {family} {table} {chain}",
+            f"flush chain {family} {table} {chain}",
+            f'add rule {family} {table} {chain} {rule} comment "{_NOTE}"',
+        ],
+        what,
+    )
+
+
+def _nft_ensure(ips: list[tuple[str, str, int]]) -> None:
+    import ipaddress
+
     t = f"inet {NFT_TABLE}"
     lines = [
         f"add table {t}",
-        f"add set {t} masq4 {{ type ipv4_addr; }}",
-        f"add set {t} masq6 {{ type ipv6_addr; }}",
-        f"add set {t} local4 {{ type ipv4_addr . ipv4_addr; flags interval; }}",
-        f"add set {t} local6 {{ type ipv6_addr . ipv6_addr; flags interval; }}",
+        f"add map {t} src4 {{ type ipv4_addr : verdict; }}",
+        f"add map {t} src6 {{ type ipv6_addr : verdict; }}",
         f"add chain {t} srcnat {{ type nat hook postrouting priority srcnat; policy accept; }}",
         f"flush chain {t} srcnat",
     ]
@@ -113,22 +138,31 @@ def _nft_ensure() -> None:
         lines,
         "installing the masquerade table",
     )
+    for subnet in dict.fromkeys(n for _, n, _ in ips):
+        net = ipaddress.ip_network(subnet)
+        fam = "ip6" if net.version == 6 else "ip"
+        ensure_subnet_chain(
+            "inet",
+            NFT_TABLE,
+            subnet_chain("n", net),
+            f"{fam} daddr != {net} {fam} daddr != {_MULTICAST[net.version]} masquerade",
+            "installing the masquerade table",
+        )
 
 
 def _nft_elements(
     ips: list[tuple[str, str, int]], userdata: bytes | None
 ) -> dict[str, list[nfnl.Element]]:
+    """src4/src6: the container's address, going to its subnet's chain."""
     import ipaddress
 
     out: dict[str, list[nfnl.Element]] = {}
     for address, subnet, family in ips:
-        net = ipaddress.ip_network(subnet)
-        addr = ipaddress.ip_address(address).packed
-        out.setdefault(f"masq{family}", []).append(nfnl.Element(addr, userdata=userdata))
-        out.setdefault(f"local{family}", []).append(
+        chain = subnet_chain("n", ipaddress.ip_network(subnet))
+        out.setdefault(f"src{family}", []).append(
             nfnl.Element(
-                nfnl.concat(addr, net.network_address.packed),
-                key_end=nfnl.concat(addr, net.broadcast_address.packed),
+                ipaddress.ip_address(address).packed,
+                verdict=(nfnl.GOTO, chain),
                 userdata=userdata,
             )
         )
@@ -136,7 +170,7 @@ def _nft_elements(
 
 
 def _nft_add(att: Attachment, ips: list[tuple[str, str, int]]) -> None:
-    _nft_ensure()
+    _nft_ensure(ips)
     batch = nfnl.Batch(nfnl.INET, NFT_TABLE)
     for name, elements in _nft_elements(ips, nfnl.comment(_comment(att))).items():
         batch.add_elements(name, elements)
@@ -156,19 +190,22 @@ def _nft_check(att: Attachment, ips: list[tuple[str, str, int]]) -> str | None:
     for name, elements in _nft_elements(ips, None).items():
         for e in elements:
             found = nfnl.get_element(nfnl.INET, NFT_TABLE, name, e.key)
-            if found is None or found.comment != _comment(att):
-                return f"an element of set {name} is missing"
+            if found is None or found.comment != _comment(att) or found.verdict != e.verdict:
+                return f"an element of map {name} is missing or changed"
+            chain = (e.verdict or (0, ""))[1] or ""
+            if nfnl.rule_comments(nfnl.INET, NFT_TABLE, chain) != [_NOTE]:
+                return f"the chain inet {NFT_TABLE} {chain} is missing or changed"
     return None
 
 
 def _nft_gc(prefix: str, keep: set[str]) -> None:
-    for name in ("masq4", "masq6", "local4", "local6"):
-        stale = []
+    stale: dict[str, list[nfnl.Element]] = {}
+    for name in MAPS:
         for e in nfnl.dump_elements(nfnl.INET, NFT_TABLE, name):
             tag = (e.comment or "")[3:]
             if tag.startswith(prefix) and tag not in keep:
-                stale.append(nfnl.Element(e.key, key_end=e.key_end))
-        nfnl.delete_elements_missing_ok(nfnl.INET, NFT_TABLE, name, stale)
+                stale.setdefault(name, []).append(nfnl.Element(e.key))
+    nfnl.delete_many(nfnl.INET, NFT_TABLE, stale)
 
 
 # --- iptables ----------------------------------------------------------------------

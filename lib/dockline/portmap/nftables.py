@@ -26,10 +26,13 @@ c-<tag>``: a per-attachment chain with the conditional DNAT rules, written
 by ``nft -f`` on that ADD (the one case with a process per ADD).
 
 postrouting (nat, srcnat): connections DNATed to a container are
-masqueraded when they come from the container's subnet (hairpin: set
-``hair4``/``hair6`` of subnet . address), from 127.0.0.0/8 (``lo4``, with
-route_localnet, see ``firewall.localnet``), or from anywhere with
-``masqAll`` (``masqall4``/``masqall6``).  No packet mark is needed, so
+masqueraded when they come from 127.0.0.0/8 (set ``lo4``, with
+route_localnet, see ``firewall.localnet``), from anywhere with ``masqAll``
+(``masqall4``/``masqall6``), or from the container's subnet (hairpin: map
+``hp4``/``hp6`` from the container's address to its subnet's chain
+``h4-<net>-<len>``: ``ip saddr <subnet> masquerade``, one per subnet).
+All are hashes keyed by the container's address: an element costs the
+same to add or delete at any size.  No packet mark is needed, so
 ``markMasqBit`` only matters to the iptables backend.
 
 input (filter): the route_localnet guard (``localnet.nft_guard``).
@@ -40,6 +43,7 @@ from __future__ import annotations
 from ..cni.attachment import Attachment
 from ..cni.errors import ADDRESS_IN_USE, CniError
 from ..firewall import FirewallError, localnet, nfnl, nft_apply, records, tokens
+from ..firewall.masquerade import ensure_subnet_chain, subnet_chain
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -59,8 +63,8 @@ SETS = (
     "any6",
     "at4",
     "at6",
-    "hair4",
-    "hair6",
+    "hp4",
+    "hp6",
     "lo4",
     "masqall4",
     "masqall6",
@@ -84,11 +88,11 @@ _SNAT_RULES = (
     # Containers published before this layout: their c-<tag> chains mark
     # for masquerade (the default markMasqBit, 13), as the old layout did.
     ("meta mark & 0x2000 == 0x2000 masquerade", "marked (older layout)"),
-    ("ct status dnat ip saddr . ip daddr @hair4 masquerade", "hairpin v4"),
-    ("ct status dnat ip6 saddr . ip6 daddr @hair6 masquerade", "hairpin v6"),
     ("ct status dnat ip saddr 127.0.0.0/8 ip daddr @lo4 masquerade", "localhost v4"),
     ("ct status dnat ip daddr @masqall4 masquerade", "masqAll v4"),
     ("ct status dnat ip6 daddr @masqall6 masquerade", "masqAll v6"),
+    ("ct status dnat ip daddr vmap @hp4", "hairpin v4"),
+    ("ct status dnat ip6 daddr vmap @hp6", "hairpin v6"),
 )
 _GUARD_COMMENTS = ["dockline localnet: dnat", "dockline localnet: drop"]
 
@@ -110,8 +114,8 @@ def _base_lines() -> list[str]:
         "ipv4_addr . inet_service; }",
         f"add map {t} at6 {{ type ipv6_addr . inet_proto . inet_service : "
         "ipv6_addr . inet_service; }",
-        f"add set {t} hair4 {{ type ipv4_addr . ipv4_addr; flags interval; }}",
-        f"add set {t} hair6 {{ type ipv6_addr . ipv6_addr; flags interval; }}",
+        f"add map {t} hp4 {{ type ipv4_addr : verdict; }}",
+        f"add map {t} hp6 {{ type ipv6_addr : verdict; }}",
         f"add set {t} lo4 {{ type ipv4_addr; }}",
         f"add set {t} masqall4 {{ type ipv4_addr; }}",
         f"add set {t} masqall6 {{ type ipv6_addr; }}",
@@ -182,16 +186,8 @@ def _snat(conf: PortmapConfig, todo: list[Entry]) -> list[tuple[str, nfnl.Elemen
         if conf.masq_all:
             out.append((f"masqall{ip.version}", nfnl.Element(addr)))
             continue
-        net = ip.subnet
-        out.append(
-            (
-                f"hair{ip.version}",
-                nfnl.Element(
-                    nfnl.concat(net.network_address.packed, addr),
-                    key_end=nfnl.concat(net.broadcast_address.packed, addr),
-                ),
-            )
-        )
+        chain = subnet_chain("h", ip.subnet)
+        out.append((f"hp{ip.version}", nfnl.Element(addr, verdict=(nfnl.JUMP, chain))))
         if ip.version == 4:
             out.append(("lo4", nfnl.Element(addr)))
     return out
@@ -236,8 +232,24 @@ def _chain_lines(att: Attachment, conf: PortmapConfig, todo: list[Entry]) -> lis
     return lines
 
 
+def _ensure_hairpin(conf: PortmapConfig, todo: list[Entry]) -> None:
+    """The hairpin chain of each container subnet (one per subnet)."""
+    if not conf.snat or conf.masq_all:
+        return
+    for ip in {id(e.ip): e.ip for e in todo}.values():
+        fam = "ip6" if ip.version == 6 else "ip"
+        ensure_subnet_chain(
+            "inet",
+            TABLE,
+            subnet_chain("h", ip.subnet),
+            f"{fam} saddr {ip.subnet} masquerade",
+            "installing the portmap table",
+        )
+
+
 def add(att: Attachment, conf: PortmapConfig, todo: list[Entry], released: list[str]) -> None:
     ensure_base()
+    _ensure_hairpin(conf, todo)
     elements = _elements(att, conf, todo)
     chained = bool(conf.conditions_v4 or conf.conditions_v6)
     records.write(

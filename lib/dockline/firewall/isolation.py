@@ -31,11 +31,12 @@ How, for ``icc`` false (why it is built this way):
   by, so the bridge family checks where it does: a packet entering from a
   container's port must carry one of that container's addresses (its
   IPv4 and IPv6 addresses; IPv6 link-local and unspecified for neighbour
-  discovery; ARP likewise), else it is dropped.  The port is found by its
-  name (``iifname`` through a verdict map keyed by dockline's host veth:
-  ``meta ibrname`` needs CONFIG_NFT_BRIDGE_META, see ra_guard), one
-  element and one small chain per attachment, both named after it, so DEL
-  and GC find them without state.
+  discovery; ARP likewise), else it is dropped.  The port is known by its
+  name (``iifname``, dockline's host veth: ``meta ibrname`` needs
+  CONFIG_NFT_BRIDGE_META, see ra_guard): set ``icc_ports`` holds it,
+  commented with the network's tag and the addresses, so DEL (which knows
+  the name) and GC (which reads the comments) find the ``port . address``
+  elements of ``src4``/``src6`` without other state.
 - What is allowed.  table ``inet dockline_isolation``, chain ``icc``
   (traffic in and out of the same icc-off bridge): established and related
   packets, connections to published ports (``ct status dnat``: portmap from
@@ -47,16 +48,18 @@ How, for ``icc`` false (why it is built this way):
   entry of the name registry (``isolation``), and changed under the
   registry's lock when it or its targets come and go: a target re-added
   with a new address moves its linkers' access with it, as their hosts
-  lines move.  Cost per ADD or DEL: one ``nft`` transaction, whatever the
-  number of containers.
+  lines move.
 - br_netfilter.  When it is on, frames bridged between a container port and
   another port (an uplink) also traverse the ``inet`` forward hook, with
   the bridge as both interfaces: the ``icc`` chain accepts neighbour
   discovery there, so IPv6 is not cut.  When it is off nothing here
   depends on it.  Both are tested.
 
-The constant tables are installed when one netfilter netlink query finds
-them missing (as ra_guard does), in one idempotent transaction.
+Every rule is constant: the tables are written by one idempotent ``nft
+-f`` when a netfilter netlink query finds one missing (as ra_guard does).
+ADD, DEL, CHECK and GC only add, delete or get set elements, in-process
+over netfilter netlink (``nfnl``): no process, no listing, a cost that does
+not grow with the number of containers (GC dumps one set).
 """
 
 from __future__ import annotations
@@ -71,6 +74,7 @@ if TYPE_CHECKING:
     from ..cni.skel import CmdArgs
     from ..names.registry import Registry
     from ..netlink import Link, Netns
+    from . import nfnl
 
 NAME = "dockline_isolation"
 INET = f"inet {NAME}"
@@ -201,16 +205,29 @@ def _bridge_base() -> list[str]:
     t = BRIDGE
     return [
         f"add table {t}",
-        f"add map {t} ports {{ type ifname : verdict; }}",
+        # A container port of an icc-off network, commented with its
+        # network's tag and its addresses (so DEL finds its other elements)
         f"add set {t} icc_ports {{ type ifname; }}",
+        f"add set {t} src4 {{ type ifname . ipv4_addr; }}",  # port . its address
+        f"add set {t} src6 {{ type ifname . ipv6_addr; }}",
         f"add chain {t} prerouting {{ type filter hook prerouting priority -200; policy accept; }}",
         f"add chain {t} forward {{ type filter hook forward priority 100; policy accept; }}",
+        f"add chain {t} guard",
         f"flush chain {t} prerouting",
         f"flush chain {t} forward",
-        f"add rule {t} prerouting iifname vmap @ports",
+        f"flush chain {t} guard",
+        f"add rule {t} prerouting iifname @icc_ports jump guard",
+        # A container sends with its own addresses only (and ARP probes,
+        # IPv6 neighbour discovery and DAD with theirs).
+        f"add rule {t} guard meta protocol ip iifname . ip saddr @src4 return",
+        f"add rule {t} guard meta protocol arp arp saddr ip 0.0.0.0 return",
+        f"add rule {t} guard meta protocol arp iifname . arp saddr ip @src4 return",
+        f"add rule {t} guard meta protocol ip6 ip6 saddr {{ ::, fe80::/10 }} return",
+        f"add rule {t} guard meta protocol ip6 iifname . ip6 saddr @src6 return",
+        f"add rule {t} guard meta protocol {{ ip, ip6, arp }} drop",
         # No IP frame goes from one container's port straight to another's:
         # they route via the gateway.  Except, with br_netfilter, a packet
-        # to a published port DNATed to a container of the same bridge,
+        # the host DNATs or un-NATs to a container of the same bridge,
         # which br_netfilter bridges from the sender's port; the icc chain
         # marked it (this chain runs after br_netfilter's forward hook).
         f"add rule {t} forward iifname @icc_ports oifname @icc_ports "
@@ -270,78 +287,102 @@ def _needs_nft() -> None:
         raise CniError(INVALID_CONFIG, "icc and isolate need nftables", "nft is not installed")
 
 
+def _ifname(name: str, what: str = "interface name") -> bytes:
+    """An ifname key part: the name, NUL-padded to IFNAMSIZ."""
+    return tokens.ifname(name, what).encode().ljust(16, b"\0")
+
+
+def _addr(address: str) -> bytes:
+    from . import nfnl
+
+    return nfnl.ipv6(address) if ":" in address else nfnl.ipv4(address)
+
+
 # --- per network -------------------------------------------------------------
 
 
-def _network_lines(bridge: str, icc: bool, isolate: bool, allow: list[str]) -> list[str]:
-    """The network's own elements (its bridge in the sets), idempotent; they
-    stay while the bridge does, as the bridge itself stays."""
-    br = tokens.ifname(bridge, "bridge name")
-    t = INET
-    lines = []
+def _network_elements(
+    bridge: str, icc: bool, isolate: bool, allow: list[str]
+) -> dict[str, list[nfnl.Element]]:
+    """The network's own elements (its bridge in the sets); adding them
+    again is no error.  They stay while the bridge does, as the bridge
+    itself stays."""
+    from . import nfnl
+
+    br = _ifname(bridge, "bridge name")
+    pair = nfnl.concat(br, br)
+    out: dict[str, list[nfnl.Element]] = {}
     if not icc:
-        lines += [
-            f'add element {t} icc_br {{ "{br}" }}',
-            f'add element {t} icc_self {{ "{br}" . "{br}" }}',
-        ]
+        out["icc_br"] = [nfnl.Element(br)]
+        out["icc_self"] = [nfnl.Element(pair)]
     if isolate:
-        lines += [
-            f'add element {t} iso_br {{ "{br}" }}',
-            f'add element {t} iso_self {{ "{br}" . "{br}" }}',
-        ]
+        out["iso_br"] = [nfnl.Element(br)]
+        out["iso_self"] = [nfnl.Element(pair)]
+        allowed = []
         for other in allow:
-            other = tokens.ifname(other, "isolateExcept bridge name")
-            lines += [
-                f'add element {t} allowed {{ "{br}" . "{other}" }}',
-                f'add element {t} allowed {{ "{other}" . "{br}" }}',
-            ]
-    return lines
+            name = _ifname(other, "isolateExcept bridge name")
+            allowed += [nfnl.Element(nfnl.concat(br, name)), nfnl.Element(nfnl.concat(name, br))]
+        if allowed:
+            out["allowed"] = allowed
+    return out
 
 
 # --- per attachment: the port's source check ---------------------------------
 
-
-def _port_chain(att: Attachment) -> str:
-    return "p-" + tokens.hex_tag(att.tag)
+_MAX_COMMENT = 250
 
 
-def _port_lines(att: Attachment, port: str, ips: list[str]) -> list[str]:
+def _port_elements(att: Attachment, port: str, ips: list[str]) -> dict[str, list[nfnl.Element]]:
+    """The port in icc_ports (commented: the network's tag, then the
+    addresses) and ``port . address`` in src4/src6."""
     import ipaddress
 
-    t, chain = BRIDGE, _port_chain(att)
-    port = tokens.ifname(port, "host interface")
-    addrs = [ipaddress.ip_interface(ip).ip for ip in ips]
-    v4 = ", ".join(str(a) for a in addrs if a.version == 4)
-    v6 = ", ".join(["fe80::/10", "::"] + [str(a) for a in addrs if a.version == 6])
-    lines = [f"add chain {t} {chain}", f"flush chain {t} {chain}"]
-    if v4:
-        lines += [
-            f"add rule {t} {chain} meta protocol ip ip saddr {{ {v4} }} return",
-            f"add rule {t} {chain} meta protocol arp arp saddr ip {{ {v4}, 0.0.0.0 }} return",
-        ]
-    lines += [
-        f"add rule {t} {chain} meta protocol ip6 ip6 saddr {{ {v6} }} return",
-        f"add rule {t} {chain} meta protocol {{ ip, ip6, arp }} drop",
-        f'add element {t} ports {{ "{port}" : jump {chain} }}',
-        f'add element {t} icc_ports {{ "{port}" }}',
-    ]
-    return lines
+    from . import nfnl
+
+    name = _ifname(port, "host interface")
+    addrs = [str(ipaddress.ip_interface(ip).ip) for ip in ips]
+    text = " ".join([tokens.hex_tag(att.network_tag), *addrs])
+    if len(text) > _MAX_COMMENT:
+        raise CniError(
+            INVALID_CONFIG, "icc false: too many addresses on one interface", ", ".join(addrs)
+        )
+    return {
+        "icc_ports": [nfnl.Element(name, userdata=nfnl.comment(text))],
+        "src4": [nfnl.Element(nfnl.concat(name, _addr(a))) for a in addrs if ":" not in a],
+        "src6": [nfnl.Element(nfnl.concat(name, _addr(a))) for a in addrs if ":" in a],
+    }
 
 
-def _port_delete_lines(att: Attachment) -> list[str]:
-    """Idempotent: each object is made (if missing) and then deleted, in
-    the same transaction, so what is already gone is no error."""
-    t, chain = BRIDGE, _port_chain(att)
-    port = tokens.ifname(att.host_veth, "host interface")
-    return [
-        f"add chain {t} {chain}",
-        f'add element {t} ports {{ "{port}" : jump {chain} }}',
-        f'delete element {t} ports {{ "{port}" }}',
-        f'add element {t} icc_ports {{ "{port}" }}',
-        f'delete element {t} icc_ports {{ "{port}" }}',
-        f"flush chain {t} {chain}",
-        f"delete chain {t} {chain}",
-    ]
+def _apply(table_family: int, elements: dict[str, list[nfnl.Element]]) -> None:
+    from . import nfnl
+
+    batch = nfnl.Batch(table_family, NAME)
+    for set_name, items in elements.items():
+        batch.add_elements(set_name, items)
+    batch.commit()
+
+
+def _port_keys(port: str) -> dict[str, list[nfnl.Element]] | None:
+    """What ADD made for ``port``, found from its icc_ports element's
+    comment; None when the port is not there."""
+    from . import nfnl
+
+    name = _ifname(port, "host interface")
+    found = nfnl.get_element(nfnl.BRIDGE, NAME, "icc_ports", name)
+    if found is None:
+        return None
+    keys: dict[str, list[nfnl.Element]] = {
+        "icc_ports": [nfnl.Element(name)],
+        "src4": [],
+        "src6": [],
+    }
+    for word in (found.comment or "").split()[1:]:
+        try:
+            key = nfnl.Element(nfnl.concat(name, _addr(word)))
+        except CniError:
+            continue  # not an address: not ours to act on
+        keys["src6" if ":" in word else "src4"].append(key)
+    return keys
 
 
 def _subnet_via_gateway(ns: Netns, link: Link, ips: list[dict]) -> None:
@@ -370,112 +411,95 @@ def add_port(
     isolate: bool,
     allow: list[str],
 ) -> None:
-    """ADD: the tables (first time), the network's elements, and for an
-    icc-off network the port's source check and the container's routes."""
+    """ADD: the tables (first time: one nft process), the network's
+    elements, and for an icc-off network the port's source check and the
+    container's routes; over netfilter netlink, no process."""
+    from . import nfnl
+
     _needs_nft()
-    lines = _base_lines() + _network_lines(bridge, icc, isolate, allow)
+    base = _base_lines()
+    if base:
+        nft_apply(base, "installing the isolation tables")
+    _apply(nfnl.INET, _network_elements(bridge, icc, isolate, allow))
     if not icc:
-        lines += _port_lines(att, port, [ip["address"] for ip in ips])
-    nft_apply(lines, "installing the isolation rules")
-    if not icc:
+        _apply(nfnl.BRIDGE, _port_elements(att, port, [ip["address"] for ip in ips]))
         _subnet_via_gateway(ns, container_link, ips)
 
 
 def delete_port(att: Attachment) -> None:
-    """DEL: the port's source check; nothing to do (and no process) when the
-    table was never made."""
-    if not table_exists("bridge") or not proc.which("nft"):
+    """DEL: the port's source check.  A GETTABLE when the table was never
+    made, else a GETSETELEM and one transaction; what is gone is fine."""
+    if not table_exists("bridge"):
         return
-    nft_apply(_port_delete_lines(att), "removing the isolation rules")
+    from . import nfnl
+
+    keys = _port_keys(att.host_veth)
+    if keys:
+        nfnl.delete_many(nfnl.BRIDGE, NAME, keys)
 
 
 def gc_ports(network_tag: str, keep: set[str]) -> None:
-    """GC: the source checks of this network's attachments whose tag is not
-    in ``keep`` (one listing of the table)."""
-    if not table_exists("bridge") or not proc.which("nft"):
+    """GC: the source checks of this network's ports not in ``keep`` (host
+    veth names): one dump of icc_ports."""
+    if not table_exists("bridge"):
         return
-    listed = proc.run(["nft", "list", "table", *BRIDGE.split()])
-    if listed.returncode != 0:
-        return
-    text = listed.stdout.decode(errors="replace")
-    chains: list[str] = []
-    ports: dict[str, str] = {}  # chain -> port
-    for raw in text.replace(",", "\n").replace("{", "\n").splitlines():
-        line = raw.strip()
-        if line.startswith("chain p-"):
-            chains.append(line.split()[1])
-        elif ": jump p-" in line and line.startswith('"'):
-            ports[line.split(": jump ", 1)[1].split()[0].rstrip("}").strip()] = line.split('"')[1]
-    lines: list[str] = []
-    t = BRIDGE
-    for chain in chains:
-        tag = chain[2:]
-        if not chain.startswith("p-" + network_tag) or tag in keep:
+    from . import nfnl
+
+    for element in nfnl.dump_elements(nfnl.BRIDGE, NAME, "icc_ports"):
+        words = (element.comment or "").split()
+        port = element.key.rstrip(b"\0").decode(errors="replace")
+        if not words or words[0] != network_tag or port in keep:
             continue
-        if len(tag) != 24 or not all(c in tokens.HEX_CHARS for c in tag):
-            continue
-        port = ports.get(chain)
-        if port and len(port) <= 15 and all(c in tokens.IFNAME_CHARS for c in port):
-            lines += [
-                f'delete element {t} ports {{ "{port}" }}',
-                f'add element {t} icc_ports {{ "{port}" }}',
-                f'delete element {t} icc_ports {{ "{port}" }}',
-            ]
-        lines += [f"flush chain {t} {chain}", f"delete chain {t} {chain}"]
-    if lines:
-        nft_apply(lines, "removing stale isolation rules")
+        keys = _port_keys(port) if port.isascii() and port.isprintable() else None
+        if keys:
+            nfnl.delete_many(nfnl.BRIDGE, NAME, keys)
 
 
 def check_port(att: Attachment) -> None:
-    """CHECK: both tables, and the port's element and chain."""
-    for family in ("inet", "bridge"):
-        if table_exists(family) is False:
-            raise CniError(STATE_MISSING, f"isolation: table {family} {NAME} is missing")
-    port = tokens.ifname(att.host_veth, "host interface")
-    got = proc.run(["nft", "get", "element", *BRIDGE.split(), "ports", f'{{ "{port}" }}'])
-    chain = proc.run(["nft", "list", "chain", *BRIDGE.split(), _port_chain(att)])
-    if got.returncode != 0 or chain.returncode != 0:
+    """CHECK: the port's elements."""
+    from . import nfnl
+
+    keys = _port_keys(att.host_veth)
+    missing = keys is None or any(
+        nfnl.get_element(nfnl.BRIDGE, NAME, set_name, key.key) is None
+        for set_name, items in keys.items()
+        for key in items
+    )
+    if missing:
         raise CniError(STATE_MISSING, "isolation: the container port's source check is missing")
 
 
 # --- links: the elements, kept with the name registry ------------------------
 
 
-def _element_text(bridge: str, e: Element) -> tuple[str, str]:
-    """(set, element) for an element, rendered from parsed values only."""
+def _set_element(bridge: str, e: Element) -> tuple[str, nfnl.Element]:
+    """(set, element) for a recorded element, from parsed values only."""
     import ipaddress
 
-    br = tokens.ifname(bridge, "bridge name")
+    from . import nfnl
+
+    br = _ifname(bridge, "bridge name")
     src, dst = ipaddress.ip_address(e[1]), ipaddress.ip_address(e[2])
     if src.version != dst.version:
         raise ValueError("mixed address families")
     fam = "4" if src.version == 4 else "6"
+    pair = nfnl.concat(br, _addr(str(src)), _addr(str(dst)))
     if e[0] == "l" and len(e) == 3:
-        return "link" + fam, f'"{br}" . {src} . {dst}'
+        return "link" + fam, nfnl.Element(pair)
     if e[0] == "p" and len(e) == 6:
-        proto = tokens.protocol(e[3])
+        proto = nfnl.proto(tokens.protocol(e[3]))
         lo, hi = tokens.port(e[4]), tokens.port(e[5])
-        ports = str(lo) if lo == hi else f"{lo}-{hi}"
-        return "port" + fam, f'"{br}" . {src} . {dst} . {proto} . {ports}'
+        key = nfnl.concat(pair, proto, nfnl.port(lo))
+        return "port" + fam, nfnl.Element(key, key_end=nfnl.concat(pair, proto, nfnl.port(hi)))
     raise ValueError(f"not an isolation element: {e!r}")
 
 
-def _add_lines(bridge: str, elements: list[Element]) -> list[str]:
-    return [
-        f"add element {INET} {s} {{ {e} }}"
-        for s, e in map(lambda x: _element_text(bridge, x), elements)
-    ]
-
-
-def _delete_lines(bridge: str, elements: list[Element]) -> list[str]:
-    lines = []
+def _by_set(bridge: str, elements: list[Element]) -> dict[str, list[nfnl.Element]]:
+    out: dict[str, list[nfnl.Element]] = {}
     for e in elements:
-        name, text = _element_text(bridge, e)
-        lines += [
-            f"add element {INET} {name} {{ {text} }}",
-            f"delete element {INET} {name} {{ {text} }}",
-        ]
-    return lines
+        name, element = _set_element(bridge, e)
+        out.setdefault(name, []).append(element)
+    return out
 
 
 def _names_of(entry: dict) -> list[str]:
@@ -531,30 +555,43 @@ def _record(entry: dict) -> list[Element]:
 
 def _sync(reg: Registry, keys: list[str], gone: list[dict]) -> bool:
     """Bring the elements of ``keys`` to what the registry says, and remove
-    those of the ``gone`` entries: one nft transaction.  The registry is
+    those of the ``gone`` entries (netfilter netlink: one transaction of
+    deletes, what is gone being fine, and one of adds).  The registry is
     saved with the union first, so an interrupted change leaves nothing
     that DEL or GC would not find."""
+    from . import nfnl
+
     plans = []
-    lines: list[str] = []
+    doomed: list[tuple[str, list[Element]]] = []
+    added: list[tuple[str, list[Element]]] = []
     for entry in gone:
         old = _record(entry)
         if old:
-            lines += _delete_lines(entry[RECORD]["bridge"], old)
+            doomed.append((entry[RECORD]["bridge"], old))
     for key in keys:
         entry = reg.entries[key]
         bridge = entry[RECORD]["bridge"]
         old, new = _record(entry), _desired(reg, key)
-        lines += _delete_lines(bridge, [e for e in old if e not in new])
-        lines += _add_lines(bridge, [e for e in new if e not in old])
+        doomed.append((bridge, [e for e in old if e not in new]))
+        added.append((bridge, [e for e in new if e not in old]))
         plans.append((entry, new))
         entry[RECORD] = {
             "bridge": bridge,
             "elements": [list(e) for e in old + [e for e in new if e not in old]],
         }
-    if not lines:
+    if not any(items for _, items in doomed + added):
         return False
     reg.save()
-    nft_apply(lines, "updating the links' isolation rules")
+    deletes: dict[str, list[nfnl.Element]] = {}
+    for bridge, items in doomed:
+        for name, elements in _by_set(bridge, items).items():
+            deletes.setdefault(name, []).extend(elements)
+    nfnl.delete_many(nfnl.INET, NAME, deletes)
+    batch = nfnl.Batch(nfnl.INET, NAME)
+    for bridge, items in added:
+        for name, elements in _by_set(bridge, items).items():
+            batch.add_elements(name, elements)
+    batch.commit()
     for entry, new in plans:
         entry[RECORD] = {"bridge": entry[RECORD]["bridge"], "elements": [list(e) for e in new]}
     reg.save()
@@ -603,11 +640,12 @@ def check_links(reg: Registry, key: str) -> None:
     have, want = _record(entry), _desired(reg, key)
     if sorted(map(str, have)) != sorted(map(str, want)):
         raise CniError(STATE_MISSING, "isolation: the links' rules are stale")
+    from . import nfnl
+
     for e in have:
-        name, text = _element_text(entry[RECORD]["bridge"], e)
-        got = proc.run(["nft", "get", "element", *INET.split(), name, f"{{ {text} }}"])
-        if got.returncode != 0:
-            raise CniError(STATE_MISSING, "isolation: a link's rule is missing", text)
+        name, element = _set_element(entry[RECORD]["bridge"], e)
+        if nfnl.get_element(nfnl.INET, NAME, name, element.key) is None:
+            raise CniError(STATE_MISSING, "isolation: a link's rule is missing", repr(e))
 
 
 def check(req: CmdArgs, data_dir: str, *, icc: bool) -> None:

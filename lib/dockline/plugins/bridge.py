@@ -692,7 +692,7 @@ def cmd_gc(req: CmdArgs) -> None:
     cleanup.run("links: GC failed", lambda: dockerlinks.on_gc(req.network, _data_dir(req), valid))
     cleanup.run(
         "isolation GC",
-        lambda: _isolation().gc_ports(network_tag(req.network), {a.tag for a in valid}),
+        lambda: _isolation().gc_ports(network_tag(req.network), {a.host_veth for a in valid}),
     )
     cleanup.raise_first()
 

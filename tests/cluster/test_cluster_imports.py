@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 
-from conftest import DOCKLINE_BIN
 from etcdrun import etcd1_fixture  # noqa: F401 (fixture)
+from helpers.paths import DOCKLINE_BIN
 
 PROBE = """
 import os, sys

@@ -9,8 +9,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import DOCKLINE_BIN, PluginRun
 from etcdrun import Etcd
+from helpers.cni import PluginRun
+from helpers.paths import DOCKLINE_BIN
 from multihost import SUBNET, make_hosts
 
 HOSTS = ("A", "B")

@@ -6,8 +6,8 @@ error, nothing created)."""
 import json
 
 import pytest
+from helpers.bridge import add, conf, delete, dual_conf, links, store
 from helpers.cni import call_plugin
-from test_bridge import add, conf, delete, dual_conf, links, store
 
 
 def sysctl(sb, ns, key):

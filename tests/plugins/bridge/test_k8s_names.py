@@ -6,8 +6,8 @@ them, in a private sandbox."""
 
 import json
 
+from helpers.links import cni, err, ok, serve_and_fetch, setup
 from helpers.paths import REPO
-from test_links import cni, err, ok, serve_and_fetch, setup
 
 REGISTRY = "/var/lib/cni/networks/dockline/.dockline-names.json"
 

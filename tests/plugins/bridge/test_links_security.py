@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.links import cni, err, ok, setup
 from helpers.paths import VENV_PYTHON
-from test_links import cni, err, ok, setup
 
 
 @pytest.fixture

@@ -70,6 +70,7 @@ from . import nft_apply, tokens
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from ..bridge.config import BridgeConfig
     from ..cni.attachment import Attachment
     from ..cni.skel import CmdArgs
     from ..names.registry import Registry
@@ -625,13 +626,21 @@ def check_links(reg: Registry, key: str) -> None:
             raise CniError(STATE_MISSING, "isolation: a link's rule is missing", repr(e))
 
 
-def check(req: CmdArgs, data_dir: str, *, icc: bool) -> None:
-    """CHECK: the tables; on an icc-off network the port's source check and
-    the container's link elements."""
+def check(req: CmdArgs, data_dir: str, conf: BridgeConfig) -> None:
+    """CHECK: the tables and the network's elements; on an icc-off network
+    the port's source check and the container's link elements."""
+    from . import nfnl
+
     for family in ("inet", "bridge"):
         if table_exists(family) is False:
             raise CniError(STATE_MISSING, f"isolation: table {family} {NAME} is missing")
-    if icc:
+    wanted = _network_elements(conf.bridge, conf.icc, conf.isolate, conf.isolate_except)
+    for set_name, items in wanted.items():
+        if any(nfnl.get_element(nfnl.INET, NAME, set_name, e.key) is None for e in items):
+            raise CniError(
+                STATE_MISSING, f"isolation: bridge {conf.bridge!r} is missing from {set_name}"
+            )
+    if conf.icc:
         return
     check_port(req.attachment)
     from ..names.registry import Registry

@@ -636,7 +636,7 @@ def cmd_check(req: CmdArgs) -> None:
             raise _missing(f"masquerade: {missing}")
     dockerlinks.on_check(req, _data_dir(req))
     if not conf.icc or conf.isolate:
-        _isolation().check(req, _data_dir(req), icc=conf.icc)
+        _isolation().check(req, _data_dir(req), conf)
 
 
 def _route_matches(route, dst, gw) -> bool:

@@ -426,3 +426,16 @@ def test_add_and_del_run_no_nft_once_the_tables_exist(sandbox, dockline_bin):
     assert [line for line in ran if "dockline_guard" not in line] == []
     sb.sh("umount $(command -v nft)")
     assert elements(sb) == []
+
+
+def test_check_on_an_isolated_network_finds_its_bridge_missing(sandbox, dockline_bin):
+    sb = sandbox
+    setup(sb, conflist(isolate=True, isolateExcept=["dockline9"]))
+    sb.sh("ip netns add c1")
+    ok(cni(sb, "add", "c1"))
+    ok(cni(sb, "check", "c1"))
+    sb.sh("nft flush set inet dockline_isolation allowed")
+    run = cni(sb, "check", "c1")
+    assert run.returncode != 0 and json.loads(run.stdout)["code"] == 101
+    assert "allowed" in json.loads(run.stdout)["msg"]
+    ok(cni(sb, "del", "c1"))

@@ -43,7 +43,8 @@ How, for ``icc`` false (why it is built this way):
   the host, from other containers, hairpin), neighbour discovery (bridged
   under br_netfilter from ports that are not containers'), and what a
   link opens: ``bridge . src . dst`` in ``link4``/``link6``, or ``bridge .
-  src . dst . protocol . port`` in ``port4``/``port6``; everything else is
+  src . dst . protocol . port`` in ``dport4``/``dport6`` (hash sets) or,
+  for a range, ``port4``/``port6`` (interval sets); everything else is
   dropped.  The elements a container's links make are recorded in its
   entry of the name registry (``isolation``), and changed under the
   registry's lock when it or its targets come and go: a target re-added
@@ -159,6 +160,12 @@ def _inet_base() -> list[str]:
         ("link6", f"ifname . {v6} . {v6}"),
     ):
         lines.append(f"add set {t} {name} {{ type {kind}; }}")
+    for name, addr in (("dport4", v4), ("dport6", v6)):  # single ports: hash sets
+        lines.append(
+            f"add set {t} {name} {{ type ifname . {addr} . {addr} . inet_proto . inet_service; }}"
+        )
+    # Port ranges: interval sets (pipapo), whose updates grow with their
+    # size, so only ranges go there.
     for name, addr in (("port4", v4), ("port6", v6)):
         lines.append(
             f"add set {t} {name} {{ type ifname . {addr} . {addr} . inet_proto . inet_service; "
@@ -186,6 +193,10 @@ def _inet_base() -> list[str]:
         f"add rule {t} icc icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} accept",
         f"add rule {t} icc iifname . ip saddr . ip daddr @link4 accept",
         f"add rule {t} icc iifname . ip6 saddr . ip6 daddr @link6 accept",
+        f"add rule {t} icc {transport} iifname . ip saddr . ip daddr . meta l4proto . th dport "
+        "@dport4 accept",
+        f"add rule {t} icc {transport} iifname . ip6 saddr . ip6 daddr . meta l4proto . th dport "
+        "@dport6 accept",
         f"add rule {t} icc {transport} iifname . ip saddr . ip daddr . meta l4proto . th dport "
         "@port4 accept",
         f"add rule {t} icc {transport} iifname . ip6 saddr . ip6 daddr . meta l4proto . th dport "
@@ -251,12 +262,18 @@ def table_exists(family: str) -> bool | None:
 
 
 def _base_lines() -> list[str]:
-    """The constant tables, when a table is missing (a first ADD)."""
+    """The constant tables, when one is missing (a first ADD), or lacks the
+    newest of its sets (written by an older dockline): one GETSET each."""
+    from . import nfnl
+
     lines: list[str] = []
-    if not table_exists("inet"):
-        lines += _inet_base()
-    if not table_exists("bridge"):
-        lines += _bridge_base()
+    for family, probe, base in (("inet", "dport4", _inet_base), ("bridge", "src4", _bridge_base)):
+        try:
+            present = nfnl.get_set(nfnl.FAMILIES[family], NAME, probe)
+        except OSError:
+            present = False  # the install is idempotent
+        if not present:
+            lines += base()
     return lines
 
 
@@ -468,6 +485,8 @@ def _set_element(bridge: str, e: Element) -> tuple[str, nfnl.Element]:
         proto = nfnl.proto(tokens.protocol(e[3]))
         lo, hi = tokens.port(e[4]), tokens.port(e[5])
         key = nfnl.concat(pair, proto, nfnl.port(lo))
+        if lo == hi:
+            return "dport" + fam, nfnl.Element(key)
         return "port" + fam, nfnl.Element(key, key_end=nfnl.concat(pair, proto, nfnl.port(hi)))
     raise ValueError(f"not an isolation element: {e!r}")
 

@@ -439,3 +439,14 @@ def test_check_on_an_isolated_network_finds_its_bridge_missing(sandbox, dockline
     assert run.returncode != 0 and json.loads(run.stdout)["code"] == 101
     assert "allowed" in json.loads(run.stdout)["msg"]
     ok(cni(sb, "del", "c1"))
+
+
+def test_del_on_an_unreadable_config_still_removes_everything(trio):
+    sb, ip = trio
+    conf = json.loads(sb.sh("cat /etc/cni/net.d/20.conflist").stdout)
+    conf["plugins"][0]["mtu"] = "not a number"  # BridgeConfig refuses it
+    setup(sb, conf)
+    ok(cni(sb, "del", "web"))
+    left = elements(sb)
+    assert not any(name.startswith(("link", "dport", "port")) for name, _ in left)
+    assert len([e for e in left if e[0] == "icc_ports"]) == 2  # db's and other's

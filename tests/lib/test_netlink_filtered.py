@@ -68,3 +68,34 @@ def test_one_link_s_addresses_and_routes_without_the_others(sandbox):
     assert "10.77.7.0/24" in got["routes"] and "fd77::/64" in got["routes"]
     assert got["routes"] == got["by_hand_routes"]
     assert got["route_replies"] == len(got["routes"])
+
+
+SYSCTL_SCRIPT = """\
+import json, sys
+sys.path[:0] = [{lib!r}, {site!r}]
+from dockline.netlink import open_netns
+out = {{}}
+with open_netns("/run/netns/a") as a, open_netns("/run/netns/b") as b:
+    for ns, value in ((a, 1), (b, 2), (a, 1)):
+        ns.sysctl_set("net/ipv4/conf/eth0/arp_notify", value)
+        ns.sysctl_set("net/ipv4/conf/eth0/arp_announce", value)
+    out["a"] = [a.sysctl_get("net/ipv4/conf/eth0/arp_notify"),
+                a.sysctl_get("net/ipv4/conf/eth0/arp_announce")]
+    out["b"] = [b.sysctl_get("net/ipv4/conf/eth0/arp_notify"),
+                b.sysctl_get("net/ipv4/conf/eth0/arp_announce")]
+print(json.dumps(out))
+"""
+
+
+def test_sysctl_directories_opened_once_stay_in_their_netns(sandbox):
+    """Netns.sysctl_set/get open a device's /proc/sys directory once and
+    the files through it: each netns's eth0 keeps its own values."""
+    for name in ("a", "b"):
+        sandbox.sh(f"ip netns add {name} && ip -n {name} link add eth0 type bridge")
+    script = SYSCTL_SCRIPT.format(lib=str(LIB), site=str(SITE))
+    proc = sandbox.run([str(VENV_PYTHON), "-I", "-S", "-c", script])
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == {"a": ["1", "1"], "b": ["2", "2"]}
+    for name, value in (("a", "1"), ("b", "2")):
+        got = sandbox.sh(f"ip netns exec {name} cat /proc/sys/net/ipv4/conf/eth0/arp_notify")
+        assert got.stdout.strip() == value

@@ -76,6 +76,11 @@ class Netns(LinkOps, AddressOps, RouteOps):
         self.fd = fd
         self.path = path
         self._rtnl = rtnl
+        # /proc/sys directories opened in this netns, by path: a device's
+        # directory (conf/eth0) is looked up once, not once per sysctl.
+        # Every container netns has an eth0, and the kernel's lookup of that
+        # name walks the cached entries of all of them: O(netns) per lookup.
+        self._sysctl_dirs: dict[str, int] = {}
 
     def __repr__(self) -> str:
         return f"<Netns {self.path} fd={self.fd}>"
@@ -85,6 +90,9 @@ class Netns(LinkOps, AddressOps, RouteOps):
             self._rtnl.close()
             os.close(self.fd)
             self.fd = -1
+        for dfd in self._sysctl_dirs.values():
+            os.close(dfd)
+        self._sysctl_dirs.clear()
 
     def __enter__(self) -> Netns:
         return self
@@ -114,11 +122,19 @@ class Netns(LinkOps, AddressOps, RouteOps):
 
     def sysctl_get(self, name: str) -> str:
         with self.entered():
-            return sysctl_get(name)
+            return sysctl_get(name, self._sysctl_dir)
 
     def sysctl_set(self, name: str, value: str | int) -> None:
         with self.entered():
-            sysctl_set(name, value)
+            sysctl_set(name, value, self._sysctl_dir)
+
+    def _sysctl_dir(self, path: str) -> int:
+        """An fd of /proc/sys directory ``path`` in this netns (entered)."""
+        dfd = self._sysctl_dirs.get(path)
+        if dfd is None:
+            dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            self._sysctl_dirs[path] = dfd
+        return dfd
 
 
 def open_netns(path: str, *, allow_current: bool = False) -> Netns:

@@ -12,6 +12,10 @@ from errno import EINVAL
 
 from .errors import NetlinkError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 __all__ = ["sysctl_get", "sysctl_path", "sysctl_set"]
 
 PROC_SYS = "/proc/sys/"
@@ -34,11 +38,20 @@ def sysctl_path(name: str) -> str:
     return path
 
 
-def sysctl_get(name: str) -> str:
+def _open(path: str, flags: int, dir_of: Callable[[str], int] | None) -> int:
+    """Open a /proc/sys file, through its directory's fd when ``dir_of``
+    gives one (see Netns._sysctl_dir)."""
+    if dir_of is None:
+        return os.open(path, flags | os.O_CLOEXEC)
+    parent, _, base = path.rpartition("/")
+    return os.open(base, flags | os.O_CLOEXEC | os.O_NOFOLLOW, dir_fd=dir_of(parent))
+
+
+def sysctl_get(name: str, dir_of: Callable[[str], int] | None = None) -> str:
     """The value of sysctl ``name`` in the current netns, stripped."""
     path = sysctl_path(name)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = _open(path, os.O_RDONLY, dir_of)
         try:
             return os.read(fd, 65536).decode().strip()
         finally:
@@ -47,11 +60,11 @@ def sysctl_get(name: str) -> str:
         raise NetlinkError(e.errno, f"read sysctl {name}: {e.strerror}") from None
 
 
-def sysctl_set(name: str, value: str | int) -> None:
+def sysctl_set(name: str, value: str | int, dir_of: Callable[[str], int] | None = None) -> None:
     """Write ``value`` to sysctl ``name`` in the current netns."""
     path = sysctl_path(name)
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        fd = _open(path, os.O_WRONLY, dir_of)
         try:
             os.write(fd, str(value).encode())
         finally:

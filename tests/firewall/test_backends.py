@@ -130,8 +130,11 @@ def test_del_lists_no_table_and_works_with_the_netns_gone(sandbox, dockline_bin,
         assert all(a in after for a in addrs[kept])
         assert tag_of(sandbox, kept) in after  # their records
     assert "8081" in after and "8083" in after
-    # DEL again: nothing left to remove, still a success
+    # DEL again: nothing left to remove, still a success, still no listing
+    runs(sandbox)  # (the checks above listed the tables themselves)
     assert cni(sandbox, cni_path, "del", "b", 8082).returncode == 0
+    again = runs(sandbox)
+    assert "iptables-save" not in again and "ip6tables-save" not in again, again
     # b's host port is free again; c's is still taken
     add(sandbox, cni_path, "d", 8082)
     sandbox.sh("ip netns add e")

@@ -73,15 +73,19 @@ def claim_key(family: int, e: Entry) -> str:
     return f"{family}-{m.protocol}-{m.host_port}-{m.host_ip or 'any'}".replace(":", "_")
 
 
+def _chain_exists(family: int, chain: str) -> bool | None:
+    """One GETCHAIN where iptables is iptables-nft; None otherwise."""
+    from ..firewall.masquerade import iptables_is_nft
+
+    if not iptables_is_nft():
+        return None
+    return nfnl.get_chain(nfnl.IPV6 if family == 6 else nfnl.IPV4, "nat", chain)
+
+
 def _base_present(family: int) -> bool:
     """Whether the shared chains exist: one netlink GETCHAIN each where
     iptables is iptables-nft; a listing of the table otherwise."""
-    from ..firewall.masquerade import iptables_is_nft
-
-    if iptables_is_nft():
-        fam = nfnl.IPV6 if family == 6 else nfnl.IPV4
-        return nfnl.get_chain(fam, "nat", CHAIN) and nfnl.get_chain(fam, "nat", MASQ_CHAIN)
-    return False
+    return bool(_chain_exists(family, CHAIN) and _chain_exists(family, MASQ_CHAIN))
 
 
 def _dest(e: Entry) -> str:
@@ -183,6 +187,8 @@ def remove(att: Attachment, doc: dict[str, Any] | None) -> list[str]:
                 continue
             except FirewallError:
                 pass  # something was removed by hand: list what is left
+        elif _chain_exists(family, chain) is False:
+            continue  # no record and no chain (a repeated DEL): nothing to list for
         released += _remove_listed(family, {chain})
     return released
 

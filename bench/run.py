@@ -563,7 +563,7 @@ def main() -> None:
     ap.add_argument("--parallel", type=int, default=32, help="parallel ADDs/DELs (0: none)")
     ap.add_argument("--parallel-at", type=int, default=100, help="at this N (or the nearest)")
     ap.add_argument("--parallel-rounds", type=int, default=3)
-    ap.add_argument("--fill-workers", type=int, default=8)
+    ap.add_argument("--fill-workers", type=int, default=6)
     ap.add_argument("--no-masq", action="store_true", help="ipMasq false")
     ap.add_argument("--no-extras", action="store_true", help="skip cold call, VERSION, memory")
     ap.add_argument("--dockline-bin", default=str(DEFAULT_DOCKLINE), help="launchers to bench")

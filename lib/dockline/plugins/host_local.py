@@ -33,7 +33,9 @@ def cmd_add(req: CmdArgs) -> dict:
     if conf.cluster is not None:  # cluster mode: blocks leased from etcd
         from dockline.cluster import ipam as cluster_ipam
 
-        allocs = cluster_ipam.allocate(conf.cluster, conf, req.container_id, req.ifname)
+        allocs = cluster_ipam.allocate(
+            conf.cluster, conf, req.container_id, req.ifname, _store(conf)
+        )
     else:
         allocs = Allocator(_store(conf), conf.range_sets).allocate(
             req.container_id, req.ifname, conf.requested

@@ -164,7 +164,9 @@ class BridgeConfig:
     def _isolation(self, req: CmdArgs, for_cleanup: bool) -> None:
         """Docker's isolation (dockline.firewall.isolation): ``icc`` (default
         true: containers of the network reach one another), ``isolate``
-        (default false: no filtering between networks) and ``isolateExcept``
+        (default true, Docker's default: no traffic routed between this
+        network and another bridge; false where nft is missing and the
+        config does not ask for it) and ``isolateExcept``
         (bridges an isolated network still exchanges traffic with); the
         ``expose`` capability (ports a container declares to its linkers)."""
         c = req.config
@@ -172,7 +174,12 @@ class BridgeConfig:
         if not isinstance(icc, bool):
             raise CniError(INVALID_CONFIG, "invalid icc", f"{icc!r} is not true or false")
         self.icc: bool = icc
-        self.isolate = _bool(c, "isolate")
+        if "isolate" in c:
+            self.isolate = _bool(c, "isolate")
+        else:  # Docker's default, where the host can have it
+            from .. import proc
+
+            self.isolate = bool(proc.which("nft"))
         self.isolate_except: list[str] = []
         self.expose: list[tuple[str, int, int]] = []
         if not for_cleanup:

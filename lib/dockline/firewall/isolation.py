@@ -261,13 +261,18 @@ def table_exists(family: str) -> bool | None:
         return None
 
 
-def _base_lines() -> list[str]:
+def _base_lines(icc: bool) -> list[str]:
     """The constant tables, when one is missing (a first ADD), or lacks the
-    newest of its sets (written by an older dockline): one GETSET each."""
+    newest of its sets (written by an older dockline): one GETSET each.
+    The bridge-family table only filters icc-off networks: a network that
+    is only isolated from others does not need it."""
     from . import nfnl
 
     lines: list[str] = []
-    for family, probe, base in (("inet", "dport4", _inet_base), ("bridge", "src4", _bridge_base)):
+    tables = [("inet", "dport4", _inet_base)]
+    if not icc:
+        tables.append(("bridge", "src4", _bridge_base))
+    for family, probe, base in tables:
         try:
             present = nfnl.get_set(nfnl.FAMILIES[family], NAME, probe)
         except OSError:
@@ -412,7 +417,7 @@ def add_port(
     from . import nfnl
 
     _needs_nft()
-    base = _base_lines()
+    base = _base_lines(icc)
     if base:
         nft_apply(base, "installing the isolation tables")
     _apply(nfnl.INET, _network_elements(bridge, icc, isolate, allow))
@@ -650,7 +655,7 @@ def check(req: CmdArgs, data_dir: str, conf: BridgeConfig) -> None:
     the port's source check and the container's link elements."""
     from . import nfnl
 
-    for family in ("inet", "bridge"):
+    for family in ("inet",) if conf.icc else ("inet", "bridge"):
         if table_exists(family) is False:
             raise CniError(STATE_MISSING, f"isolation: table {family} {NAME} is missing")
     wanted = _network_elements(conf.bridge, conf.icc, conf.isolate, conf.isolate_except)

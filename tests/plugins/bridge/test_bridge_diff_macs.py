@@ -77,8 +77,10 @@ def test_requested_mac(source):
 
 
 def _macspoof_rules(side) -> list[str]:
-    text = side.sh("nft list ruleset 2>/dev/null || true").stdout
-    # (dockline's RA guard keeps one constant rule keyed on a set of ports)
+    # The bridge family, where both implement it (dockline's isolation
+    # between networks is constant inet rules); dockline's RA guard keeps
+    # one constant rule keyed on a set of ports.
+    text = side.sh("nft list ruleset bridge 2>/dev/null || true").stdout
     return [
         line.strip()
         for line in text.splitlines()

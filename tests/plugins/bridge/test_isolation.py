@@ -277,11 +277,11 @@ def test_isolated_networks_exchange_nothing_unless_allowed(sandbox, dockline_bin
     sb = sandbox
     nets = {
         "a": conflist("neta", "dockline0", "10.89.0", "fd89", isolate=True),
-        "b": conflist("netb", "dockline1", "10.90.0", "fd90", isolate=True),
+        "b": conflist("netb", "dockline1", "10.90.0", "fd90"),  # isolated by default
         "c": conflist(
             "netc", "dockline2", "10.91.0", "fd91", isolate=True, isolateExcept=["dockline0"]
         ),
-        "d": conflist("netd", "dockline3", "10.92.0", "fd92"),  # no isolation asked
+        "d": conflist("netd", "dockline3", "10.92.0", "fd92", isolate=False),  # turned off
     }
     ip = {}
     for key, conf in nets.items():
@@ -307,9 +307,13 @@ def test_isolated_networks_exchange_nothing_unless_allowed(sandbox, dockline_bin
         reaches(sb, f"{key}1", ip["a"][:0] + (f"10.{89 + 'abcd'.index(key)}.0.1",), 9000, True)
 
 
-def test_a_network_without_the_options_is_untouched(sandbox, dockline_bin):
+@pytest.mark.parametrize("options", [{}, {"isolate": False}], ids=["default", "isolate-off"])
+def test_a_network_without_the_options_is_untouched(sandbox, dockline_bin, options):
+    """Inside a network without icc false nothing changes; between
+    networks, isolation is on by default (Docker's), off with isolate
+    false: then no isolation table at all."""
     sb = sandbox
-    setup(sb, conflist())
+    setup(sb, conflist(**options))
     for ns in ("db", "web"):
         sb.sh(f"ip netns add {ns}; ip -n {ns} link set lo up")
     db = addrs(ok(cni(sb, "add", "db", pod="db")))
@@ -318,7 +322,7 @@ def test_a_network_without_the_options_is_untouched(sandbox, dockline_bin):
     serve(sb, "web", 5432)
     reaches(sb, "web", db, 5432, True)
     reaches(sb, "db", web, 5432, True)
-    assert "dockline_isolation" not in nft_ruleset(sb)
+    assert ("dockline_isolation" in nft_ruleset(sb)) == (options == {})
     # ports are not isolated and the container routes are IPAM's only
     assert "isolated on" not in sb.sh("bridge -d link show").stdout
     assert "/25" not in sb.sh("ip -n web route").stdout
@@ -330,7 +334,7 @@ def test_a_network_without_the_options_is_untouched(sandbox, dockline_bin):
         ({"icc": "false"}, {}, "invalid icc"),
         ({"icc": 0}, {}, "invalid icc"),
         ({"isolate": "yes"}, {}, "invalid isolate"),
-        ({"isolateExcept": ["dockline1"]}, {}, "isolateExcept needs isolate"),
+        ({"isolate": False, "isolateExcept": ["dockline1"]}, {}, "isolateExcept needs isolate"),
         ({"isolate": True, "isolateExcept": ["bad name"]}, {}, "isolateExcept"),
         ({"isolate": True, "isolateExcept": "dockline1"}, {}, "isolateExcept"),
         ({"isolate": True, "isolateExcept": ["dockline0"]}, {}, "isolateExcept"),

@@ -177,6 +177,17 @@ class HeldStore(Store):
     def check_writable(self) -> None:
         self.disk.check_writable()
 
+    # The Store base defines these (as a scan), so __getattr__ never sees
+    # them: forward them, or cluster mode would bypass the disk store's index.
+    def owned(self, container_id: str, ifname: str) -> list[str]:
+        return self.disk.owned(container_id, ifname)
+
+    def recorded(self, container_id: str, ifname: str, ips: list[str]) -> None:
+        self.disk.recorded(container_id, ifname, ips)
+
+    def release_by_id(self, container_id: str, ifname: str) -> list[str]:
+        return self.disk.release_by_id(container_id, ifname)
+
 
 def _block_prefix(conf: ClusterConfig, rng: Range) -> int:
     wanted = conf.block_prefix if rng.version == 4 else conf.block_prefix6

@@ -118,11 +118,11 @@ def test_del_from_the_cache_alone_with_conf30(sandbox, dockline_bin):
     )
     assert run.returncode == 0, run.stderr
     assert "dbapp" in sandbox.sh("cat /etc/netns/web/hosts").stdout
-    assert "8080" in sandbox.sh("iptables-save -t nat").stdout
+    assert "8080" in sandbox.sh("iptables-save -t nat; nft list ruleset").stdout
     # no CAP_ARGS, no CNI_ARGS at DEL: everything comes from the cache
     run = dockline(sandbox, "cnitool", "del", "dockline", "/run/netns/web", cni_path=dockline_bin)
     assert run.returncode == 0, run.stderr
-    rules = sandbox.sh("iptables-save -t nat; ip6tables-save -t nat").stdout
+    rules = sandbox.sh("iptables-save -t nat; ip6tables-save -t nat; nft list ruleset").stdout
     assert "8080" not in rules and "DLP-" not in rules
     assert "dockline-link" not in sandbox.sh("cat /etc/netns/web/hosts").stdout
     assert (
@@ -132,7 +132,8 @@ def test_del_from_the_cache_alone_with_conf30(sandbox, dockline_bin):
         == 0
     )
     assert sandbox.sh("ls /var/lib/cni/results").stdout == ""
-    assert "DL-" not in sandbox.sh("iptables-save -t nat").stdout
+    rules = sandbox.sh("iptables-save -t nat; nft list ruleset").stdout
+    assert "DL-" not in rules and "dl-" not in rules
 
 
 def test_del_when_the_config_file_is_gone(sandbox, dockline_bin):
@@ -389,7 +390,7 @@ def test_deletes_what_a_go_libcni_runtime_cached(sandbox, dockline_bin):
         input=json.dumps(cached, separators=(",", ":")),
         check=True,
     )
-    assert "8080" in sandbox.sh("iptables-save -t nat").stdout
+    assert "8080" in sandbox.sh("iptables-save -t nat; nft list ruleset").stdout
     inspect = json.loads(dockline(sandbox, "inspect", "dockline", "--json").stdout)
     assert inspect["attachments"][0]["cached"] and inspect["attachments"][0]["ports"] == [
         "8080/tcp->80"
@@ -398,7 +399,10 @@ def test_deletes_what_a_go_libcni_runtime_cached(sandbox, dockline_bin):
         sandbox, "cnitool", "del", "dockline", "/run/netns/web", "--id", cid, cni_path=dockline_bin
     )
     assert run.returncode == 0, run.stderr
-    assert "8080" not in sandbox.sh("iptables-save -t nat; ip6tables-save -t nat").stdout
+    assert (
+        "8080"
+        not in sandbox.sh("iptables-save -t nat; ip6tables-save -t nat; nft list ruleset").stdout
+    )
     assert sandbox.sh("ls /var/lib/cni/results").stdout == ""
     assert "10.89" not in sandbox.sh("ls /var/lib/cni/networks/dockline").stdout
 
@@ -425,11 +429,11 @@ def test_reference_plugins_through_dockline_cnitool(sandbox):
     )
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["cniVersion"] == "1.0.0"
-    assert "8080" in sandbox.sh("iptables-save -t nat").stdout
+    assert "8080" in sandbox.sh("iptables-save -t nat; nft list ruleset").stdout
     # (no CHECK: the reference portmap's fails on a dual-stack result, "could
     # not check ipv6 dnat" for the IPv4 rules)
     run = dockline(sandbox, "cnitool", "del", "dockline", "/run/netns/web", cni_path=REFERENCE_BIN)
     assert run.returncode == 0, run.stderr
     # (given capability args without portMappings, it leaves its 4 rules)
-    assert "8080" not in sandbox.sh("iptables-save -t nat").stdout
+    assert "8080" not in sandbox.sh("iptables-save -t nat; nft list ruleset").stdout
     assert sandbox.sh("ls /var/lib/cni/results").stdout == ""

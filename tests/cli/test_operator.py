@@ -104,10 +104,9 @@ def test_inspect_shows_every_attachment(sandbox, dockline_bin, backend):
             web["firewall"]
         )
     else:
-        assert f"nft inet dockline_portmap chain c-{tag}" in web["firewall"]
-        assert any(
-            obj.startswith("nft inet dockline_masq postrouting rule") for obj in web["firewall"]
-        )
+        # nftables: the attachment's map elements (firewall.inventory)
+        assert "nft inet dockline_portmap ports element" in web["firewall"]
+        assert "nft inet dockline_masq src4 element" in web["firewall"]
     assert web["cached"] and web["netnsAlive"] and not web["stale"]
     assert atts["db"]["ports"] == [] and atts["db"]["firewall"]
     assert not any("DLP-" in o or "dockline_portmap" in o for o in atts["db"]["firewall"])
@@ -152,7 +151,9 @@ def test_gc_releases_what_a_killed_add_left(sandbox, dockline_bin, dockline_hook
     assert [a["containerID"] for a in doc["stale"]] == ["dead"] and not doc["collected"]
     assert "ghost" in doc["stale"][0]["names"]  # the registry format may evolve
     assert doc["stale"][0]["addresses"] == ["10.89.0.4", "fd89::4"]
-    assert any("DL-" in obj for obj in doc["stale"][0]["firewall"])  # its masquerade rules
+    assert any(  # its masquerade rules (iptables chain or nftables elements)
+        "DL-" in obj or "dockline_masq" in obj for obj in doc["stale"][0]["firewall"]
+    )
 
     run = dockline(sandbox, "gc", "dockline", "--yes", cni_path=dockline_bin)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -165,7 +166,7 @@ def test_gc_releases_what_a_killed_add_left(sandbox, dockline_bin, dockline_hook
     assert (
         "dockline-link" not in sandbox.sh("cat /etc/netns/dead/hosts").stdout
     )  # hosts line released
-    rules = sandbox.sh("iptables-save -t nat; ip6tables-save -t nat").stdout
+    rules = sandbox.sh("iptables-save -t nat; ip6tables-save -t nat; nft list ruleset").stdout
     assert Attachment("dockline", "dead", "eth0").tag not in rules
     inspect = json.loads(dockline(sandbox, "inspect", "dockline", "--json").stdout)
     assert sorted(a["containerID"] for a in inspect["attachments"]) == ["db", "live", "web"]

@@ -114,6 +114,10 @@ def bridge_conf(
     elif ranges is None or ranges:
         conf["ipam"] = {"type": "host-local", "ranges": ranges if ranges is not None else [V4]}
     conf.update(top)
+    if conf.get("ipMasq") and "ipMasqBackend" not in conf:
+        # Compared with the reference's iptables rules; dockline's default
+        # is nftables (the reference 1.1.1 ignores the key).
+        conf["ipMasqBackend"] = "iptables"
     return conf
 
 

@@ -134,7 +134,7 @@ def test_failed_masquerade_step_undoes_veth_and_addresses(sandbox, dockline_bin)
     # transaction fail at the very last step of ADD.
     sandbox.sh(
         "nft add table inet dockline_masq; "
-        "nft 'add chain inet dockline_masq postrouting { type filter hook forward priority 0; }'"
+        "nft 'add chain inet dockline_masq srcnat { type filter hook forward priority 0; }'"
     )
     run = add(sandbox, dockline_bin, "c1", conf(ipMasq=True, ipMasqBackend="nftables"))
     assert run.code != 0, run.stdout
@@ -216,7 +216,7 @@ def test_gc_removes_attachments_not_listed(sandbox, dockline_bin):
     ).ok()
     assert gone["interfaces"][1]["name"] not in links(sandbox)
     assert store(sandbox) == ["10.44.0.2"]
-    rules = sandbox.sh("iptables-save -t nat").stdout
+    rules = sandbox.sh("iptables-save -t nat; nft list ruleset").stdout
     assert "10.44.0.2" in rules and "10.44.0.3" not in rules
 
 

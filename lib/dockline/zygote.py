@@ -349,6 +349,13 @@ def _preload() -> None:
             __import__(name.decode())
         except ImportError:
             continue
+    # Imported only by networks with a ``cluster`` object; loading them here
+    # opens no connection and saves such calls ~1.5 ms.
+    for extra in ("dockline.cluster.bridge", "dockline.cluster.ipam"):
+        try:
+            __import__(extra)
+        except ImportError:
+            continue
     try:
         _warm_netlink()
         from .netlink import netns
@@ -526,6 +533,14 @@ def _serve_child(conn: Socket, me: Facts, rlimit_kinds: list[int]) -> None:
         _signal.signal(_signal.SIGIO, _signal.SIG_IGN)
         sys.stdout.flush()
         sys.stderr.flush()
+        # The runtime reads our stdout until EOF: give it now.  Left to
+        # _exit, the kernel may release a netfilter netlink socket first,
+        # which waits for nf_tables' deferred cleanup (~15 ms after a delete).
+        for fd in (0, 1, 2):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
         conn.send(_struct.pack("i", code))
     except ClientGone:
         code = 1  # nobody is waiting for an answer

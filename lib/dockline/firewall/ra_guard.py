@@ -48,38 +48,16 @@ def _base(prefix: str) -> list[str]:
 
 def _table_exists() -> bool | None:
     """Whether the guard's table exists in this network namespace: one
-    NFT_MSG_GETTABLE over netfilter netlink (no process).  None when the
-    kernel would not say (then the caller installs, which is idempotent)."""
-    import _socket
-    import _struct
+    GETTABLE over the process's netfilter netlink socket (no process; a
+    socket of its own would wait for nf_tables' deferred cleanup when it
+    closes).  None when the kernel would not say (then the caller installs,
+    which is idempotent)."""
+    from . import nfnl
 
-    name = TABLE.split()[1].encode() + b"\0"
-    attr = _struct.pack("HH", 4 + len(name), 1) + name  # NFTA_TABLE_NAME
-    attr += b"\0" * (-len(attr) % 4)
-    body = _struct.pack("BBH", 7, 0, 0) + attr  # nfgenmsg: NFPROTO_BRIDGE
-    # NFNL_SUBSYS_NFTABLES << 8 | NFT_MSG_GETTABLE; NLM_F_REQUEST | NLM_F_ACK
-    header = _struct.pack("IHHII", 16 + len(body), (10 << 8) | 1, 1 | 4, 1, 0)
     try:
-        sock = _socket.socket(16, 3, 12)  # AF_NETLINK, SOCK_RAW, NETLINK_NETFILTER
+        return nfnl.get_table(nfnl.BRIDGE, TABLE.split()[1])
     except OSError:
         return None
-    try:
-        sock.settimeout(2)
-        sock.send(header + body)
-        reply = sock.recv(65536)
-    except OSError:
-        return None
-    finally:
-        sock.close()
-    if len(reply) < 16:
-        return None
-    msg_type = _struct.unpack_from("H", reply, 4)[0]
-    if msg_type != 2:  # not NLMSG_ERROR: the table itself
-        return True
-    error = _struct.unpack_from("i", reply, 16)[0] if len(reply) >= 20 else -1
-    if error == -2:  # ENOENT
-        return False
-    return True if error == 0 else None
 
 
 def ensure(prefix: str) -> None:

@@ -8,11 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
-
-# The names marked F401 are here only for test modules that still say
-# `from conftest import ...` (a transition: tests import them from helpers).
-from helpers.cni import PluginRun, call_plugin  # noqa: F401
-from helpers.paths import DOCKLINE_BIN, HOOKS_BIN, REFERENCE_BIN, REPO, VENV_PYTHON  # noqa: F401
+from helpers.paths import DOCKLINE_BIN, HOOKS_BIN, VENV_PYTHON
 from sandbox import PRIVATE_DIRS, Sandbox, SandboxLeak
 
 

@@ -7,8 +7,8 @@ same result shape, the published port answers, DEL leaves nothing."""
 import json
 
 import pytest
-from conftest import REFERENCE_BIN, REPO
-from test_portmap import HOST4, setup_network, start_servers, tcp_probe
+from helpers.paths import REFERENCE_BIN, REPO
+from helpers.portmap import HOST4, setup_network, start_servers, tcp_probe
 
 SANDBOX_ID = "5f1c2b3a" * 8
 CNI_ARGS = (

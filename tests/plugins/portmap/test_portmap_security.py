@@ -7,8 +7,9 @@ route_localnet no longer opens the host's loopback services to containers."""
 import json
 
 import pytest
-from conftest import VENV_PYTHON, call_plugin
-from test_portmap import HOST4, cni, setup_network, start_servers, tcp_probe
+from helpers.cni import call_plugin
+from helpers.paths import VENV_PYTHON
+from helpers.portmap import HOST4, cni, setup_network, start_servers, tcp_probe
 
 BACKENDS = ["dockline-iptables", "dockline-nftables"]
 PREV = {

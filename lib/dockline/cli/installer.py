@@ -12,8 +12,8 @@ import sys
 import time
 
 from .. import launcher
+from ..atomic import write_beside
 from ..plugins import TYPES
-from .atomic import write_atomically
 from .output import FAILED, OK, emit_json, error
 
 TYPE_CHECKING = False
@@ -59,7 +59,7 @@ def install(
     written = []
     for plugin_type in TYPES:
         target = os.path.join(bin_dir, plugin_type)
-        write_atomically(target, launcher.text(plugin_type, facts).encode(), 0o755)
+        write_beside(target, launcher.text(plugin_type, facts).encode(), 0o755)
         written.append(target)
     if compile_bytecode:
         # once now, so the first container start does not pay for it

@@ -16,12 +16,12 @@ import os
 import subprocess
 from dataclasses import dataclass, field
 
+from ..atomic import write_beside
 from ..cni import result as cni_result
 from ..cni.errors import CniError
 from ..cni.skel import ifname_problem, valid_identifier
 from ..cni.version import LATEST, SUPPORTED
 from ..cni.version import key as version_key
-from .atomic import write_atomically
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -417,7 +417,7 @@ def write_cache(
     path = cache_path(net.name, rt.container_id, rt.ifname, cache_dir)
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    write_atomically(path, json.dumps(entry).encode(), 0o600)
+    write_beside(path, json.dumps(entry).encode(), 0o600)
     return path
 
 

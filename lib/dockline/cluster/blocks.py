@@ -36,6 +36,7 @@ import os
 import stat
 import time
 
+from .. import atomic
 from ..cni import jsonio
 from ..cni.errors import ADDRESS_IN_USE, TRY_AGAIN_LATER, CniError
 from ..ipam.ranges import Range, RangeSet
@@ -55,7 +56,6 @@ if TYPE_CHECKING:
 STATE = ".dockline-cluster.json"
 _STATE_TMP = ".dockline-cluster.tmp"
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
-_WRITE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def block_key(conf: ClusterConfig, network: str, block: str = "") -> bytes:
@@ -119,18 +119,7 @@ class HostState:
             "blocks": [str(b) for b in self.blocks],
         }
         data = jsonio.dumps(doc).encode()
-        try:
-            fd = os.open(_STATE_TMP, _WRITE, 0o600, dir_fd=dir_fd)
-        except FileExistsError:  # left by a writer killed under the lock
-            os.unlink(_STATE_TMP, dir_fd=dir_fd)
-            fd = os.open(_STATE_TMP, _WRITE, 0o600, dir_fd=dir_fd)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.rename(_STATE_TMP, STATE, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+        atomic.replace(_STATE_TMP, STATE, data, dir_fd=dir_fd)
         self.changed = False
 
 

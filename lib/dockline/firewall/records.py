@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 
+from .. import atomic
 from ..cni import jsonio
 from . import tokens
 
@@ -44,13 +45,7 @@ def write(kind: str, tag: str, doc: dict[str, Any]) -> None:
     """Replace the record atomically (a reader sees the old or the new)."""
     final = path(kind, tag)
     os.makedirs(_dir(kind), 0o700, exist_ok=True)
-    tmp = f"{final}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, jsonio.dumps(doc).encode())
-    finally:
-        os.close(fd)
-    os.replace(tmp, final)
+    atomic.replace(f"{final}.{os.getpid()}.tmp", final, jsonio.dumps(doc).encode())
 
 
 def read(kind: str, tag: str) -> dict[str, Any] | None:

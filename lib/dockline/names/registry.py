@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 
+from .. import atomic
 from ..cni import jsonio
 from ..cni.errors import INVALID_CONFIG, CniError
 from ..filelock import FileLock, open_regular
@@ -147,19 +148,7 @@ class Registry:
                 "attachments": self.entries if cluster is None else cluster.local(self.entries),
             }
         ).encode()
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        try:
-            fd = os.open(tmp, flags, 0o600)
-        except FileExistsError:  # left by a killed writer
-            os.unlink(tmp)
-            fd = os.open(tmp, flags, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
-        os.rename(tmp, path)
+        atomic.replace(tmp, path, data)
         if cluster is not None:
             cluster.publish(self)
 

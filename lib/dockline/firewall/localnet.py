@@ -28,6 +28,12 @@ from .. import proc
 from ..filelock import FileLock
 from . import _RESTORE, _SAVE, FirewallError, check_lines, tokens
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from ..cni.addr import IPAddress
+
 STATE_DIR = "/var/lib/cni/dockline/localnet"
 _LOCK = STATE_DIR + "/lock"
 _PRESET = ".preset"
@@ -54,7 +60,7 @@ def _write(ifname: str, value: str) -> None:
         pass  # the interface is gone: nothing to switch
 
 
-def towards_container(addresses: list) -> list[str]:
+def towards_container(addresses: list[IPAddress]) -> list[str]:
     """The interfaces the kernel routes the containers' IPv4 addresses
     through (the bridge; the host veth for a ptp-like chain): where a
     packet DNATed from 127.0.0.1 leaves.  Read from /proc/net/route (the
@@ -168,7 +174,7 @@ def _holders() -> list[str]:
         return []
 
 
-def release(doomed) -> None:
+def release(doomed: Callable[[str], bool]) -> None:
     """Drop the holds of the attachments whose tag ``doomed`` selects;
     an interface nobody holds any more gets route_localnet back off."""
     if not os.path.isdir(STATE_DIR):

@@ -66,7 +66,7 @@ def choose_backend(name: str | None) -> str:
 def _checked(ips: list[tuple[str, str]]) -> list[tuple[str, str, int]]:
     """(address, subnet, family) re-rendered from parsed values: IPAM's
     output is input too (a static IPAM config can say anything)."""
-    out = []
+    out: list[tuple[str, str, int]] = []
     for cidr, subnet in ips:
         iface = tokens.interface(cidr, "masquerade address")
         net = tokens.network(subnet, "masquerade subnet")

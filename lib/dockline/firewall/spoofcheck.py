@@ -11,6 +11,10 @@ from __future__ import annotations
 from ..cni.attachment import Attachment, network_tag
 from . import nft_apply, nft_remove_tagged, tokens
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 TABLE = "dockline_spoofchk"
 
 
@@ -28,7 +32,7 @@ def add(att: Attachment, host_ifname: str, mac: str) -> None:
     )
 
 
-def _remove(tag_prefix: str, doomed) -> None:
+def _remove(tag_prefix: str, doomed: Callable[[str], bool]) -> None:
     nft_remove_tagged(
         "bridge", TABLE, "prerouting", tag_prefix, doomed, "removing the MAC spoof check"
     )

@@ -28,7 +28,7 @@ class Allocation:
         self.ip = ip
         self.range = rng
 
-    def to_result_ip(self) -> dict:
+    def to_result_ip(self) -> dict[str, str]:
         return {"address": self.range.address(self.ip), "gateway": str(self.range.gateway)}
 
 
@@ -38,12 +38,17 @@ def candidates(rs: RangeSet, last: IPAddress | None) -> Iterator[tuple[IPAddress
     start; gateways are skipped."""
     ranges = rs.ranges
     n = len(ranges)
-    first = next((i for i, r in enumerate(ranges) if last is not None and r.contains(last)), None)
-    if first is None:
+    first = (
+        None if last is None else next((i for i, r in enumerate(ranges) if r.contains(last)), None)
+    )
+    segments: list[tuple[Range, IPAddress, IPAddress]]
+    if last is None or first is None:
         segments = [(r, r.start, r.end) for r in ranges]
     else:
         r0 = ranges[first]
-        segments = [(r0, last + 1, r0.end)] if last < r0.end else []
+        # Compared as integers: a range's bounds and an address in it share
+        # one IP version, which their union type cannot say.
+        segments = [(r0, last + 1, r0.end)] if int(last) < int(r0.end) else []
         segments += [
             (ranges[(first + k) % n], ranges[(first + k) % n].start, ranges[(first + k) % n].end)
             for k in range(1, n)
@@ -53,7 +58,7 @@ def candidates(rs: RangeSet, last: IPAddress | None) -> Iterator[tuple[IPAddress
         while True:
             if ip != rng.gateway:
                 yield ip, rng
-            if ip >= stop:  # stop before stepping past the top of the space
+            if int(ip) >= int(stop):  # stop before stepping past the top of the space
                 break
             ip += 1
 
@@ -68,7 +73,7 @@ class Allocator:
     ) -> list[Allocation]:
         # Every error the request alone can cause is raised before the
         # store is touched: no lock file, directory or cursor move.
-        plan = plan_requests(self.range_sets, requested)
+        plan = _plan(self.range_sets, requested)
         store = self.store
         with store.lock():
             # Only the attachment's own reservations are looked up (from
@@ -95,8 +100,10 @@ class Allocator:
                             )
                     if range_id not in saved_last:
                         saved_last[range_id] = store.last_reserved(range_id)
-                    if plan[idx] is not None:
-                        done.append(self._take_requested(rs, idx, plan[idx], container_id, ifname))
+                    wanted = plan[idx]
+                    if wanted is not None:
+                        ip, rng = wanted
+                        done.append(self._take_requested(rs, idx, ip, rng, container_id, ifname))
                     else:
                         done.append(
                             self._take_next(
@@ -108,15 +115,20 @@ class Allocator:
             except BaseException:
                 for alloc in done:
                     store.release(str(alloc.ip))
-                for range_id, ip in saved_last.items():
-                    store.set_last_reserved(range_id, ip)
+                for range_id, cursor in saved_last.items():
+                    store.set_last_reserved(range_id, cursor)
                 raise
             return done
 
     def _take_requested(
-        self, rs: RangeSet, idx: int, ip: IPAddress, container_id: str, ifname: str
+        self,
+        rs: RangeSet,
+        idx: int,
+        ip: IPAddress,
+        rng: Range,
+        container_id: str,
+        ifname: str,
     ) -> Allocation:
-        rng = rs.range_for(ip)
         if not self.store.reserve(container_id, ifname, str(ip), str(idx)):
             raise CniError(
                 ADDRESS_IN_USE,
@@ -157,22 +169,33 @@ def plan_requests(range_sets: list[RangeSet], requested: list[IPAddress]) -> lis
     or the error allocation would end in, found without the store: an
     address outside every set, two for one set, a gateway, or a set with
     nothing to hand out."""
-    plan: list[IPAddress | None] = [None] * len(range_sets)
+    return [None if p is None else p[0] for p in _plan(range_sets, requested)]
+
+
+def _plan(
+    range_sets: list[RangeSet], requested: list[IPAddress]
+) -> list[tuple[IPAddress, Range] | None]:
+    """plan_requests, with the range each requested address lies in."""
+    plan: list[tuple[IPAddress, Range] | None] = [None] * len(range_sets)
     for ip in dict.fromkeys(requested):
-        idx = next((i for i, rs in enumerate(range_sets) if rs.range_for(ip)), None)
-        if idx is None or plan[idx] is not None:
+        found = next(
+            ((i, rng) for i, rs in enumerate(range_sets) if (rng := rs.range_for(ip)) is not None),
+            None,
+        )
+        if found is None or plan[found[0]] is not None:
             raise CniError(
                 INVALID_CONFIG,
                 "failed to allocate all requested IPs",
                 f"{ip} (outside every range set, or two in one set)",
             )
-        if ip == range_sets[idx].range_for(ip).gateway:
+        idx, rng = found
+        if ip == rng.gateway:
             raise CniError(
                 INVALID_CONFIG,
                 f"failed to allocate for range {idx}",
                 f"requested ip {ip} is subnet's gateway",
             )
-        plan[idx] = ip
+        plan[idx] = (ip, rng)
     for idx, rs in enumerate(range_sets):
         if plan[idx] is None and not rs.has_free_address():
             raise CniError(

@@ -55,10 +55,15 @@ import os
 import stat
 
 from .. import interrupt
-from ..cni.attachment import Attachment, blake2b
+from ..cni.attachment import Attachment
 from ..cni.errors import IO_FAILURE, CniError
 from ..cni.jsonio import dumps, loads
 from .store import Reservation, Store
+
+try:  # as cni.attachment (already loaded there): hashlib costs ~5 ms to import
+    from _blake2 import blake2b
+except ImportError:  # pragma: no cover
+    from hashlib import blake2b
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

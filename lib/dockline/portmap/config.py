@@ -40,7 +40,7 @@ class Mapping:
         self.host_ip = host_ip  # None: every host address
 
     @classmethod
-    def from_config(cls, obj) -> Mapping:
+    def from_config(cls, obj: object) -> Mapping:
         if not isinstance(obj, dict):
             raise _entry_error(f"{obj!r:.80} is not an object")
         obj = fold_fields(obj, _MAPPING_FIELDS)
@@ -85,7 +85,7 @@ class ContainerIP:
         self.version = iface.version
 
 
-def _conditions(value, what: str, family: int) -> tuple[list[str], str | None]:
+def _conditions(value: object, what: str, family: int) -> tuple[list[str], str | None]:
     """(tokens, 'iptables' | 'nftables' | None) of one conditions list."""
     if value is None or value == []:
         return [], None
@@ -152,7 +152,7 @@ class PortmapConfig:
                 "invalid backend",
                 f'{backend!r:.40}: expected "iptables" or "nftables"',
             )
-        self.backend = backend
+        self.backend: str | None = backend  # checked just above
         if backend == "nftables" and (self.conditions_style == "iptables" or chain is not None):
             raise CniError(
                 INVALID_CONFIG,

@@ -249,9 +249,9 @@ def check(att: Attachment, todo: list[Entry], doc: dict[str, Any] | None) -> str
         have = set()
         if listed.returncode == 0:
             for line in listed.stdout.decode(errors="replace").splitlines():
-                found = tag_of(line)
-                if found and found[0] == att.tag and "-j DNAT" in line:
-                    have.add(found[1])
+                tagged = tag_of(line)
+                if tagged and tagged[0] == att.tag and "-j DNAT" in line:
+                    have.add(tagged[1])
         for e in mine:
             if e.mapping.key() not in have:
                 return f"{e.mapping.key()} (IPv{family})"

@@ -178,7 +178,7 @@ def _dnat(e: Entry) -> tuple[str, bytes, bytes]:
 
 
 def _snat(conf: PortmapConfig, todo: list[Entry]) -> list[tuple[str, nfnl.Element]]:
-    out = []
+    out: list[tuple[str, nfnl.Element]] = []
     if not conf.snat:
         return out
     for ip in {id(e.ip): e.ip for e in todo}.values():

@@ -22,6 +22,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ..cni.jsonio import JSONObject
     from .config import ContainerIP, Mapping, PortmapConfig
 
 KIND = "portmap"
@@ -110,7 +111,7 @@ def delete(backends: tuple[str, ...] | Callable[[], tuple[str, ...]], att: Attac
     released: list[str] = []
     errors: list[BaseException] = []
     doc = records.read(KIND, att.tag)
-    steps = []
+    steps: list[Callable[[], object]] = []
     if doc is not None:
         released += [p for p in doc.get("released") or [] if isinstance(p, str)]
         if doc.get("backend") == "nftables":
@@ -123,12 +124,12 @@ def delete(backends: tuple[str, ...] | Callable[[], tuple[str, ...]], att: Attac
             steps.append(lambda: _ipt_remove(att, None, released))
         if "nftables" in chosen:
             steps.append(lambda: nftables.remove_legacy(att))
-    for step in (
-        *steps,
+    steps += [
         lambda: records.remove(KIND, att.tag) if not errors else None,
         lambda: localnet.release(lambda tag: tag == att.tag),
         lambda: flush_udp_conntrack(released),
-    ):
+    ]
+    for step in steps:
         try:
             step()
         except Exception as exc:  # the other steps still get their turn
@@ -137,7 +138,7 @@ def delete(backends: tuple[str, ...] | Callable[[], tuple[str, ...]], att: Attac
         raise errors[0]
 
 
-def _ipt_remove(att: Attachment, doc: dict | None, released: list[str]) -> None:
+def _ipt_remove(att: Attachment, doc: JSONObject | None, released: list[str]) -> None:
     with FileLock(iptables.LOCK_PATH):
         released += iptables.remove(att, doc)
         for key in (doc or {}).get("claims") or []:

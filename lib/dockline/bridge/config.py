@@ -10,19 +10,22 @@ from ..names.dockerlinks import CNI_ARGS_KEYS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ..cni.jsonio import JSONObject
     from ..cni.skel import CmdArgs
 
 _MAC_HEX = frozenset("0123456789abcdefABCDEF")
 
 
-def _bool(config: dict, key: str) -> bool:
+def _bool(config: Mapping[str, object], key: str) -> bool:
     value = config.get(key, False)
     if not isinstance(value, bool):
         raise CniError(INVALID_CONFIG, f"invalid {key}", f"{value!r} is not true or false")
     return value
 
 
-def _int(config: dict, key: str, lo: int, hi: int) -> int:
+def _int(config: Mapping[str, object], key: str, lo: int, hi: int) -> int:
     value = config.get(key, 0)
     if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
         raise CniError(
@@ -31,9 +34,13 @@ def _int(config: dict, key: str, lo: int, hi: int) -> int:
     return value
 
 
-def parse_mac(value, what: str) -> str:
+def parse_mac(value: object, what: str) -> str:
     parts = value.split(":") if isinstance(value, str) else []
-    if len(parts) != 6 or not all(len(p) == 2 and set(p) <= _MAC_HEX for p in parts):
+    if (
+        not isinstance(value, str)
+        or len(parts) != 6
+        or not all(len(p) == 2 and set(p) <= _MAC_HEX for p in parts)
+    ):
         raise CniError(INVALID_CONFIG, f"invalid {what}", f"{value!r} is not a MAC address")
     mac = value.lower()
     if int(parts[0], 16) & 1:
@@ -41,7 +48,7 @@ def parse_mac(value, what: str) -> str:
     return mac
 
 
-def _vlan_trunk(value) -> list[int]:
+def _vlan_trunk(value: object) -> list[int]:
     if value is None:
         return []
     if not isinstance(value, list):
@@ -143,7 +150,7 @@ class BridgeConfig:
             raise CniError(INVALID_CONFIG, "invalid dns", "not a JSON object")
         # A non-empty object replaces IPAM's dns in the result (even when
         # its fields are empty); it is checked and made canonical like IPAM's.
-        self.dns: dict | None = None
+        self.dns: JSONObject | None = None
         if dns:
             from ..cni.result import parse_dns
 

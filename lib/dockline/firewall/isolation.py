@@ -73,6 +73,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..bridge.config import BridgeConfig
     from ..cni.attachment import Attachment
+    from ..cni.jsonio import JSONObject
     from ..cni.skel import CmdArgs
     from ..names.registry import Registry
     from ..netlink import Link, Netns
@@ -91,7 +92,8 @@ MARK = 1 << 24
 # A registry entry's record: {"bridge": name, "elements": [element, ...]},
 # an element being [kind, src, dst] (kind "l": every port) or
 # [kind, src, dst, proto, lo, hi] (kind "p": declared ports).
-Element = tuple  # of str and int, as above
+if TYPE_CHECKING:
+    Element = tuple[str | int, ...]  # as above
 
 
 # --- options -----------------------------------------------------------------
@@ -385,7 +387,7 @@ def _port_keys(port: str) -> dict[str, list[nfnl.Element]] | None:
     return keys
 
 
-def _subnet_via_gateway(ns: Netns, link: Link, ips: list[dict]) -> None:
+def _subnet_via_gateway(ns: Netns, link: Link, ips: list[JSONObject]) -> None:
     """The container routes its own subnet through the gateway: the two
     halves of the subnet beat the connected route (longest prefix)."""
     import ipaddress
@@ -403,7 +405,7 @@ def add_port(
     att: Attachment,
     bridge: str,
     port: str,
-    ips: list[dict],
+    ips: list[JSONObject],
     ns: Netns,
     container_link: Link,
     *,
@@ -504,7 +506,7 @@ def _by_set(bridge: str, elements: list[Element]) -> dict[str, list[nfnl.Element
     return out
 
 
-def _names_of(entry: dict) -> list[str]:
+def _names_of(entry: JSONObject) -> list[str]:
     names = list(entry.get("names") or [])
     if entry.get("pod"):
         names.append(entry["pod"])
@@ -549,13 +551,13 @@ def _dependants(reg: Registry, names: list[str], scope: str, skip: str) -> list[
     ]
 
 
-def _record(entry: dict) -> list[Element]:
+def _record(entry: JSONObject) -> list[Element]:
     rec = entry.get(RECORD)
     elements = rec.get("elements") if isinstance(rec, dict) else None
     return [tuple(e) for e in elements] if isinstance(elements, list) else []
 
 
-def _sync(reg: Registry, keys: list[str], gone: list[dict]) -> bool:
+def _sync(reg: Registry, keys: list[str], gone: list[JSONObject]) -> bool:
     """Bring the elements of ``keys`` to what the registry says, and remove
     those of the ``gone`` entries (netfilter netlink: one transaction of
     deletes, what is gone being fine, and one of adds).  The registry is
@@ -619,7 +621,7 @@ class LinkAccess:
             reg.save()  # the entry's expose and record, with nothing to apply
 
 
-def after_remove(reg: Registry, gone: list[dict | None]) -> None:
+def after_remove(reg: Registry, gone: list[JSONObject | None]) -> None:
     """DEL and GC: the removed entries' elements go, and those linking to
     them lose their access to them."""
     gone_entries = [e for e in gone if e and RECORD in e]

@@ -23,11 +23,14 @@ from ..cni.errors import INVALID_CONFIG, CniError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ipaddress
+    from collections.abc import Callable
     from typing import Union
 
     Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
     Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
     Interface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
+    # A value checker: (text, what) -> the rendered token, or CniError.
+    Check = Callable[[str, str], str]
 
 _LOWER = "abcdefghijklmnopqrstuvwxyz"
 _ALNUM = frozenset(_LOWER + _LOWER.upper() + "0123456789")
@@ -49,7 +52,7 @@ def _show(value: object) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _only(value: object, chars: frozenset, what: str, max_len: int, min_len: int = 1) -> str:
+def _only(value: object, chars: frozenset[str], what: str, max_len: int, min_len: int = 1) -> str:
     if not isinstance(value, str):
         raise bad(what, value, "is not a string")
     if not min_len <= len(value) <= max_len:
@@ -203,7 +206,7 @@ def _port_list(text: str, what: str) -> str:
     return ",".join(_port_or_range(i, what) for i in items)
 
 
-def _word_list(allowed: tuple[str, ...]):
+def _word_list(allowed: tuple[str, ...]) -> Check:
     def check(text: str, what: str) -> str:
         items = text.split(",")
         if not all(i.upper() in allowed for i in items):
@@ -291,7 +294,7 @@ _IPT_BASE = {
     "--protocol": _proto,
 }
 # Match modules (-m NAME) and their options; None: the option takes no value.
-_IPT_MODULES: dict = {
+_IPT_MODULES: dict[str, dict[str, Check | None]] = {
     "tcp": {
         "--dport": _port_or_range,
         "--destination-port": _port_or_range,

@@ -39,6 +39,7 @@ from .registry import Registry, data_dir_problem
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..bridge.undo import UndoStack
+    from ..cni.jsonio import JSONObject
     from ..cni.skel import CmdArgs
     from ..firewall.isolation import LinkAccess
 
@@ -56,7 +57,7 @@ CNI_ARGS_KEYS = (
 _LINK_FIELDS = ("name", "alias")
 
 
-def name_problem(name) -> str | None:
+def name_problem(name: object) -> str | None:
     if not isinstance(name, str) or not name:
         return "is empty or not a string"
     if len(name) > MAX_NAME:
@@ -72,9 +73,9 @@ def name_problem(name) -> str | None:
     return None
 
 
-def _check_name(name, what: str) -> str:
+def _check_name(name: object, what: str) -> str:
     problem = name_problem(name)
-    if problem:
+    if problem or not isinstance(name, str):  # (for the checker: a non-string has one)
         raise CniError(INVALID_CONFIG, f"invalid {what}", f"{name!r} {problem}")
     return name
 
@@ -122,18 +123,20 @@ class LinkPlan:
                 names.append(name)
         self.names = names
         links: list[tuple[str, str]] = []
+        target: object
+        alias: object
         if not isinstance(rc.get("links") or [], list):
             raise CniError(INVALID_CONFIG, "invalid links", "expected a list")
         for item in rc.get("links") or []:
             if isinstance(item, str):
-                name, _, alias = item.partition(":")
-                alias = alias or name
+                target, _, alias = item.partition(":")
+                alias = alias or target
             elif isinstance(item, dict):
                 item = fold_fields(item, _LINK_FIELDS)
-                name, alias = item.get("name"), item.get("alias") or item.get("name")
+                target, alias = item.get("name"), item.get("alias") or item.get("name")
             else:
                 raise CniError(INVALID_CONFIG, "invalid link", repr(item))
-            links.append((_check_name(name, "link name"), _check_name(alias, "link alias")))
+            links.append((_check_name(target, "link name"), _check_name(alias, "link alias")))
         self.links = links
         problem = data_dir_problem(data_dir)
         if problem:
@@ -144,8 +147,8 @@ class LinkPlan:
             problem = hostsfile.path_problem(hosts, data_dir)
             if problem:
                 raise CniError(INVALID_CONFIG, f"invalid hostsFile: it {problem}", repr(hosts))
-        self.hosts_file = hosts
-        self.hosts = hosts or hostsfile.netns_hosts_path(req.netns)
+        self.hosts_file: str | None = hosts
+        self.hosts: str | None = hosts or hostsfile.netns_hosts_path(req.netns)
         if links:
             if not self.hosts:
                 raise CniError(
@@ -171,7 +174,7 @@ def prepare(req: CmdArgs, data_dir: str = "") -> LinkPlan:
 LinkRequest = LinkPlan
 
 
-def _lines_for(entry: dict, reg: Registry) -> list[str]:
+def _lines_for(entry: JSONObject, reg: Registry) -> list[str]:
     lines = []
     scope = entry.get("scope", "")
     for name, alias in entry.get("links", []):
@@ -250,6 +253,7 @@ def on_add(
         # (and so does this undo: unregistering drops the entry's lines)
         undo.push("unregister names", lambda: on_del(req, data_dir))
         if plan.links:
+            assert hosts is not None  # prepare refuses links without a hosts file
             created = hostsfile.rewrite(
                 hosts,
                 tag,
@@ -327,7 +331,7 @@ def check_registry(req: CmdArgs, plan: LinkPlan) -> None:
         )
 
 
-def _stale(entry: dict) -> bool:
+def _stale(entry: JSONObject) -> bool:
     """A registration whose network namespace is gone lost its DEL (a
     crash, a reboot with /var/lib/cni on disk): its names are free.  Only
     root can remove a namespace, so this cannot be used to steal a name."""
@@ -343,7 +347,7 @@ def _stale(entry: dict) -> bool:
     return False
 
 
-def _drop_own_lines(entry: dict | None, data_dir: str) -> None:
+def _drop_own_lines(entry: JSONObject | None, data_dir: str) -> None:
     """Remove the link lines a departing container had in its hosts file;
     one that is gone, unsafe or busy is skipped (DEL and GC still succeed)."""
     if entry and entry.get("links") and entry.get("hosts"):
@@ -353,7 +357,7 @@ def _drop_own_lines(entry: dict | None, data_dir: str) -> None:
             _warn(f"left the link lines in {entry['hosts']!r}: {exc}")
 
 
-def _isolation_after_remove(reg: Registry, gone: list[dict | None]) -> None:
+def _isolation_after_remove(reg: Registry, gone: list[JSONObject | None]) -> None:
     """Entries of an icc-off network carry the firewall elements their
     links made (firewall.isolation); removed, those go, and their linkers
     lose access to them.  Nothing is imported for other networks."""

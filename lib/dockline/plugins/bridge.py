@@ -46,25 +46,16 @@ from dockline.netlink.errors import NetlinkError  # no pyroute2 behind it
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from dockline.netlink import Link, Netns
+    from collections.abc import Callable
+
+    from dockline.cni.jsonio import JSONObject
+    from dockline.cni.skel import Handler
+    from dockline.netlink import Link, Netns, Route
+
+    Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 IFF_PROMISC = 0x100  # <linux/if.h>
 AF_INET6 = 10  # <sys/socket.h>; the socket module costs ~3 ms to import
-
-
-def _netlink():
-    """The netlink layer, loaded only by commands that touch links (it
-    costs ~20 ms)."""
-    import dockline.netlink as netlink
-
-    return netlink
-
-
-def _isolation():
-    """firewall.isolation, loaded by the calls that may need it."""
-    from dockline.firewall import isolation
-
-    return isolation
 
 
 def _kernel_error(exc: OSError, what: str) -> CniError:
@@ -80,25 +71,29 @@ class _BestEffort:
     def __init__(self) -> None:
         self.first: CniError | None = None
 
-    def run(self, what: str, step) -> None:
+    def run(self, what: str, step: Callable[[], object]) -> None:
         try:
             step()
         except CniError as err:
             self.first = self.first or err
         except OSError as exc:
-            err = (
+            failure = (
                 _kernel_error(exc, what)
                 if isinstance(exc, NetlinkError)
                 else CniError(IO_FAILURE, what, str(exc))
             )
-            self.first = self.first or err
+            self.first = self.first or failure
 
     def raise_first(self) -> None:
         if self.first is not None:
             raise self.first
 
 
-def _open_container(netlink, path: str) -> Netns:
+def _open_container(path: str) -> Netns:
+    # The netlink layer is loaded only by commands that touch links (it
+    # costs ~20 ms).
+    import dockline.netlink as netlink
+
     try:
         return netlink.open_netns(path)
     except netlink.NetnsError as exc:
@@ -110,7 +105,7 @@ def _open_container(netlink, path: str) -> Netns:
 # --- ADD ---------------------------------------------------------------------
 
 
-def _gateways(conf: BridgeConfig, ipam_result: dict) -> None:
+def _gateways(conf: BridgeConfig, ipam_result: JSONObject) -> None:
     """With isGateway every IP gets a gateway (IPAM's, else the subnet's
     first address); isDefaultGateway adds the default routes."""
     for ip in ipam_result["ips"]:
@@ -130,7 +125,7 @@ def _gateways(conf: BridgeConfig, ipam_result: dict) -> None:
 
 
 def _configure_container(
-    conf: BridgeConfig, req: CmdArgs, ns: Netns, link: Link, ipam_result: dict
+    conf: BridgeConfig, req: CmdArgs, ns: Netns, link: Link, ipam_result: JSONObject
 ) -> None:
     ips = ipam_result["ips"]
     # Another container on the bridge may send router advertisements (it
@@ -209,7 +204,7 @@ def _sysctl_if_present(ns: Netns, name: str, value: int) -> None:
 
 
 def _ensure_gateway_addresses(
-    conf: BridgeConfig, host: Netns, bridge: Link, ips: list[dict]
+    conf: BridgeConfig, host: Netns, bridge: Link, ips: list[JSONObject]
 ) -> None:
     for ip in ips:
         net = ipaddress.ip_interface(ip["address"]).network
@@ -271,6 +266,10 @@ class _Add:
         "result",
         "undo",
     )
+    # Set by the interfaces phase, for the phases after it.
+    bridge: Link
+    host_if: Link
+    container_if: Link
 
     def __init__(
         self,
@@ -283,7 +282,7 @@ class _Add:
     ) -> None:
         self.conf, self.req, self.host, self.ns = conf, req, host, ns
         self.undo, self.names = undo, names
-        self.result: dict = {"ips": [], "routes": [], "dns": {}}
+        self.result: JSONObject = {"ips": [], "routes": [], "dns": {}}
 
 
 def _interfaces(add: _Add) -> None:
@@ -349,7 +348,9 @@ def _firewall(add: _Add) -> None:
     conf, att, undo, ips = add.conf, add.req.attachment, add.undo, add.result["ips"]
     if conf.macspoofchk:
         undo.push("remove the MAC spoof check", lambda: spoofcheck.delete(att))
-        spoofcheck.add(att, add.host_if.name, add.container_if.mac)
+        mac = add.container_if.mac
+        assert mac is not None  # the kernel gives every veth an address
+        spoofcheck.add(att, add.host_if.name, mac)
     if conf.ip_masq and ips:
         backend = masquerade.choose_backend(conf.ip_masq_backend)
         undo.push("remove masquerade rules", lambda: masquerade.delete(backend, att))
@@ -382,7 +383,7 @@ def _names(add: _Add) -> None:
     dockerlinks.on_add(add.req, _data_dir(add.req), addresses, add.undo, add.names, access)
 
 
-def _result(add: _Add) -> dict:
+def _result(add: _Add) -> JSONObject:
     """The CNI result, with the interfaces as the kernel now sees them."""
     conf, req, result = add.conf, add.req, add.result
     bridge = add.host.get_link(add.bridge.index) or add.bridge
@@ -448,11 +449,12 @@ def _validate(req: CmdArgs) -> tuple[BridgeConfig, dockerlinks.LinkPlan]:
     return conf, names
 
 
-def cmd_add(req: CmdArgs) -> dict:
+def cmd_add(req: CmdArgs) -> JSONObject:
     conf, names = _validate(req)
-    netlink = _netlink()
+    import dockline.netlink as netlink
+
     undo = UndoStack()
-    with netlink.current_netns() as host, _open_container(netlink, req.netns) as ns:
+    with netlink.current_netns() as host, _open_container(req.netns) as ns:
         add = _Add(conf, req, host, ns, undo, names)
         try:
             for phase in ADD_PHASES:
@@ -471,11 +473,13 @@ def cmd_add(req: CmdArgs) -> dict:
 # --- DEL ---------------------------------------------------------------------
 
 
-def _delete_foreign_veth(netlink, host: Netns, req: CmdArgs, bridge_name: str) -> None:
+def _delete_foreign_veth(host: Netns, req: CmdArgs, bridge_name: str) -> None:
     """A container attached by another bridge plugin (e.g. the reference's,
     with a random host name): delete its veth only if it really is a veth
     whose peer sits on our bridge; anything else was not made by a bridge
     plugin and is left alone."""
+    import dockline.netlink as netlink
+
     try:
         ns = netlink.open_netns(req.netns)
     except netlink.NetnsError:
@@ -501,13 +505,14 @@ def _delete_foreign_veth(netlink, host: Netns, req: CmdArgs, bridge_name: str) -
 
 
 def _delete_veth(req: CmdArgs, bridge_name: str | None) -> None:
-    netlink = _netlink()
+    import dockline.netlink as netlink
+
     with netlink.current_netns() as host:
         host_name = req.attachment.host_veth
         if host.get_link(host_name) is not None:
             host.delete_link(host_name)
         elif req.netns and bridge_name:
-            _delete_foreign_veth(netlink, host, req, bridge_name)
+            _delete_foreign_veth(host, req, bridge_name)
 
 
 def cmd_del(req: CmdArgs) -> None:
@@ -532,8 +537,9 @@ def cmd_del(req: CmdArgs) -> None:
     bridge_name = conf.bridge if conf is not None else None
     cleanup.run("bridge: failed to delete the veth", lambda: _delete_veth(req, bridge_name))
     if conf is None:
-        for backend in ("iptables", "nftables"):  # either may hold its rules
-            cleanup.run("masquerade", lambda b=backend: masquerade.delete(b, att))
+        # Either backend may hold its rules.
+        cleanup.run("masquerade", lambda: masquerade.delete("iptables", att))
+        cleanup.run("masquerade", lambda: masquerade.delete("nftables", att))
         cleanup.run("MAC spoof check", lambda: spoofcheck.delete(att))
     else:
         if conf.ip_masq:
@@ -544,13 +550,15 @@ def cmd_del(req: CmdArgs) -> None:
         if conf.macspoofchk:
             cleanup.run("MAC spoof check", lambda: spoofcheck.delete(att))
     cleanup.run("links: cleanup failed", lambda: dockerlinks.on_del(req, _data_dir(req)))
-    cleanup.run("isolation", lambda: _isolation().delete_port(att))
+    from dockline.firewall import isolation
+
+    cleanup.run("isolation", lambda: isolation.delete_port(att))
     if conf is None:
         return  # best effort on an unreadable config: nothing to report
     cleanup.raise_first()
 
 
-def _lenient_ipam_type(config: dict) -> str:
+def _lenient_ipam_type(config: JSONObject) -> str:
     ipam = config.get("ipam")
     value = ipam.get("type") if isinstance(ipam, dict) else None
     return value if isinstance(value, str) else ""
@@ -570,8 +578,9 @@ def cmd_check(req: CmdArgs) -> None:
         raise CniError(INVALID_CONFIG, "bridge CHECK: required prevResult missing")
     if conf.ipam_type:
         delegate.run(req, conf.ipam_type, "CHECK")
-    netlink = _netlink()
-    with netlink.current_netns() as host, _open_container(netlink, req.netns) as ns:
+    import dockline.netlink as netlink
+
+    with netlink.current_netns() as host, _open_container(req.netns) as ns:
         bridge = host.get_link(conf.bridge)
         if bridge is None or bridge.kind != "bridge":
             raise _missing(f"bridge {conf.bridge!r} is missing or not a bridge")
@@ -636,10 +645,12 @@ def cmd_check(req: CmdArgs) -> None:
             raise _missing(f"masquerade: {missing}")
     dockerlinks.on_check(req, _data_dir(req))
     if not conf.icc or conf.isolate:
-        _isolation().check(req, _data_dir(req), conf)
+        from dockline.firewall import isolation
+
+        isolation.check(req, _data_dir(req), conf)
 
 
-def _route_matches(route, dst, gw) -> bool:
+def _route_matches(route: Route, dst: Network, gw: str | None) -> bool:
     have_dst = route.dst
     if have_dst in (None, "", "default"):
         have_dst = "0.0.0.0/0" if dst.version == 4 else "::/0"
@@ -658,8 +669,10 @@ def _route_matches(route, dst, gw) -> bool:
 
 
 def _gc_veths(bridge_name: str, valid: set[Attachment]) -> None:
+    import dockline.netlink as netlink
+
     keep = {a.host_veth for a in valid}
-    with _netlink().current_netns() as host:
+    with netlink.current_netns() as host:
         bridge = host.get_link(bridge_name)
         if bridge is None:
             return
@@ -690,9 +703,11 @@ def cmd_gc(req: CmdArgs) -> None:
     if conf.macspoofchk:
         cleanup.run("MAC spoof check GC", lambda: spoofcheck.gc(req.network, valid))
     cleanup.run("links: GC failed", lambda: dockerlinks.on_gc(req.network, _data_dir(req), valid))
+    from dockline.firewall import isolation
+
     cleanup.run(
         "isolation GC",
-        lambda: _isolation().gc_ports(network_tag(req.network), {a.host_veth for a in valid}),
+        lambda: isolation.gc_ports(network_tag(req.network), {a.host_veth for a in valid}),
     )
     cleanup.raise_first()
 
@@ -703,16 +718,17 @@ def cmd_status(req: CmdArgs) -> None:
         delegate.run(req, conf.ipam_type, "STATUS")
 
 
-def _cluster_aware(handler):
+def _cluster_aware(handler: Handler) -> Handler:
     """Cluster mode (a ``cluster`` object in the config): the call runs with
     the name registry shared through etcd (dockline.cluster.bridge)."""
 
-    def run(req: CmdArgs):
+    def run(req: CmdArgs) -> JSONObject | None:
         if req.config.get("cluster") is None:
             return handler(req)
         from dockline.cluster import bridge as cluster_bridge
 
-        return cluster_bridge.run(handler, req, _data_dir(req))
+        result: JSONObject | None = cluster_bridge.run(handler, req, _data_dir(req))
+        return result
 
     return run
 

@@ -24,7 +24,8 @@ def add(att: Attachment, host_ifname: str, mac: str) -> None:
     nft_apply(
         [
             f"add table {t}",
-            f"add chain {t} prerouting {{ type filter hook prerouting priority -300; policy accept; }}",
+            f"add chain {t} prerouting "
+            "{ type filter hook prerouting priority -300; policy accept; }",
             f'add rule {t} prerouting iifname "{host_ifname}" ether saddr != {mac} drop '
             f'comment "dl-{att.tag}"',
         ],

@@ -24,11 +24,11 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     import ipaddress
     from collections.abc import Callable
-    from typing import Union
+    from typing import TypeAlias
 
-    Address = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-    Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
-    Interface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
+    Address: TypeAlias = ipaddress.IPv4Address | ipaddress.IPv6Address
+    Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+    Interface: TypeAlias = ipaddress.IPv4Interface | ipaddress.IPv6Interface
     # A value checker: (text, what) -> the rendered token, or CniError.
     Check = Callable[[str, str], str]
 

@@ -167,7 +167,7 @@ class ClusterNames:
             if not entry.get("links") or not hosts or not tag:
                 continue
             try:
-                lines = dockerlinks._lines_for(entry, reg)
+                lines = dockerlinks.lines_for(entry, reg)
                 if sorted(hostsfile.marked_lines(hosts, tag)) != sorted(lines):
                     hostsfile.rewrite(hosts, tag, lines, data_dir=self.data_dir)
             except (CniError, OSError) as exc:

@@ -174,7 +174,7 @@ def prepare(req: CmdArgs, data_dir: str = "") -> LinkPlan:
 LinkRequest = LinkPlan
 
 
-def _lines_for(entry: JSONObject, reg: Registry) -> list[str]:
+def lines_for(entry: JSONObject, reg: Registry) -> list[str]:
     lines = []
     scope = entry.get("scope", "")
     for name, alias in entry.get("links", []):
@@ -201,7 +201,7 @@ def _refresh_dependants(
         if any(name in names for name, _ in entry.get("links", [])):
             try:
                 hostsfile.rewrite(
-                    entry["hosts"], entry["tag"], _lines_for(entry, reg), data_dir=data_dir
+                    entry["hosts"], entry["tag"], lines_for(entry, reg), data_dir=data_dir
                 )
             except (CniError, OSError) as exc:
                 # That container's hosts file is gone, unsafe now, or its
@@ -257,7 +257,7 @@ def on_add(
             created = hostsfile.rewrite(
                 hosts,
                 tag,
-                _lines_for(entry, reg),
+                lines_for(entry, reg),
                 create_default=not plan.hosts_file,
                 data_dir=data_dir,
             )
@@ -402,7 +402,7 @@ def on_check(req: CmdArgs, data_dir: str) -> None:
         entry = reg.entries.get(key)
         if entry is None:
             raise CniError(STATE_MISSING, "links: the container is not registered on the network")
-        expected = _lines_for(entry, reg)
+        expected = lines_for(entry, reg)
     have = hostsfile.marked_lines(entry["hosts"], entry["tag"])
     missing = [line for line in expected if line not in have]
     if missing:

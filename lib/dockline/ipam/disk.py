@@ -36,15 +36,24 @@ alone, walked with O_NOFOLLOW), changed only under the store's lock:
 - ``a-<attachment digest>``: the attachment's addresses (JSON, written
   whole and renamed into place);
 - ``i-<ip>``: "this reservation file is known": a name dockline reserved,
-  or read once and found to be someone else's.
+  or read once and found to be someone else's;
+- ``s-sync``: what the store looked like when dockline last let go of its
+  lock knowing every reservation in it (the network directory's inode,
+  mtime, ctime and size, and the bytes of its ``last_reserved_ip`` files).
 Every hint is checked before it is acted on: an address is released or
 reported only if its reservation file holds the attachment's record.  DEL
 reads the attachment's ``a-`` file and the files it names (O(1)); when it
 is missing or wrong (the reference reserved, a crash, an older dockline,
-a repeated DEL) DEL reads every reservation, as before.  ADD and CHECK list
-the two directories (names only) and read just the reservations no ``i-``
-entry knows: in a store only dockline writes, none.  The index lives in
-/run: it is gone after a reboot, and the first calls then read the store.
+a repeated DEL) DEL reads every reservation, as before.  ADD and CHECK
+must also see a reservation someone else made for the attachment: when the
+store still matches ``s-sync`` nobody else has written since, and they
+read nothing more; otherwise they list the two directories (names only),
+read just the reservations no ``i-`` entry knows, and the store is in sync
+again.  Every writer of host-local's format creates a file in the
+directory (its mtime changes) and rewrites ``last_reserved_ip`` (its bytes
+change, even within one tick of a coarse clock), so a foreign reservation
+is never taken for "nothing changed".  The index lives in /run: it is
+gone after a reboot, and the first calls then read the store.
 """
 
 from __future__ import annotations
@@ -83,6 +92,7 @@ INDEX_ROOT = "/run/dockline/ipam"
 _INDEX_PRIVATE = 2
 _ATTACH_PREFIX = "a-"
 _KNOWN_PREFIX = "i-"
+_SYNC_NAME = "s-sync"
 _INDEX_TMP = ".tmp"
 _MAX_INDEX = 1 << 16  # an a- file holds a few addresses
 # Opening these means "not a file we can use": a symlink (ELOOP under
@@ -215,6 +225,7 @@ class _Lock:
 
     def __exit__(self, *exc: object) -> None:
         store = self.store
+        store.leave_in_sync()
         if store.index_fd is not None:
             if store.index_fd >= 0:
                 os.close(store.index_fd)
@@ -261,6 +272,10 @@ class DiskStore(Store):
         self.dir_fd: int | None = None
         self.index_root = index_root
         self.index_fd: int | None = None  # -1: tried, unusable
+        # Under the lock: whether the index knows every reservation (None:
+        # not asked yet), and the last_reserved_ip names the token covers.
+        self.in_sync: bool | None = None
+        self.last_names: set[str] = set()
 
     def open(self, create: bool) -> int | None:
         """A descriptor of the network directory (None if it does not exist
@@ -381,6 +396,7 @@ class DiskStore(Store):
             if not self._write_new(ip, record):
                 return False
         self._replace(LAST_RESERVED_PREFIX + range_id, ip.encode())
+        self.last_names.add(LAST_RESERVED_PREFIX + range_id)
         return True
 
     def _reclaim_empty(self, ip: str) -> bool:
@@ -405,6 +421,7 @@ class DiskStore(Store):
         return data.decode(errors="replace").strip() or None
 
     def set_last_reserved(self, range_id: str, ip: str | None) -> None:
+        self.last_names.add(LAST_RESERVED_PREFIX + range_id)
         if ip is None:
             try:
                 os.unlink(LAST_RESERVED_PREFIX + range_id, dir_fd=self._fd())
@@ -526,7 +543,16 @@ class DiskStore(Store):
         stale: list[str] = []  # listed, but the file says otherwise: not known any more
         for ip in self._indexed(ix, container_id, ifname) or []:
             (mine if self._holds(ip, container_id, ifname) else stale).append(ip)
-        names = {n for n in os.listdir(self._fd()) if is_reservation_name(n)}
+        if self._synced(ix):  # nobody else wrote: the a- file says it all
+            try:
+                for ip in stale:
+                    self._index_unlink(ix, _KNOWN_PREFIX + ip)
+            except OSError:
+                self.in_sync = False
+            return mine
+        listing = os.listdir(self._fd())
+        names = {n for n in listing if is_reservation_name(n)}
+        self.last_names.update(n for n in listing if n.startswith(LAST_RESERVED_PREFIX))
         known = {n[len(_KNOWN_PREFIX) :] for n in os.listdir(ix) if n.startswith(_KNOWN_PREFIX)}
         known -= set(stale)
         try:
@@ -534,6 +560,7 @@ class DiskStore(Store):
                 self._index_unlink(ix, _KNOWN_PREFIX + ip)
             for ip in known - names:  # released by someone else: forget it
                 self._index_unlink(ix, _KNOWN_PREFIX + ip)
+            complete = True  # every reservation is known once this loop is done
             for name in names - known:  # made by someone else: read it, once
                 data = self._read(name, 4096)
                 if data is None:
@@ -544,12 +571,66 @@ class DiskStore(Store):
                 # Adopted: its owner's a- file lists it from now on, so no
                 # ADD reads it again and its DEL needs no scan.  An empty
                 # record (may be reclaimed) or one without ifname is read
-                # every time instead.
+                # every time instead: the store is never "in sync" with it.
                 if res.container_id and res.ifname:
                     self._record(ix, res.container_id, res.ifname, [name])
+                else:
+                    complete = False
+            self.in_sync = complete
         except OSError:
             pass  # the index only saves reads: a write that fails costs them again
         return mine
+
+    # --- the sync token (module docstring) ----------------------------------
+
+    def _token(self) -> bytes:
+        """The store as the token sees it now (under the lock)."""
+        st = os.fstat(self._fd())
+        parts = [f"{st.st_ino} {st.st_mtime_ns} {st.st_ctime_ns} {st.st_size}".encode()]
+        for name in sorted(self.last_names):
+            data = self._read(name, 256)
+            parts.append(name.encode() + b" " + (b"-" if data is None else data.hex().encode()))
+        return b"\n".join(parts)
+
+    def _synced(self, ix: int) -> bool:
+        """Whether the store is as dockline left it in sync (asked once per
+        lock, before this call changes anything)."""
+        if self.in_sync is None:
+            self.in_sync = False
+            saved = self._read(_SYNC_NAME, 4096, ix)
+            if saved:
+                self.last_names = {
+                    line.split(b" ", 1)[0].decode(errors="replace")
+                    for line in saved.split(b"\n")[1:]
+                }
+                if not all(_is_last_name(n) for n in self.last_names):
+                    self.last_names = set()
+                else:
+                    self.in_sync = self._token() == saved
+        return self.in_sync
+
+    def leave_in_sync(self) -> None:
+        """At the lock's release: when the index knew every reservation at
+        the start and only we wrote since, say so for the next call; else
+        make sure the next call reads the store."""
+        ix = self.index_fd if self.index_fd is not None and self.index_fd >= 0 else None
+        in_sync, self.in_sync = self.in_sync, None
+        last_names, self.last_names = self.last_names, set()
+        if ix is None or self.dir_fd is None or in_sync is None:
+            return
+        try:
+            if in_sync:
+                self.last_names = last_names
+                self._index_write(ix, _SYNC_NAME, self._token())
+            else:
+                self._index_unlink(ix, _SYNC_NAME)
+        except OSError:
+            try:
+                self._index_unlink(ix, _SYNC_NAME)
+            except OSError:
+                pass
+        finally:
+            self.last_names = set()
 
     def recorded(self, container_id: str, ifname: str, ips: list[str]) -> None:
         ix = self._index()
@@ -558,7 +639,7 @@ class DiskStore(Store):
         try:
             self._record(ix, container_id, ifname, ips)
         except OSError:
-            pass  # DEL then reads the store, as without an index
+            self.in_sync = False  # DEL and the next ADD read the store, as without an index
 
     def _record(self, ix: int, container_id: str, ifname: str, ips: list[str]) -> None:
         """Add ``ips`` to the attachment's a- file (keeping what it lists
@@ -577,6 +658,7 @@ class DiskStore(Store):
         ix = self._index()
         if ix is None:
             return super().release_by_id(container_id, ifname)
+        self._synced(ix)  # before anything changes: may the token be renewed?
         listed = self._indexed(ix, container_id, ifname) or []
         held = [ip for ip in listed if self._holds(ip, container_id, ifname)]
         if listed and held == listed:
@@ -594,7 +676,7 @@ class DiskStore(Store):
                 self._index_unlink(ix, _KNOWN_PREFIX + ip)
             self._index_unlink(ix, self._attach_name(container_id, ifname))
         except OSError:
-            pass
+            self.in_sync = False
         return released
 
     def prune_index(self) -> None:
@@ -628,7 +710,14 @@ class DiskStore(Store):
 
     def check_writable(self) -> None:
         with self.lock():
+            ix = self._index()
+            if ix is not None:
+                self._synced(ix)  # STATUS's probe is ours: it keeps the store in sync
             os.unlink(self._write_tmp(b"", 0o600), dir_fd=self._fd())
+
+
+def _is_last_name(name: str) -> bool:
+    return name.startswith(LAST_RESERVED_PREFIX) and "/" not in name and "\0" not in name
 
 
 def _plain_name(name: str) -> bool:

@@ -15,6 +15,7 @@ import os
 
 from helpers import ipam as H
 from helpers.cni import call_plugin
+from helpers.dirwatch import DirWatch
 from helpers.paths import REFERENCE_BIN
 
 STORE = "/var/lib/cni/networks/net1"
@@ -76,7 +77,70 @@ def test_add_check_del_read_no_other_reservation(sandbox, dockline_bin):
     assert not {ip.split("/")[0] for ip in ips} & left
     assert len([n for n in left if n in others]) == 40
     # the index knows the 20 others (one a- file and two i- files each)
-    assert len(_index_files(sandbox)) == 60
+    assert len([f for f in _index_files(sandbox) if "/a-" in f or "/i-" in f]) == 60
+
+
+def _index_dir(sb) -> str:
+    (net,) = os.listdir(_path(sb, INDEX))
+    return _path(sb, f"{INDEX}/{net}")
+
+
+def test_add_check_del_list_no_directory_when_only_dockline_wrote(sandbox, dockline_bin):
+    """The sync token: nobody else wrote since dockline's last call, so ADD,
+    CHECK and DEL list neither the store nor the index."""
+    hl = dockline_bin / "host-local"
+    conf = H.hl_conf()
+    _fill(sandbox, hl, conf, 10)
+    with DirWatch(_path(sandbox, STORE), _index_dir(sandbox)) as watch:
+        for command in ("ADD", "CHECK", "DEL", "ADD"):
+            _run(sandbox, hl, command, conf, "c1").ok()
+            assert watch.listed() == [], command
+        # GC reads everything; the next ADD lists the store once more, then not
+        gc = dict(conf, cniVersion="1.1.0")
+        gc["cni.dev/valid-attachments"] = [
+            {"containerID": c, "ifname": "eth0"} for c in ["c1"] + [f"bg{i}" for i in range(10)]
+        ]
+        _run(sandbox, hl, "GC", gc, cid=None).ok()
+        assert watch.listed() != []
+        _run(sandbox, hl, "ADD", conf, "c2").ok()
+        assert _path(sandbox, STORE) in watch.listed()
+        _run(sandbox, hl, "ADD", conf, "c3").ok()
+        assert watch.listed() == []
+
+
+def test_a_foreign_reservation_is_seen_after_a_synced_call(sandbox, dockline_bin):
+    """The reference reserves for r1 right after dockline's calls left the
+    store in sync: dockline's ADD of r1 sees it (a duplicate, refused), and
+    its DEL of r1 frees it."""
+    hl, ref = dockline_bin / "host-local", REFERENCE_BIN / "host-local"
+    conf = H.hl_conf()
+    _fill(sandbox, hl, conf, 3)
+    _run(sandbox, ref, "ADD", conf, "r1").ok()
+    dup = _run(sandbox, hl, "ADD", conf, "r1")
+    assert dup.code != 0 and "duplicate" in dup.stdout
+    _run(sandbox, hl, "ADD", conf, "d1").ok()
+    _run(sandbox, ref, "ADD", conf, "r2", args="IP=10.1.2.200").ok()
+    dup = _run(sandbox, hl, "ADD", conf, "r2")
+    assert dup.code != 0 and "duplicate" in dup.stdout
+    for cid in ("r1", "r2", "d1", "bg0", "bg1", "bg2"):
+        _run(sandbox, hl, "DEL", conf, cid).ok()
+    assert H.snapshot(sandbox).reservations("networks/net1") == {}
+
+
+def test_a_hand_made_reservation_is_seen_even_with_the_mtime_put_back(sandbox, dockline_bin):
+    """A writer that leaves the directory's mtime as it was (a write within
+    the same clock tick looks like that) is still seen: the token also
+    holds the ctime and last_reserved_ip's bytes."""
+    hl = dockline_bin / "host-local"
+    conf = H.hl_conf()
+    _fill(sandbox, hl, conf, 2)
+    store = _path(sandbox, STORE)
+    st = os.stat(store)
+    with open(f"{store}/10.1.2.77", "w") as f:
+        f.write("h1\r\neth0")
+    os.utime(store, ns=(st.st_atime_ns, st.st_mtime_ns))
+    dup = _run(sandbox, hl, "ADD", conf, "h1")
+    assert dup.code != 0 and "duplicate" in dup.stdout
 
 
 def test_store_is_the_reference_s_and_the_reference_still_works_on_it(sandbox, dockline_bin):

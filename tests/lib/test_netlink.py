@@ -450,6 +450,38 @@ def test_sysctls_in_current_and_target_netns(sandbox):
     assert sandbox.sh(read).stdout.split() == ["0", "2"]
 
 
+def test_device_settings_over_netlink_are_the_sysctls(sandbox):
+    """netlink/devconf.py: an IPv4 setting written with RTM_SETLINK is what
+    /proc/sys shows; IPv6 settings and forwarding read over netlink are what
+    /proc/sys holds, in the netns asked and no other."""
+    sandbox.sh("ip netns add c1")
+    res = py(
+        sandbox,
+        """
+        with current_netns() as host, open_netns("/run/netns/c1") as ns:
+            eth0, veth = ns.add_veth("eth0", peer_ns=host)
+            with ns.batch() as b:
+                b.set_ipv4_conf(eth0, arp_notify=1)
+            ns.sysctl_set("net/ipv6/conf/eth0/accept_ra", 0)
+            ns.sysctl_set("net/ipv6/conf/eth0/accept_dad", 2)
+            ns.sysctl_set("net/ipv6/conf/all/forwarding", 1)
+            host.sysctl_set("net/ipv4/ip_forward", 1)
+            out({"arp_notify": ns.sysctl_get("net/ipv4/conf/eth0/arp_notify"),
+                 "host_arp_notify": host.sysctl_get(f"net/ipv4/conf/{veth.name}/arp_notify"),
+                 "ns6": ns.ipv6_conf(eth0), "host6": host.ipv6_conf(veth),
+                 "fwd": [ns.forwarding(2), ns.forwarding(10),
+                         host.forwarding(2), host.forwarding(10)],
+                 "gone": fails(ns.set_ipv4_conf, 999, arp_notify=1)})
+        """,
+    )
+    assert res["arp_notify"] == "1" and res["host_arp_notify"] == "0"
+    assert res["ns6"]["accept_ra"] == 0 and res["ns6"]["accept_dad"] == 2
+    assert res["ns6"]["disable_ipv6"] == 0
+    assert res["host6"]["accept_ra"] != 0 and res["host6"]["accept_dad"] == 1
+    assert res["fwd"] == [0, 1, 1, 0]
+    assert res["gone"][0] == 19  # ENODEV
+
+
 # -- the whole thing, with traffic ----------------------------------------------------
 
 

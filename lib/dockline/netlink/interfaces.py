@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Iterable
 from errno import EEXIST, EINVAL, ENODEV, ENOENT
 
+from . import devconf
 from ._pyroute2 import ifinfmsg
 from .base import (
     IFF_PROMISC,
@@ -21,6 +22,7 @@ from .base import (
     link_from_result,
     link_msg,
 )
+from .devconf import set_ipv4_conf_request
 from .errors import NetlinkError
 from .rtnl import (
     NLM_F_CREATE,
@@ -100,6 +102,13 @@ class LinkWriteOps(OpsBase):
             IFLA_IFNAME=name, IFLA_MTU=mtu, IFLA_ADDRESS=mac, IFLA_MASTER=master
         )
         self._submit(RtnlRequest(RTM_SETLINK, 0, msg, f"set link {describe(link)}"))
+
+    def set_ipv4_conf(self, link: LinkRef, **values: int) -> None:
+        """IPv4 settings of ``link`` (``arp_notify=1``), as the sysctls under
+        /proc/sys/net/ipv4/conf/LINK would set them; over netlink, so no
+        /proc/sys path is looked up (devconf module docstring)."""
+        index = self._ifindex(link)
+        self._submit(set_ipv4_conf_request(index, values, f"set IPv4 settings of {describe(link)}"))
 
     def link_up(self, link: LinkRef) -> None:
         self.set_link(link, up=True)
@@ -209,6 +218,16 @@ class LinkOps(LinkWriteOps):
     def get_link(self, link: LinkRef) -> Link | None:
         """The link ``link`` (name or ifindex), or None if there is none."""
         return link_from_result(self._rtnl.execute([get_link_request(link)])[0])
+
+    def ipv6_conf(self, link: LinkRef) -> dict[str, int] | None:
+        """Some IPv6 settings of ``link`` (devconf.DEVCONF_IPV6), read over
+        netlink; None when it has no IPv6."""
+        return devconf.ipv6_conf(self._rtnl, self._ifindex(link))
+
+    def forwarding(self, family: int) -> int | None:
+        """This netns's forwarding setting for ``family`` (AF_INET: ip_forward;
+        AF_INET6: conf/all/forwarding), or None when netlink cannot tell."""
+        return devconf.forwarding(self._rtnl, family)
 
     def list_links(self) -> list[Link]:
         msg = ifinfmsg()

@@ -55,7 +55,7 @@ if TYPE_CHECKING:
     Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 IFF_PROMISC = 0x100  # <linux/if.h>
-AF_INET6 = 10  # <sys/socket.h>; the socket module costs ~3 ms to import
+AF_INET, AF_INET6 = 2, 10  # <sys/socket.h>; the socket module costs ~3 ms to import
 
 
 def _kernel_error(exc: OSError, what: str) -> CniError:
@@ -142,9 +142,10 @@ def _configure_container(
         dad = [("enhanced_dad", 1), ("accept_dad", 1)] if conf.enable_dad else [("accept_dad", 0)]
         for key, value in dad:
             _sysctl_if_present(ns, f"net/ipv6/conf/{req.ifname}/{key}", value)
-        _sysctl_if_present(ns, f"net/ipv4/conf/{req.ifname}/arp_notify", 1)
     gateways = {family(i["address"]): i.get("gateway") for i in reversed(ips)}
     with ns.batch() as batch:
+        if ips:  # before the link is up: the gratuitous ARP goes out with it
+            batch.set_ipv4_conf(link, arp_notify=1)
         for ip in ips:
             batch.add_address(link, ip["address"], nodad=not conf.enable_dad)
         batch.set_link(link, up=True)
@@ -210,7 +211,8 @@ def _ensure_gateway_addresses(
         net = ipaddress.ip_interface(ip["address"]).network
         gw = ipaddress.ip_interface(f"{ip['gateway']}/{net.prefixlen}")
         present = False
-        for addr in host.list_addresses(bridge):
+        # one family's dump: the kernel reads it without taking the rtnl lock
+        for addr in host.list_addresses(bridge, AF_INET6 if gw.version == 6 else AF_INET):
             have = ipaddress.ip_interface(f"{addr.address}/{addr.prefixlen}")
             if have.version != gw.version or have.is_link_local:
                 continue
@@ -228,10 +230,17 @@ def _ensure_gateway_addresses(
                 )
         if not present:
             host.add_address(bridge, str(gw), nodad=True, exist_ok=True)
-        if gw.version == 4:
+        _ensure_forwarding(host, gw.version)
+
+
+def _ensure_forwarding(host: Netns, version: int) -> None:
+    """Forwarding on, as the reference turns it on; read over netlink first
+    (netlink/devconf.py): its /proc/sys path costs more with every netns."""
+    if version == 4:
+        if host.forwarding(AF_INET) != 1:
             host.sysctl_set("net/ipv4/ip_forward", 1)
-        else:
-            host.sysctl_set("net/ipv6/conf/all/forwarding", 1)
+    elif host.forwarding(AF_INET6) != 1:
+        host.sysctl_set("net/ipv6/conf/all/forwarding", 1)
 
 
 def _setup_host_port(conf: BridgeConfig, host: Netns, veth: Link, bridge: Link) -> None:
@@ -293,7 +302,11 @@ def _interfaces(add: _Add) -> None:
     add.bridge = host.ensure_bridge(
         conf.bridge, mtu=conf.mtu or None, vlan_filtering=vlan_filtering
     )
-    _sysctl_if_present(host, f"net/ipv6/conf/{conf.bridge}/accept_ra", 0)
+    # No RA taken from a container (ra_guard); already so on every ADD but
+    # the bridge's first, which netlink tells without a /proc/sys lookup.
+    ipv6 = host.ipv6_conf(add.bridge)
+    if ipv6 is not None and ipv6.get("accept_ra") != 0:
+        _sysctl_if_present(host, f"net/ipv6/conf/{conf.bridge}/accept_ra", 0)
     if conf.promisc:
         host.set_link(add.bridge, promisc=True)
     if ns.get_link(req.ifname) is not None:

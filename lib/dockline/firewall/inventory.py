@@ -74,11 +74,14 @@ def objects(network: str) -> tuple[dict[str, list[str]], dict[str, list[str]], l
                         text = _claim_text(name, e.key)
                         if text:
                             ports.setdefault(tag, []).append(text)
-        if proc.which("nft"):
-            for tag, handle in nft_tagged_rules("bridge", spoofcheck.TABLE, "prerouting", prefix):
-                found.setdefault(tag, []).append(
-                    f"nft bridge {spoofcheck.TABLE} prerouting rule {handle}"
-                )
+        for tag, port in spoofcheck.tags(prefix):
+            found.setdefault(tag, []).append(
+                f"nft bridge {spoofcheck.TABLE} {spoofcheck.PORTS} element {port}"
+            )
+        if proc.which("nft") and nfnl.get_table(nfnl.BRIDGE, spoofcheck.LEGACY_TABLE):
+            legacy = spoofcheck.LEGACY_TABLE
+            for tag, handle in nft_tagged_rules("bridge", legacy, "prerouting", prefix):
+                found.setdefault(tag, []).append(f"nft bridge {legacy} prerouting rule {handle}")
     except Exception as exc:
         problems.append(f"nftables: {exc}")
     for tag in ports:

@@ -289,11 +289,6 @@ def _needs_nft() -> None:
         raise CniError(INVALID_CONFIG, "icc and isolate need nftables", "nft is not installed")
 
 
-def _ifname(name: str, what: str = "interface name") -> bytes:
-    """An ifname key part: the name, NUL-padded to IFNAMSIZ."""
-    return tokens.ifname(name, what).encode().ljust(16, b"\0")
-
-
 def _addr(address: str) -> bytes:
     from . import nfnl
 
@@ -311,7 +306,7 @@ def _network_elements(
     itself stays."""
     from . import nfnl
 
-    br = _ifname(bridge, "bridge name")
+    br = nfnl.ifname(bridge, "bridge name")
     pair = nfnl.concat(br, br)
     out: dict[str, list[nfnl.Element]] = {}
     if not icc:
@@ -322,7 +317,7 @@ def _network_elements(
         out["iso_self"] = [nfnl.Element(pair)]
         allowed = []
         for other in allow:
-            name = _ifname(other, "isolateExcept bridge name")
+            name = nfnl.ifname(other, "isolateExcept bridge name")
             allowed += [nfnl.Element(nfnl.concat(br, name)), nfnl.Element(nfnl.concat(name, br))]
         if allowed:
             out["allowed"] = allowed
@@ -341,7 +336,7 @@ def _port_elements(att: Attachment, port: str, ips: list[str]) -> dict[str, list
 
     from . import nfnl
 
-    name = _ifname(port, "host interface")
+    name = nfnl.ifname(port, "host interface")
     addrs = [str(ipaddress.ip_interface(ip).ip) for ip in ips]
     text = " ".join([tokens.hex_tag(att.network_tag), *addrs])
     if len(text) > _MAX_COMMENT:
@@ -369,7 +364,7 @@ def _port_keys(port: str) -> dict[str, list[nfnl.Element]] | None:
     comment; None when the port is not there."""
     from . import nfnl
 
-    name = _ifname(port, "host interface")
+    name = nfnl.ifname(port, "host interface")
     found = nfnl.get_element(nfnl.BRIDGE, NAME, "icc_ports", name)
     if found is None:
         return None
@@ -480,7 +475,7 @@ def _set_element(bridge: str, e: Element) -> tuple[str, nfnl.Element]:
 
     from . import nfnl
 
-    br = _ifname(bridge, "bridge name")
+    br = nfnl.ifname(bridge, "bridge name")
     src, dst = ipaddress.ip_address(e[1]), ipaddress.ip_address(e[2])
     if src.version != dst.version:
         raise ValueError("mixed address families")

@@ -17,9 +17,9 @@ Scope, on purpose small:
 * ``ensure``: structure (tables, chains with hooks and rules, typed sets)
   is written once with one ``nft -f`` when a probe object is missing, as
   rules are nft's language, not worth re-encoding here.
-* Key and data encoders (``ipv4``, ``ipv6``, ``proto``, ``port``,
-  ``concat``) and ``comment`` for an element's user data (shown by nft as
-  ``comment "..."``).
+* Key and data encoders (``ipv4``, ``ipv6``, ``ifname``, ``proto``,
+  ``port``, ``concat``) and ``comment`` for an element's user data
+  (shown by nft as ``comment "..."``).
 
 Families are nft's: ``INET``, ``IPV4``, ``IPV6``, ``BRIDGE``.  Names are
 checked (``tokens``) before they go on the wire.
@@ -98,6 +98,11 @@ _PROTOS = {"tcp": 6, "udp": 17, "sctp": 132}
 def proto(name: str) -> bytes:
     """inet_proto: one byte (padded to 4 by ``concat``)."""
     return bytes((_PROTOS[name],))
+
+
+def ifname(name: str, what: str = "interface name") -> bytes:
+    """An ifname key: the name, NUL-padded to IFNAMSIZ."""
+    return tokens.ifname(name, what).encode().ljust(16, b"\0")
 
 
 def port(number: int) -> bytes:

@@ -271,7 +271,61 @@ def test_macspoofchk_drops_frames_with_another_source_mac(sandbox, dockline_bin)
     sandbox.sh("ip -n c1 link set eth0 address 02:00:00:00:00:66; ip -n c2 neigh flush all")
     assert http_get(sandbox, "c2", "c1", "10.44.0.2", port=8081, tries=2) == ""
     delete(sandbox, dockline_bin, "c1", conf(macspoofchk=True)).ok()
-    assert "dl-" not in sandbox.sh("nft list ruleset").stdout
+    # the constant rule stays (it names only sets); c1's elements are gone
+    ruleset = sandbox.sh("nft list ruleset").stdout
+    assert "dockline spoof check" in ruleset and "02:00:00:00:00" not in ruleset
+    assert 'comment "dl-' not in sandbox.sh("nft list set bridge dockline_macspoof ports").stdout
+
+
+def test_macspoofchk_is_elements_of_constant_rules(sandbox, dockline_bin):
+    """An attachment is two set elements: DEL removes them by key whatever
+    else is there, GC removes those of attachments gone, and a port of
+    another attachment is never touched."""
+    runs = [add(sandbox, dockline_bin, f"c{i}", conf(macspoofchk=True)).ok() for i in range(3)]
+    macs = [r.json["interfaces"][2]["mac"] for r in runs]
+    ports = sandbox.sh("nft -j list set bridge dockline_macspoof ports").stdout
+    allowed = sandbox.sh("nft list set bridge dockline_macspoof allowed").stdout
+    assert ports.count("dl-") == 3 and all(mac in allowed for mac in macs)
+    assert (
+        sandbox.sh("nft list chain bridge dockline_macspoof prerouting").stdout.count("drop") == 1
+    )
+    delete(sandbox, dockline_bin, "c0", conf(macspoofchk=True)).ok()
+    delete(sandbox, dockline_bin, "c0", conf(macspoofchk=True)).ok()  # again: nothing there
+    allowed = sandbox.sh("nft list set bridge dockline_macspoof allowed").stdout
+    assert macs[0] not in allowed and macs[1] in allowed and macs[2] in allowed
+    gc = dict(conf(macspoofchk=True), cniVersion="1.1.0")
+    gc["cni.dev/valid-attachments"] = [{"containerID": "c2", "ifname": "eth0"}]
+    call_plugin(
+        sandbox, dockline_bin / "bridge", "GC", gc, containerid=None, netns=None, ifname=None
+    ).ok()
+    allowed = sandbox.sh("nft list set bridge dockline_macspoof allowed").stdout
+    assert macs[1] not in allowed and macs[2] in allowed
+
+
+def test_macspoofchk_del_and_gc_remove_an_older_dockline_s_rules(sandbox, dockline_bin):
+    """A host that ran an older dockline has one rule per attachment in
+    table bridge dockline_spoofchk: DEL and GC still remove them."""
+    from dockline.cni.attachment import Attachment
+
+    tags = {cid: Attachment("net1", cid, "eth0").tag for cid in ("old1", "old2")}
+    t = "bridge dockline_spoofchk"
+    script = [
+        f"add table {t}",
+        f"add chain {t} prerouting {{ type filter hook prerouting priority -300; }}",
+    ] + [
+        f'add rule {t} prerouting iifname "x{i}" ether saddr != 02:00:00:00:00:0{i} drop '
+        f'comment "dl-{tag}"'
+        for i, tag in enumerate(tags.values())
+    ]
+    sandbox.sh("nft -f -", input="\n".join(script) + "\n")
+    delete(sandbox, dockline_bin, "old1", conf(macspoofchk=True)).ok()
+    left = sandbox.sh(f"nft list table {t}").stdout
+    assert tags["old1"] not in left and tags["old2"] in left
+    gc = dict(conf(macspoofchk=True), cniVersion="1.1.0", **{"cni.dev/valid-attachments": []})
+    call_plugin(
+        sandbox, dockline_bin / "bridge", "GC", gc, containerid=None, netns=None, ifname=None
+    ).ok()
+    assert "dl-" not in sandbox.sh(f"nft list table {t}").stdout
 
 
 CRASH_POINTS = [

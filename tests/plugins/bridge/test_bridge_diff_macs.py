@@ -6,6 +6,8 @@ The method, and what differs by design: tests/helpers/bridge_diff.py."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from helpers.bridge_diff import (
     BRIDGE,
@@ -78,14 +80,22 @@ def test_requested_mac(source):
 
 def _macspoof_rules(side) -> list[str]:
     # The bridge family, where both implement it (dockline's isolation
-    # between networks is constant inet rules); dockline's RA guard keeps
-    # one constant rule keyed on a set of ports.
+    # between networks is constant inet rules).  dockline's RA guard and
+    # spoof check are constant rules over sets of ports: what an attachment
+    # adds there are the sets' elements, listed here as "element" lines.
     text = side.sh("nft list ruleset bridge 2>/dev/null || true").stdout
-    return [
-        line.strip()
-        for line in text.splitlines()
-        if ("ether saddr" in line or "drop" in line) and "nd-router-advert" not in line
-    ]
+    out = []
+    for line in (raw.strip() for raw in text.splitlines()):
+        if "nd-router-advert" in line or "@allowed" in line:
+            continue
+        if "ether saddr" in line or "drop" in line:
+            out.append(line)
+    if "dockline_macspoof" in text:
+        allowed = side.sh("nft -j list set bridge dockline_macspoof allowed").stdout
+        for elem in json.loads(allowed)["nftables"][1]["set"].get("elem", []):
+            port, mac = elem["concat"]
+            out.append(f"element {port} ether saddr {mac} drop otherwise")
+    return out
 
 
 def test_macspoofchk():

@@ -5,6 +5,7 @@ import json
 
 import pytest
 from dockline.cni.attachment import Attachment
+from helpers import registry
 from helpers.cli import dockline, put_conf, repo_conf
 
 CAPS_WEB = {"links": ["db:dbapp"], "portMappings": [{"hostPort": 8080, "containerPort": 80}]}
@@ -138,7 +139,7 @@ def test_gc_releases_what_a_killed_add_left(sandbox, dockline_bin, dockline_hook
     sandbox.sh("rm /var/lib/cni/results/dockline-live-eth0; ip netns del dead")
     store_before = sandbox.sh("ls /var/lib/cni/networks/dockline").stdout.split()
     assert "10.89.0.4" in store_before  # dead's address is held
-    assert "ghost" in sandbox.sh("cat /var/lib/cni/networks/dockline/.dockline-names.json").stdout
+    assert "ghost" in sandbox.sh(registry.cat()).stdout
     assert "dockline-link" in sandbox.sh("cat /etc/netns/dead/hosts").stdout
 
     run = dockline(sandbox, "gc", "dockline")
@@ -160,9 +161,7 @@ def test_gc_releases_what_a_killed_add_left(sandbox, dockline_bin, dockline_hook
     assert "released" in run.stdout
     store = sandbox.sh("ls /var/lib/cni/networks/dockline").stdout.split()
     assert "10.89.0.4" not in store and {"10.89.0.2", "10.89.0.3", "10.89.0.5"} <= set(store)
-    assert (
-        "ghost" not in sandbox.sh("cat /var/lib/cni/networks/dockline/.dockline-names.json").stdout
-    )
+    assert "ghost" not in sandbox.sh(registry.cat()).stdout
     assert (
         "dockline-link" not in sandbox.sh("cat /etc/netns/dead/hosts").stdout
     )  # hosts line released

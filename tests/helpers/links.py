@@ -48,7 +48,7 @@ def state(sb):
     """Everything a failed ADD must leave untouched."""
     return sb.sh(
         "ls -la /var/lib/cni/networks/dockline 2>/dev/null | awk '{print $NF}';"
-        "cat /var/lib/cni/networks/dockline/.dockline-names.json 2>/dev/null;"
+        "cat /var/lib/cni/networks/dockline/.dockline-names/e-* 2>/dev/null;"
         "ip -br link show master dockline0 2>/dev/null; cat /etc/netns/*/hosts 2>/dev/null",
         check=False,
     ).stdout

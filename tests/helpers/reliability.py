@@ -22,8 +22,8 @@ MARKER = "# dockline-link "
 # the plugins' other state (route_localnet holders, ...)
 PLUGIN_STATE = "/var/lib/cni/dockline"
 # Files of the address store that are not reservations (the registry's
-# two dot-files live beside them).
-STORE_META = ("lock", ".dockline-names.json", ".dockline-names.lock")
+# lock lives beside them, its directory too).
+STORE_META = ("lock", ".dockline-names.lock")
 
 
 def load_conflist(**bridge_overrides) -> dict:
@@ -276,7 +276,7 @@ ip -j -d link show
 printf '{_SEP}'
 for f in {DATA_DIR}/NET/* {DATA_DIR}/NET/.[!.]*; do [ -f "$f" ] && printf '%s\\t%s\\n' "${{f##*/}}" "$(head -c 200 "$f" | tr '\\r\\n' '  ')"; done
 printf '{_SEP}'
-cat {DATA_DIR}/NET/.dockline-names.json 2>/dev/null
+for f in {DATA_DIR}/NET/.dockline-names/e-*; do [ -f "$f" ] && cat "$f" && echo; done
 printf '{_SEP}'
 nft -j list ruleset
 printf '{_SEP}'
@@ -330,8 +330,8 @@ class State:
                 self.stray_files.append(name)  # e.g. a temp file a killed writer left
             else:
                 self.reservations[name] = " ".join(content.split())
-        registry = registry.strip()
-        self.registry = json.loads(registry).get("attachments", {}) if registry else {}
+        docs = [json.loads(line) for line in registry.splitlines() if line.strip()]
+        self.registry = {doc["key"]: doc["entry"] for doc in docs}
         self.nft = json.loads(nft).get("nftables", []) if nft.strip() else []
         self.ipt = [l for l in (ipt4 + "\n" + ipt6).splitlines() if l.startswith(("-A", ":"))]
         self.hosts_lines = [l for l in hosts.strip("\n").splitlines() if l]

@@ -1010,7 +1010,7 @@ def capability_mutations():
             st.sampled_from(
                 [
                     "/var/lib/cni/networks/dockline/last_reserved_ip.0",
-                    "/var/lib/cni/networks/dockline/.dockline-names.json",
+                    "/var/lib/cni/networks/dockline/.dockline-names/seq",
                     "/var/lib/cni/networks/dockline/lock",
                     "/etc/netns/c2",
                     "/run/netns/c1",

@@ -165,23 +165,44 @@ def _firewall_objects(network: str) -> tuple[dict[str, list[str]], dict[str, lis
 
 
 def _registry(state: NetworkState) -> dict[str, JSONObject]:
-    """The names registry, read without its lock (nothing is changed) and
-    without trusting its shape: its format is allowed to evolve."""
-    path = os.path.join(state.data_dir or DEFAULT_DATA_DIR, state.net.name, names_registry.FILE)
+    """The names registry's entries, read without its lock (nothing is
+    changed) and without trusting their shape: the format may evolve."""
+    base = os.path.join(state.data_dir or DEFAULT_DATA_DIR, state.net.name)
+    out: dict[str, JSONObject] = {}
+    directory = os.path.join(base, names_registry.DIR)
     try:
-        with open(path, "rb") as f:
+        names = sorted(os.listdir(directory))
+    except FileNotFoundError:
+        names = []
+    except OSError as exc:
+        state.problems.append(f"names registry {directory}: {exc}")
+        names = []
+    for name in names:
+        if not name.startswith("e-"):
+            continue
+        try:
+            with open(os.path.join(directory, name), "rb") as f:
+                doc = json.loads(f.read())
+        except (OSError, ValueError) as exc:
+            state.problems.append(f"names registry {directory}/{name}: {exc}")
+            continue
+        ok = isinstance(doc, dict) and isinstance(doc.get("key"), str)
+        if ok and isinstance(doc.get("entry"), dict):
+            out[doc["key"]] = doc["entry"]
+    legacy = os.path.join(base, names_registry.FILE)  # before the first call converts it
+    try:
+        with open(legacy, "rb") as f:
             doc = json.loads(f.read())
     except FileNotFoundError:
-        return {}
+        return out
     except (OSError, ValueError) as exc:
-        state.problems.append(f"names registry {path}: {exc}")
-        return {}
+        state.problems.append(f"names registry {legacy}: {exc}")
+        return out
     entries = doc.get("attachments") if isinstance(doc, dict) else None
-    return (
-        {k: v for k, v in entries.items() if isinstance(v, dict)}
-        if isinstance(entries, dict)
-        else {}
-    )
+    for key, entry in entries.items() if isinstance(entries, dict) else []:
+        if isinstance(entry, dict):
+            out.setdefault(key, entry)
+    return out
 
 
 def _strings(value: object) -> list[str]:

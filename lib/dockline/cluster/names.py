@@ -37,7 +37,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from ..names.registry import Registry
+    from ..names.registry import Entries, Registry
     from .config import ClusterConfig
 
 REMOTE = "@"  # the first character of other hosts' keys in a merged registry
@@ -129,7 +129,8 @@ class ClusterNames:
         self.own = own
 
     @staticmethod
-    def local(entries: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    def local(entries: Entries) -> dict[str, dict[str, Any]]:
+        """This host's entries (reads them all: cluster mode publishes them)."""
         return {k: v for k, v in entries.items() if not k.startswith(REMOTE)}
 
     def publish(self, reg: Registry) -> None:

@@ -535,15 +535,9 @@ def _desired(reg: Registry, key: str) -> list[Element]:
 
 
 def _dependants(reg: Registry, names: list[str], scope: str, skip: str) -> list[str]:
-    return [
-        key
-        for key, entry in reg.entries.items()
-        if key != skip
-        and not key.startswith("@")  # cluster mode: other hosts' containers
-        and RECORD in entry
-        and entry.get("scope", "") == scope
-        and any(link[0] in names for link in entry.get("links") or [])
-    ]
+    """This host's containers linking to ``names`` (the registry's index)
+    that carry link elements."""
+    return [key for key in reg.dependants(scope, names, skip) if RECORD in reg.entries[key]]
 
 
 def _record(entry: JSONObject) -> list[Element]:

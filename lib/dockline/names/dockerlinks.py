@@ -195,10 +195,9 @@ def _warn(msg: str) -> None:
 def _refresh_dependants(
     reg: Registry, scope: str, names: list[str], skip: str, data_dir: str
 ) -> None:
-    for key, entry in reg.entries.items():
-        if key == skip or not entry.get("hosts") or entry.get("scope", "") != scope:
-            continue
-        if any(name in names for name, _ in entry.get("links", [])):
+    for key in reg.dependants(scope, names, skip):
+        entry = reg.entries[key]
+        if entry.get("hosts"):
             try:
                 hostsfile.rewrite(
                     entry["hosts"], entry["tag"], lines_for(entry, reg), data_dir=data_dir

@@ -6,6 +6,7 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from helpers import registry as names_registry
 from helpers.bridge import add, conf, delete, dual_conf, http_get, links, store
 from helpers.cni import call_plugin
 
@@ -359,9 +360,7 @@ def test_del_cleans_up_after_add_was_killed(sandbox, dockline_hooks_bin, point):
     assert store(sandbox) == []
     rules = sandbox.sh("iptables-save -t nat; nft list ruleset").stdout
     assert "DL-" not in rules and "dl-" not in rules
-    registry = sandbox.sh(
-        "cat /var/lib/cni/networks/net1/.dockline-names.json 2>/dev/null || true"
-    ).stdout
+    registry = sandbox.sh(names_registry.cat("net1")).stdout
     assert "web" not in registry and '"db' not in registry
     hosts = sandbox.sh("cat /etc/netns/web/hosts 2>/dev/null || true").stdout
     assert "dockline-link" not in hosts

@@ -6,10 +6,12 @@ them, in a private sandbox."""
 
 import json
 
+import pytest
+from helpers import registry
 from helpers.links import cni, err, ok, serve_and_fetch, setup
 from helpers.paths import REPO
 
-REGISTRY = "/var/lib/cni/networks/dockline/.dockline-names.json"
+LEGACY = "/var/lib/cni/networks/dockline/.dockline-names.json"  # the format before
 
 
 def k8s(sb, command, netns, namespace, pod, cid=None, cap=None):
@@ -51,7 +53,7 @@ def test_same_pod_name_in_two_namespaces_both_get_addresses(sandbox, dockline_bi
     a = ok(k8s(sandbox, "add", "a-web", "a", "web"))
     b = ok(k8s(sandbox, "add", "b-web", "b", "web"))
     assert v4(a) != v4(b)
-    reg = json.loads(sandbox.sh(f"cat {REGISTRY}").stdout)["attachments"]
+    reg = registry.entries(sandbox)
     assert {(e["scope"], e["pod"]) for e in reg.values()} == {("a", "web"), ("b", "web")}
     ok(k8s(sandbox, "del", "a-web", "a", "web"))
     ok(k8s(sandbox, "del", "b-web", "b", "web"))
@@ -83,10 +85,10 @@ def test_duplicate_explicit_alias_in_one_namespace_is_refused(sandbox, dockline_
     setup(sandbox)
     sandbox.sh("ip netns add a-one; ip netns add a-two; ip netns add b-two")
     ok(k8s(sandbox, "add", "a-one", "a", "one", cap={"aliases": ["cache"]}))
-    before = sandbox.sh(f"cat {REGISTRY}").stdout
+    before = sandbox.sh(f"ls -R {registry.registry_dir()}; {registry.cat()}").stdout
     e = err(k8s(sandbox, "add", "a-two", "a", "two", cap={"aliases": ["cache"]}))
     assert e["code"] == 100 and "'cache' is already taken" in e["msg"]
-    assert sandbox.sh(f"cat {REGISTRY}").stdout == before
+    assert sandbox.sh(f"ls -R {registry.registry_dir()}; {registry.cat()}").stdout == before
     assert "eth0" not in sandbox.sh("ip -n a-two -br link").stdout
     ok(k8s(sandbox, "add", "b-two", "b", "two", cap={"aliases": ["cache"]}))  # other namespace
 
@@ -114,13 +116,17 @@ def test_recreated_sandbox_takes_the_pod_name_before_the_old_ones_del(sandbox, d
     assert resolve(sandbox, "late2", "db") == v4(aliased)
 
 
-def test_registry_of_the_previous_format_still_works(sandbox, dockline_bin):
-    """An upgrade keeps DEL and links working on a version-1 registry."""
+@pytest.mark.parametrize("version", [1, 2])
+def test_registry_of_the_previous_formats_still_works(sandbox, dockline_bin, version):
+    """An upgrade keeps DEL and links working on a registry written by an
+    older dockline: version 1 (names only, no scope) or 2 (one document of
+    every entry), both in .dockline-names.json; the first call converts it
+    to entry files and removes it."""
     setup(sandbox)
     sandbox.sh("ip netns add db; ip netns add web")
     db = ok(k8s(sandbox, "add", "db", "a", "ignored", cid="db"))
-    # rewrite it as the previous dockline wrote it: names only, no scope
-    old = {
+    sandbox.sh(f"rm -r {registry.registry_dir()}")
+    old: dict = {
         "attachments": {
             "db:eth0": {
                 "names": ["db"],
@@ -131,7 +137,10 @@ def test_registry_of_the_previous_format_still_works(sandbox, dockline_bin):
             }
         }
     }
-    sandbox.run(["sh", "-c", f"cat > {REGISTRY}"], input=json.dumps(old), check=True)
+    if version == 2:
+        old.update(version=2, seq=7)
+        old["attachments"]["db:eth0"].update(scope="", seq=7)
+    sandbox.run(["sh", "-c", f"cat > {LEGACY}"], input=json.dumps(old), check=True)
     run = sandbox.run(
         [
             str(REPO / "scripts" / "cni"),
@@ -147,9 +156,9 @@ def test_registry_of_the_previous_format_still_works(sandbox, dockline_bin):
     )
     ok(run)
     assert resolve(sandbox, "web", "dbapp") == v4(db)
+    assert sandbox.sh(f"ls {LEGACY} 2>/dev/null; true").stdout == ""
     ok(k8s(sandbox, "del", "db", "a", "ignored", cid="db"))
-    reg = json.loads(sandbox.sh(f"cat {REGISTRY}").stdout)
-    assert reg["version"] == 2 and list(reg["attachments"]) == ["web:eth0"]
+    assert list(registry.entries(sandbox)) == ["web:eth0"]
 
 
 def test_a_name_whose_holder_lost_its_del_is_free_again(sandbox, dockline_bin):
@@ -162,5 +171,5 @@ def test_a_name_whose_holder_lost_its_del_is_free_again(sandbox, dockline_bin):
     assert err(cni(sandbox, "add", "db2", cap={"aliases": ["db"]}))["code"] == 100  # holder alive
     sandbox.sh("ip netns del db")  # db's DEL never comes
     ok(cni(sandbox, "add", "db2", cap={"aliases": ["db"]}))
-    reg = json.loads(sandbox.sh(f"cat {REGISTRY}").stdout)["attachments"]
+    reg = registry.entries(sandbox)
     assert "db:eth0" not in reg and reg["db2:eth0"]["names"] == ["db"]

@@ -1,11 +1,11 @@
 """Docker-style links on a dockline bridge: web reaches its db container
 under the alias dbapp through its hosts file, in a private sandbox."""
 
-import json
 import shutil
 import tempfile
 
 import pytest
+from helpers import registry
 from helpers.links import cni, err, ok, serve_and_fetch, setup, state
 
 
@@ -167,8 +167,7 @@ def test_gc_drops_registrations_of_gone_containers(sandbox, dockline_bin):
     ok(cni(sandbox, "add", "web", pod="web"))
     sandbox.sh("rm /var/lib/cni/results/dockline-db-eth0")  # the runtime forgot db
     ok(cni(sandbox, "gc", "web"))
-    names = json.loads(sandbox.sh("cat /var/lib/cni/networks/dockline/.dockline-names.json").stdout)
-    assert list(names["attachments"]) == ["web:eth0"]
+    assert list(registry.entries(sandbox)) == ["web:eth0"]
     ok(cni(sandbox, "add", "db", cid="db-new", pod="db"))  # the name is free again
 
 

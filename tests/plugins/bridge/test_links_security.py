@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import registry
 from helpers.links import cni, err, ok, setup
 from helpers.paths import VENV_PYTHON
 
@@ -263,10 +264,7 @@ def test_busy_edit_lock_is_try_again_on_add_and_skipped_on_del(sandbox, dockline
         e = err(cni(sandbox, "add", "web2", cap={"links": ["db"]}))
         assert e["code"] == 11 and time.monotonic() - t0 < 15, e
         assert "eth0" not in sandbox.sh("ip -n web2 -br link").stdout
-        assert (
-            "web2"
-            not in sandbox.sh("cat /var/lib/cni/networks/dockline/.dockline-names.json").stdout
-        )
+        assert "web2" not in sandbox.sh(registry.cat()).stdout
         t0 = time.monotonic()
         ok(cni(sandbox, "del", "web"))
         assert time.monotonic() - t0 < 15

@@ -234,17 +234,20 @@ def _expect_matches(st: state.State, live: Live, db: dict) -> list[str]:
         want_lines[f"/etc/netns/w{w:02d}/hosts"] = [f"{db_ip}\tdbapp db\t# dockline-link {tag}"]
     compare("hosts-file lines", want_lines, have_lines)
     # route_localnet on the bridge is held by each live container with a
-    # published port (one holder file each) and off once none is left
-    holders = {
+    # published port (one name each, a link to .holders) and off once none
+    # is left
+    names = {
         f.rsplit("/", 1)[1]
         for f in st.state_files
         if f.startswith(f"{state.PLUGIN_STATE}/localnet/{BRIDGE}/")
     }
+    holders = {n for n in names if not n.startswith(".")}
     compare(
         "route_localnet holders",
         {Attachment(NETWORK, cid, "eth0").tag for cid in expected_ips},
         holders,
     )
+    compare("route_localnet count file", {".holders"} if holders else set(), names - holders)
     want_switch = f"{BRIDGE}={1 if expected_ips else 0}"
     if want_switch not in st.route_localnet:
         problems.append(f"route_localnet: want {want_switch}, have {st.route_localnet}")

@@ -13,11 +13,16 @@ the host binds to loopback only (the CVE-2020-8558 class).  So:
   every interface of prevResult), only for snat with an IPv4 mapping, and
   turned off when the last such attachment on that interface goes.
 
-Who holds the switch is counted with one empty file per attachment,
-``<STATE_DIR>/<ifname>/<tag>``, under a flock: ADD creates one, DEL
-removes its own (a listdir of the per-interface directories, one per
-bridge, and a stat in each: no firewall dump).  A switch that was on before
-dockline first needed it (``.preset``) is left on.
+Who holds the switch is recorded with one name per attachment,
+``<STATE_DIR>/<ifname>/<tag>``, under a flock: each is a hard link to
+``.holders`` in that directory, whose link count is then the number of
+holders plus one.  ADD links its name, DEL unlinks its own and reads that
+count (a listdir of the per-interface directories, one per bridge, and a
+stat in each: no firewall dump, no listing of the holders).  GC lists
+them.  A switch that was on before dockline first needed it (``.preset``)
+is left on.  The switch itself is read and written over rtnetlink
+(netlink/devconf.py): its /proc/sys path costs a lookup among every
+netns's entries.
 """
 
 from __future__ import annotations
@@ -37,27 +42,53 @@ if TYPE_CHECKING:
 STATE_DIR = "/var/lib/cni/dockline/localnet"
 _LOCK = STATE_DIR + "/lock"
 _PRESET = ".preset"
+_COUNT = ".holders"  # every holder's name is a hard link to it
 IPT_CHAIN = "DOCKLINE-LOCALNET"
 
 
-def _sysctl(ifname: str) -> str:
-    return f"/proc/sys/net/ipv4/conf/{tokens.ifname(ifname)}/route_localnet"
+class _Switch:
+    """route_localnet of the host's interfaces, over rtnetlink: the
+    /proc/sys path costs a lookup among every netns's entries
+    (netlink/devconf.py)."""
 
+    def __init__(self) -> None:
+        from ..netlink.rtnl import RtnlSocket
 
-def _read(ifname: str) -> str | None:
-    try:
-        with open(_sysctl(ifname)) as f:
-            return f.read().strip()
-    except OSError:
-        return None  # the interface is gone
+        self.rtnl = RtnlSocket()
 
+    def __enter__(self) -> _Switch:
+        return self
 
-def _write(ifname: str, value: str) -> None:
-    try:
-        with open(_sysctl(ifname), "w") as f:
-            f.write(value)
-    except FileNotFoundError:
-        pass  # the interface is gone: nothing to switch
+    def __exit__(self, *exc: object) -> None:
+        self.rtnl.close()
+
+    def read(self, ifname: str) -> tuple[int, str] | None:
+        """(ifindex, "0" or "1"), or None when the interface is gone."""
+        from ..netlink import devconf
+
+        found = devconf.ipv4_conf(self.rtnl, tokens.ifname(ifname))
+        if found is None or "route_localnet" not in found[1]:
+            return None
+        index, conf = found
+        return index, str(conf["route_localnet"])
+
+    def write(self, ifname: str, value: str, index: int | None = None) -> None:
+        from ..netlink import devconf
+        from ..netlink.errors import NetlinkError
+
+        if index is None:
+            now = self.read(ifname)
+            if now is None:
+                return  # the interface is gone: nothing to switch
+            index = now[0]
+        request = devconf.set_ipv4_conf_request(
+            index, {"route_localnet": int(value)}, f"route_localnet of {ifname}"
+        )
+        try:
+            self.rtnl.execute([request])
+        except NetlinkError as exc:
+            if exc.errno != 19:  # ENODEV: gone since
+                raise
 
 
 def towards_container(addresses: list[IPAddress]) -> list[str]:
@@ -143,11 +174,12 @@ def acquire(tag: str, ifaces: list[str], backend: str) -> None:
     tokens.hex_tag(tag)
     if not ifaces:
         return
-    with FileLock(_LOCK):
+    with FileLock(_LOCK), _Switch() as switch:
         for name in ifaces:
-            before = _read(name)
-            if before is None:
+            found = switch.read(name)
+            if found is None:
                 continue
+            index, before = found
             d = f"{STATE_DIR}/{name}"
             first = True
             try:
@@ -156,15 +188,92 @@ def acquire(tag: str, ifaces: list[str], backend: str) -> None:
                     _touch(f"{d}/{_PRESET}")
             except FileExistsError:
                 first = False
-            _touch(f"{d}/{tag}")
+            _hold(d, tag)
             if first or before != "1":
                 if backend == "iptables":
                     ipt_ensure_guard()
-                _write(name, "1")
+                switch.write(name, "1", index)
 
 
 def _touch(path: str) -> None:
     os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+
+
+def _hold(d: str, tag: str) -> None:
+    """``tag`` holds the interface of directory ``d`` (module docstring)."""
+    count = f"{d}/{_COUNT}"
+    if not os.path.lexists(count):
+        # A directory an older dockline filled holds plain files: they
+        # become links of a new count file, which gets its name last, so a
+        # writer killed half way leaves no count that misses a holder.
+        new = count + ".new"
+        _replace_with(new, None)
+        for name in os.listdir(d):
+            if not name.startswith("."):
+                _replace_with(f"{d}/{name}", new)
+        os.rename(new, count)
+    try:
+        os.link(count, f"{d}/{tag}")
+    except FileExistsError:
+        pass
+
+
+def _replace_with(path: str, target: str | None) -> None:
+    """``path`` becomes a new empty file (``target`` None) or a link to
+    ``target``, in one rename."""
+    tmp = path + ".tmp"
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    if target is None:
+        _create(tmp)
+    else:
+        os.link(target, tmp)
+    os.rename(tmp, path)
+
+
+def _create(path: str) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    os.close(os.open(path, flags, 0o600))
+
+
+def _held(d: str) -> bool:
+    """Whether anyone still holds the interface of directory ``d``."""
+    try:
+        return os.lstat(f"{d}/{_COUNT}").st_nlink > 1
+    except FileNotFoundError:  # an older dockline's directory: read it
+        return any(not n.startswith(".") for n in os.listdir(d))
+
+
+def _let_go(name: str, d: str) -> None:
+    """Nobody holds interface ``name`` any more: its switch goes back off
+    (unless it was on before dockline), and its directory goes."""
+    try:
+        os.unlink(f"{d}/{_PRESET}")
+    except FileNotFoundError:
+        if _valid_name(name):
+            with _Switch() as switch:
+                switch.write(name, "0")
+    for leftover in os.listdir(d):  # .holders (and a killed writer's .tmp)
+        os.unlink(f"{d}/{leftover}")
+    os.rmdir(d)
+
+
+def release_one(tag: str) -> None:
+    """DEL: drop attachment ``tag``'s holds; no holder is listed."""
+    tokens.hex_tag(tag)
+    if not os.path.isdir(STATE_DIR):
+        return
+    with FileLock(_LOCK):
+        for name in _holders():
+            d = f"{STATE_DIR}/{name}"
+            try:
+                os.unlink(f"{d}/{tag}")
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            if not _held(d):
+                _let_go(name, d)
 
 
 def _holders() -> list[str]:
@@ -186,19 +295,11 @@ def release(doomed: Callable[[str], bool]) -> None:
                 held = os.listdir(d)
             except (FileNotFoundError, NotADirectoryError):
                 continue
-            kept = []
             for tag in held:
-                if tag != _PRESET and doomed(tag):
+                if not tag.startswith(".") and doomed(tag):
                     os.unlink(f"{d}/{tag}")
-                else:
-                    kept.append(tag)
-            if any(t != _PRESET for t in kept):
-                continue
-            if _PRESET in kept:
-                os.unlink(f"{d}/{_PRESET}")
-            elif _valid_name(name):
-                _write(name, "0")
-            os.rmdir(d)
+            if not _held(d):
+                _let_go(name, d)
 
 
 def _valid_name(name: str) -> bool:

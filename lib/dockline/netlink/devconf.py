@@ -32,13 +32,13 @@ if TYPE_CHECKING:
 RTM_GETNETCONF = 82
 NETCONFA_IFINDEX, NETCONFA_FORWARDING = 1, 2
 NETCONFA_IFINDEX_ALL = -1  # the netns-wide "all" settings (ip_forward)
-IFLA_AF_SPEC, IFLA_EXT_MASK = 26, 29
+IFLA_IFNAME, IFLA_AF_SPEC, IFLA_EXT_MASK = 3, 26, 29
 IFLA_INET_CONF = 1  # in AF_INET: one u32 attribute per IPV4_DEVCONF_*
 IFLA_INET6_CONF = 2  # in AF_INET6: an array of s32 indexed by DEVCONF_*
 RTEXT_FILTER_SKIP_STATS = 1 << 3
 NLA_F_NESTED = 0x8000
 # <linux/ip.h> IPV4_DEVCONF_* and <linux/ipv6.h> DEVCONF_*
-IPV4_DEVCONF = {"forwarding": 1, "arp_notify": 22}
+IPV4_DEVCONF = {"forwarding": 1, "arp_notify": 22, "route_localnet": 26}
 DEVCONF_IPV6 = {"forwarding": 0, "accept_ra": 3, "disable_ipv6": 26, "accept_dad": 27}
 
 _HEADER = struct.Struct("=IHHII")
@@ -120,6 +120,35 @@ def forwarding(rtnl: RtnlSocket, family: int) -> int | None:
             if kind == NETCONFA_FORWARDING and len(value) >= 4:
                 found: int = struct.unpack_from("=i", value)[0]
                 return found
+    return None
+
+
+def ipv4_conf(rtnl: RtnlSocket, name: str) -> tuple[int, dict[str, int]] | None:
+    """(ifindex, the IPv4 settings named in IPV4_DEVCONF) of link ``name``;
+    None if there is no such link (or it has no IPv4)."""
+    payload = (
+        _IFINFO.pack(0, 0, 0, 0, 0)
+        + _nla(IFLA_IFNAME, name.encode() + b"\0")
+        + _nla(IFLA_EXT_MASK, struct.pack("=I", RTEXT_FILTER_SKIP_STATS))
+    )
+    request = RtnlRequest(
+        RTM_GETLINK, 0, RawMessage(payload=payload), f"get link {name}", frozenset({ENODEV})
+    )
+    for reply in rtnl.execute([request])[0].replies:
+        index: int = _IFINFO.unpack_from(reply.data, _HEADER.size)[2]
+        for kind, spec in attributes(reply.data, _HEADER.size + _IFINFO.size):
+            if kind != IFLA_AF_SPEC:
+                continue
+            for family, nested in attributes(spec, 0):
+                if family != AF_INET:
+                    continue
+                for attr, conf in attributes(nested, 0):
+                    if attr == IFLA_INET_CONF:
+                        # u32 per setting, the first being IPV4_DEVCONF 1
+                        count = len(conf) // 4
+                        values = struct.unpack_from(f"={count}I", conf)
+                        named = {k: values[i - 1] for k, i in IPV4_DEVCONF.items() if i <= count}
+                        return index, named
     return None
 
 

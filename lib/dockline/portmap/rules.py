@@ -126,7 +126,7 @@ def delete(backends: tuple[str, ...] | Callable[[], tuple[str, ...]], att: Attac
             steps.append(lambda: nftables.remove_legacy(att))
     steps += [
         lambda: records.remove(KIND, att.tag) if not errors else None,
-        lambda: localnet.release(lambda tag: tag == att.tag),
+        lambda: localnet.release_one(att.tag),
         lambda: flush_udp_conntrack(released),
     ]
     for step in steps:

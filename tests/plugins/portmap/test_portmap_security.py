@@ -339,3 +339,30 @@ def test_route_localnet_set_by_the_operator_stays_on(sandbox, dockline_bin):
     )
     assert cni(sandbox, cni_path, "del", "a").returncode == 0
     assert _localnet(sandbox) == "1"
+
+
+def test_route_localnet_holders_are_counted_without_listing_them(sandbox, dockline_bin):
+    """Each holder is a hard link to .holders (its link count counts them,
+    so DEL lists nothing); a directory of plain files an older dockline
+    left is converted by the next ADD, and its holders still count."""
+    cni_path = setup_network(sandbox, "dockline-nftables", dockline_bin)
+    state = "/var/lib/cni/dockline/localnet/dockline0"
+    sandbox.sh("for n in a b c; do ip netns add $n; done")
+
+    def publish(name, port):
+        mapping = {"portMappings": [{"hostPort": port, "containerPort": 80}]}
+        assert cni(sandbox, cni_path, "add", name, mapping).returncode == 0
+
+    publish("a", 8080)
+    publish("b", 8081)
+    assert sandbox.sh(f"stat -c %h {state}/.holders").stdout.strip() == "3"
+    # as an older dockline left it: plain files, no .holders
+    sandbox.sh(f"cd {state} && for f in *; do cp $f .x && mv .x $f; done && rm .holders && ls -a")
+    publish("c", 8082)
+    assert sandbox.sh(f"stat -c %h {state}/.holders").stdout.strip() == "4"
+    for name in ("a", "b"):
+        assert cni(sandbox, cni_path, "del", name).returncode == 0
+        assert _localnet(sandbox) == "1"
+    assert cni(sandbox, cni_path, "del", "c").returncode == 0
+    assert _localnet(sandbox) == "0"
+    assert sandbox.sh(f"ls -a {state} 2>/dev/null; true").stdout == ""

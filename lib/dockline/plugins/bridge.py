@@ -46,6 +46,7 @@ from dockline.netlink.errors import NetlinkError  # no pyroute2 behind it
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from _thread import LockType
     from collections.abc import Callable
 
     from dockline.cni.jsonio import JSONObject
@@ -66,27 +67,67 @@ def _kernel_error(exc: OSError, what: str) -> CniError:
 
 class _BestEffort:
     """DEL and GC clean up as much as they can: every step runs, and the
-    first failure is what the runtime hears."""
+    first failure (in the order the steps were given) is what the runtime
+    hears."""
 
     def __init__(self) -> None:
-        self.first: CniError | None = None
+        self.failures: list[CniError | None] = []
+        self._started: list[tuple[LockType, list[BaseException]]] = []
 
     def run(self, what: str, step: Callable[[], object]) -> None:
+        self.failures.append(self._failure(what, step))
+
+    def start(self, what: str, step: Callable[[], object]) -> None:
+        """Run ``step`` in a thread beside the steps that follow: it waits
+        on the kernel (a veth's deletion waits for an RCU grace period and
+        its references, 15-30 ms) while they work.  It must not take
+        locks nor touch state the others change."""
+        import _thread
+
+        slot = len(self.failures)
+        self.failures.append(None)
+        done = _thread.allocate_lock()
+        done.acquire()
+        unexpected: list[BaseException] = []
+
+        def body() -> None:
+            try:
+                self.failures[slot] = self._failure(what, step)
+            except BaseException as exc:  # a bug: raised again by finish()
+                unexpected.append(exc)
+            finally:
+                done.release()
+
+        _thread.start_new_thread(body, ())
+        self._started.append((done, unexpected))
+
+    def finish(self) -> None:
+        """Wait for the started steps."""
+        for done, unexpected in self._started:
+            done.acquire()
+            if unexpected:
+                raise unexpected[0]
+        self._started = []
+
+    @staticmethod
+    def _failure(what: str, step: Callable[[], object]) -> CniError | None:
         try:
             step()
         except CniError as err:
-            self.first = self.first or err
+            return err
         except OSError as exc:
-            failure = (
+            return (
                 _kernel_error(exc, what)
                 if isinstance(exc, NetlinkError)
                 else CniError(IO_FAILURE, what, str(exc))
             )
-            self.first = self.first or failure
+        return None
 
     def raise_first(self) -> None:
-        if self.first is not None:
-            raise self.first
+        self.finish()
+        first = next((f for f in self.failures if f is not None), None)
+        if first is not None:
+            raise first
 
 
 def _open_container(path: str) -> Netns:
@@ -548,7 +589,8 @@ def cmd_del(req: CmdArgs) -> None:
     if ipam_type:
         cleanup.run("IPAM DEL", lambda: delegate.run(req, ipam_type, "DEL"))
     bridge_name = conf.bridge if conf is not None else None
-    cleanup.run("bridge: failed to delete the veth", lambda: _delete_veth(req, bridge_name))
+    # netlink only, no lock: the kernel's wait overlaps the steps below
+    cleanup.start("bridge: failed to delete the veth", lambda: _delete_veth(req, bridge_name))
     if conf is None:
         # Either backend may hold its rules.
         cleanup.run("masquerade", lambda: masquerade.delete("iptables", att))
@@ -566,6 +608,7 @@ def cmd_del(req: CmdArgs) -> None:
     from dockline.firewall import isolation
 
     cleanup.run("isolation", lambda: isolation.delete_port(att))
+    cleanup.finish()
     if conf is None:
         return  # best effort on an unreadable config: nothing to report
     cleanup.raise_first()

@@ -56,6 +56,7 @@ DEFAULT_SIZES = (0, 100, 500, 1000)
 SUBNET = {"reference": "10.210.0.0/16", "dockline": "10.220.0.0/16"}
 PORT_BASE = {"reference": 10000, "dockline": 20000}
 ENV_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+SETTLE = 0.25  # s after deleting containers' netns, before the next timed call
 
 
 def log(msg: str) -> None:
@@ -230,8 +231,17 @@ def measure(impls: list[Impl], size: int, reps: int) -> dict[str, dict[str, list
             cid = f"{impl.name[:3]}-n{size}-r{r}"
             path = "/run/netns/none" if impl.config == "host-local" else f"/run/netns/{cid}"
             times[impl.name]["DEL"].append(impl.chain("DEL", cid, path))
-            gone(impl, cid)
+        for impl in order:
+            gone(impl, f"{impl.name[:3]}-n{size}-r{r}")
+        settle()
     return times
+
+
+def settle(seconds: float = SETTLE) -> None:
+    """Deleting a netns leaves the kernel work in a workqueue (its devices,
+    its sysctls, an RCU grace period), which would slow whichever call
+    comes next: both implementations' calls start on a quiet kernel."""
+    time.sleep(seconds)
 
 
 def parallel(impls: list[Impl], count: int, rounds: int) -> dict[str, dict[str, list[float]]]:
@@ -252,6 +262,7 @@ def parallel(impls: list[Impl], count: int, rounds: int) -> dict[str, dict[str, 
                     out[impl.name][command].append((time.perf_counter() - start) * 1000)
             for c in cids:
                 gone(impl, c)
+            settle(1.0)
     return out
 
 

@@ -263,16 +263,44 @@ def _let_go(name: str, d: str) -> None:
 def release_one(tag: str) -> None:
     """DEL: drop attachment ``tag``'s holds; no holder is listed."""
     tokens.hex_tag(tag)
+
+    def drop(d: str) -> bool:
+        try:
+            os.unlink(f"{d}/{tag}")
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        return True
+
+    _release(drop)
+
+
+def release(doomed: Callable[[str], bool]) -> None:
+    """GC: drop the holds of the attachments whose tag ``doomed`` selects
+    (lists them)."""
+
+    def drop(d: str) -> bool:
+        try:
+            held = os.listdir(d)
+        except (FileNotFoundError, NotADirectoryError):
+            return False
+        for tag in held:
+            if not tag.startswith(".") and doomed(tag):
+                os.unlink(f"{d}/{tag}")
+        return True
+
+    _release(drop)
+
+
+def _release(drop: Callable[[str], bool]) -> None:
+    """``drop`` the holds in each interface's directory (True: it was
+    there); an interface nobody holds any more gets route_localnet back
+    off."""
     if not os.path.isdir(STATE_DIR):
         return
     with FileLock(_LOCK):
         for name in _holders():
             d = f"{STATE_DIR}/{name}"
-            try:
-                os.unlink(f"{d}/{tag}")
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            if not _held(d):
+            if drop(d) and not _held(d):
                 _let_go(name, d)
 
 
@@ -281,25 +309,6 @@ def _holders() -> list[str]:
         return [n for n in os.listdir(STATE_DIR) if n != "lock"]
     except FileNotFoundError:
         return []
-
-
-def release(doomed: Callable[[str], bool]) -> None:
-    """Drop the holds of the attachments whose tag ``doomed`` selects;
-    an interface nobody holds any more gets route_localnet back off."""
-    if not os.path.isdir(STATE_DIR):
-        return
-    with FileLock(_LOCK):
-        for name in _holders():
-            d = f"{STATE_DIR}/{name}"
-            try:
-                held = os.listdir(d)
-            except (FileNotFoundError, NotADirectoryError):
-                continue
-            for tag in held:
-                if not tag.startswith(".") and doomed(tag):
-                    os.unlink(f"{d}/{tag}")
-            if not _held(d):
-                _let_go(name, d)
 
 
 def _valid_name(name: str) -> bool:

@@ -123,54 +123,45 @@ def forwarding(rtnl: RtnlSocket, family: int) -> int | None:
     return None
 
 
+def _link_conf(
+    rtnl: RtnlSocket, index: int, name: str | None, family: int, attr: int
+) -> tuple[int, bytes] | None:
+    """(ifindex, payload of attribute ``attr`` in IFLA_AF_SPEC / ``family``)
+    of one link, by index or (index 0 and) name; None if absent."""
+    attrs = _nla(IFLA_IFNAME, name.encode() + b"\0") if name is not None else b""
+    attrs += _nla(IFLA_EXT_MASK, struct.pack("=I", RTEXT_FILTER_SKIP_STATS))
+    payload = _IFINFO.pack(0, 0, index, 0, 0) + attrs
+    what = f"get link {name if name is not None else index}"
+    request = RtnlRequest(RTM_GETLINK, 0, RawMessage(payload=payload), what, frozenset({ENODEV}))
+    for reply in rtnl.execute([request])[0].replies:
+        for kind, spec in attributes(reply.data, _HEADER.size + _IFINFO.size):
+            for fam, nested in attributes(spec, 0) if kind == IFLA_AF_SPEC else ():
+                for found, conf in attributes(nested, 0) if fam == family else ():
+                    if found == attr:
+                        ifindex: int = _IFINFO.unpack_from(reply.data, _HEADER.size)[2]
+                        return ifindex, conf
+    return None
+
+
 def ipv4_conf(rtnl: RtnlSocket, name: str) -> tuple[int, dict[str, int]] | None:
     """(ifindex, the IPv4 settings named in IPV4_DEVCONF) of link ``name``;
     None if there is no such link (or it has no IPv4)."""
-    payload = (
-        _IFINFO.pack(0, 0, 0, 0, 0)
-        + _nla(IFLA_IFNAME, name.encode() + b"\0")
-        + _nla(IFLA_EXT_MASK, struct.pack("=I", RTEXT_FILTER_SKIP_STATS))
-    )
-    request = RtnlRequest(
-        RTM_GETLINK, 0, RawMessage(payload=payload), f"get link {name}", frozenset({ENODEV})
-    )
-    for reply in rtnl.execute([request])[0].replies:
-        index: int = _IFINFO.unpack_from(reply.data, _HEADER.size)[2]
-        for kind, spec in attributes(reply.data, _HEADER.size + _IFINFO.size):
-            if kind != IFLA_AF_SPEC:
-                continue
-            for family, nested in attributes(spec, 0):
-                if family != AF_INET:
-                    continue
-                for attr, conf in attributes(nested, 0):
-                    if attr == IFLA_INET_CONF:
-                        # u32 per setting, the first being IPV4_DEVCONF 1
-                        count = len(conf) // 4
-                        values = struct.unpack_from(f"={count}I", conf)
-                        named = {k: values[i - 1] for k, i in IPV4_DEVCONF.items() if i <= count}
-                        return index, named
-    return None
+    found = _link_conf(rtnl, 0, name, AF_INET, IFLA_INET_CONF)
+    if found is None:
+        return None
+    index, conf = found
+    count = len(conf) // 4  # u32 per setting, the first being IPV4_DEVCONF 1
+    values = struct.unpack_from(f"={count}I", conf)
+    return index, {k: values[i - 1] for k, i in IPV4_DEVCONF.items() if i <= count}
 
 
 def ipv6_conf(rtnl: RtnlSocket, index: int) -> dict[str, int] | None:
     """The IPv6 settings of link ``index`` named in DEVCONF_IPV6; None if it
     has none (IPv6 off in the kernel) or is gone."""
-    payload = _IFINFO.pack(0, 0, index, 0, 0) + _nla(
-        IFLA_EXT_MASK, struct.pack("=I", RTEXT_FILTER_SKIP_STATS)
-    )
-    request = RtnlRequest(
-        RTM_GETLINK, 0, RawMessage(payload=payload), f"get ifindex {index}", frozenset({ENODEV})
-    )
-    for reply in rtnl.execute([request])[0].replies:
-        for kind, spec in attributes(reply.data, _HEADER.size + _IFINFO.size):
-            if kind != IFLA_AF_SPEC:
-                continue
-            for family, nested in attributes(spec, 0):
-                if family != AF_INET6:
-                    continue
-                for attr, conf in attributes(nested, 0):
-                    if attr == IFLA_INET6_CONF:
-                        count = len(conf) // 4
-                        values = struct.unpack_from(f"={count}i", conf)
-                        return {k: values[i] for k, i in DEVCONF_IPV6.items() if i < count}
-    return None
+    found = _link_conf(rtnl, index, None, AF_INET6, IFLA_INET6_CONF)
+    if found is None:
+        return None
+    conf = found[1]
+    count = len(conf) // 4  # s32 per setting, indexed by DEVCONF_*
+    values = struct.unpack_from(f"={count}i", conf)
+    return {k: values[i] for k, i in DEVCONF_IPV6.items() if i < count}

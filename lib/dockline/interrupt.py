@@ -47,3 +47,8 @@ class waiting:
     def __exit__(self, *exc: object) -> None:
         global _waiting
         _waiting -= 1
+
+
+def quiet() -> bool:
+    """Nothing requested nor being waited for: the state a call starts in."""
+    return _pending is None and not _waiting

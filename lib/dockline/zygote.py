@@ -436,23 +436,43 @@ def _read_request(conn: Socket, pidfd: int) -> tuple[bytes, list[bytes], list[in
     for level, kind, data in ancdata:
         if level == SOL_SOCKET and kind == SCM_RIGHTS:
             fds += _struct.unpack(f"{len(data) // 4}i", data[: len(data) // 4 * 4])
-    if flags & (MSG_TRUNC | MSG_CTRUNC) or len(fds) != 4:
-        raise _Refuse("malformed request")
-    parts = payload.split(b"\0")
-    if len(parts) < 2 or parts[0] != MAGIC:
-        raise _Refuse("malformed request")
-    if parts[1] not in MODULES:
-        raise _Refuse(f"module {parts[1][:64]!r} is not a dockline plugin")
+    try:
+        if flags & (MSG_TRUNC | MSG_CTRUNC) or len(fds) != 4:
+            raise _Refuse("malformed request")
+        parts = payload.split(b"\0")
+        if len(parts) < 2 or parts[0] != MAGIC:
+            raise _Refuse("malformed request")
+        if parts[1] not in MODULES:
+            raise _Refuse(f"module {parts[1][:64]!r} is not a dockline plugin")
+    except _Refuse:
+        for fd in fds:
+            os.close(fd)
+        raise
     return parts[1], parts[2:], fds
 
 
-def _adopt(theirs: Facts, pid: int, env: list[bytes], fds: list[int], rlimits: Rlimits) -> None:
+def _adopt(theirs: Facts, pid: int, env: list[bytes], fds: list[int], rlimits: Rlimits) -> bool:
     """Become the caller, as far as the call can tell: its umask, resource
-    limits, working directory, environment and stdio."""
+    limits, working directory, environment and stdio.  False when a hard
+    limit was lowered: without CAP_SYS_RESOURCE it cannot be raised again
+    for a next caller."""
     import resource
 
-    for which, limits in rlimits:
-        resource.setrlimit(which, limits)
+    restorable = True
+    for which, (soft, hard) in rlimits:
+        if which == resource.RLIMIT_CPU:
+            # The caller's CPU time limit counts from a fresh process's
+            # zero: a worker has used some already.
+            used = resource.getrusage(resource.RUSAGE_SELF)
+            spent = int(used.ru_utime + used.ru_stime)
+            if soft != resource.RLIM_INFINITY:
+                soft += spent
+            if hard != resource.RLIM_INFINITY:
+                hard += spent
+        now = resource.getrlimit(which)[1]
+        if hard != now and (now == resource.RLIM_INFINITY or hard < now):
+            restorable = False
+        resource.setrlimit(which, (soft, hard))
     os.umask(int(theirs.status.get(b"Umask", b"022"), 8))
     os.fchdir(fds[3])  # a deleted directory is still a directory to be in
     environ = os.environ
@@ -466,6 +486,7 @@ def _adopt(theirs: Facts, pid: int, env: list[bytes], fds: list[int], rlimits: R
         os.dup2(fds[target], target)
     for fd in fds:
         os.close(fd)
+    return restorable
 
 
 def _arm_hangup(conn: Socket) -> None:
@@ -497,13 +518,13 @@ def _arm_hangup(conn: Socket) -> None:
         raise ClientGone()
 
 
-def _serve_child(conn: Socket, me: Facts, rlimit_kinds: list[int]) -> None:
-    code = 1
-    started = False
+def _serve_one(conn: Socket, me: Facts, rlimit_kinds: list[int]) -> bool:
+    """Serve the call on ``conn``; whether this process is still fit to
+    serve another (see _Worker): the call ran to its end, or was refused
+    before anything of the caller's was adopted."""
+    adopted = False
+    pidfd: int | None = None
     try:
-        import gc
-
-        gc.disable()  # a short-lived child: collection would only copy pages
         try:
             problem, pid, pidfd, theirs = _peer_problem(conn, me)
             if problem or theirs is None:  # (no problem: its facts were read)
@@ -514,17 +535,27 @@ def _serve_child(conn: Socket, me: Facts, rlimit_kinds: list[int]) -> None:
             if not _alive(pidfd):  # the limits read were the client's
                 raise _Refuse("client gone")
             module, env, fds = _read_request(conn, pidfd)
-            _adopt(theirs, pid, env, fds, rlimits)
+            adopted = True
+            restorable = _adopt(theirs, pid, env, fds, rlimits)
             _arm_hangup(conn)
             if not _alive(pidfd):
                 raise _Refuse("client gone")
             os.close(pidfd)
+            pidfd = None
             conn.send(STARTED)
         except (_Refuse, OSError, ValueError) as exc:
             reason = str(exc) if isinstance(exc, _Refuse) else f"{type(exc).__name__}: {exc}"
+            if pidfd is not None:
+                os.close(pidfd)
             _refuse(conn, reason)
-            return
-        started = True
+            return not adopted
+    except BaseException:
+        try:
+            _refuse(conn, "internal error")
+        except BaseException:
+            pass
+        return False
+    try:
         import sys
 
         from .serve import serve_here
@@ -534,24 +565,39 @@ def _serve_child(conn: Socket, me: Facts, rlimit_kinds: list[int]) -> None:
         sys.stdout.flush()
         sys.stderr.flush()
         # The runtime reads our stdout until EOF: give it now.  Left to
-        # _exit, the kernel may release a netfilter netlink socket first,
-        # which waits for nf_tables' deferred cleanup (~15 ms after a delete).
+        # the process's exit, the kernel may release a netfilter netlink
+        # socket first, which waits for nf_tables' deferred cleanup (~15 ms
+        # after a delete).
+        fit = _let_go() and restorable
+        conn.send(_struct.pack("i", code))
+        return fit
+    except BaseException:  # ClientGone, or the answer could not be given
+        _signal.signal(_signal.SIGIO, _signal.SIG_IGN)
+        return False
+
+
+def _let_go() -> bool:
+    """Give the caller its stdio back (the runtime reads our stdout until
+    EOF), leave its directory and environment; whether this process is as
+    it was before the call in these respects."""
+    try:
+        null = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
         for fd in (0, 1, 2):
             try:
                 os.close(fd)
             except OSError:
                 pass
-        conn.send(_struct.pack("i", code))
-    except ClientGone:
-        code = 1  # nobody is waiting for an answer
-    except BaseException:
-        if not started:
-            try:
-                _refuse(conn, "internal error")
-            except BaseException:
-                pass
+        return False  # a worker without stdio could hand a later fd 1 out
+    try:
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)  # closes the caller's pipe
     finally:
-        os._exit(code)
+        os.close(null)
+    os.chdir("/")
+    os.environ.clear()
+    os.umask(0o077)
+    return True
 
 
 def _refuse(conn: Socket, reason: str) -> None:
@@ -642,7 +688,7 @@ def serve(stamp: str, paths: list[str]) -> None:
         return
     if bound is None:
         return
-    listener, path, ino, _lock = bound
+    listener, path, ino, lock = bound
 
     def leave() -> None:
         """Give the name back so the next call starts a fresh zygote
@@ -669,64 +715,327 @@ def serve(stamp: str, paths: list[str]) -> None:
 
     gc.collect()
     gc.freeze()  # children then leave the preloaded objects' pages shared
-    import select
-
     _signal.signal(_signal.SIGCHLD, _signal.SIG_DFL)
-    children: set[int] = set()
-    while True:
-        ready, _, _ = select.select([listener], [], [], IDLE_SECONDS)
-        _reap(children)
-        if not ready:
-            # Idle: let the namespaces we pin go.  Calls already queued
-            # are still served.
-            leave()
-            listener.setblocking(False)
-            while _accept(listener, children, me, rlimit_kinds, _lock):
-                pass
-            return
-        _accept(listener, children, me, rlimit_kinds, _lock)
+    pool = _Pool(listener, lock, me, rlimit_kinds)
+    pool.run()
+    # Idle: let the namespaces we pin go.  Calls already queued are still
+    # served.
+    leave()
+    pool.drain()
 
 
-def _accept(
-    listener: Socket, children: set[int], me: Facts, rlimit_kinds: list[int], lock: int
-) -> bool:
-    """Accept one connection and fork its child: nothing here reads from a
-    client, so no client can hold up the others."""
-    try:
-        # _socket's own accept (an fd; socket.py's wrapper is not loaded),
-        # which typeshed leaves out
-        fd, _ = listener._accept()  # type: ignore[attr-defined]
-    except OSError:
-        return False
-    conn = _socket.socket(AF_UNIX, SOCK_SEQPACKET, 0, fd)
-    try:
-        if len(children) >= MAX_CHILDREN:
-            conn.setblocking(False)
-            try:
-                conn.send(REFUSED + b"busy")
-            except OSError:
-                pass
-            return True
+# --- workers -----------------------------------------------------------------
+#
+# Forking a child per call costs more CPU than most of the call: the fork,
+# the child's writes to the zygote's pages (every object a call touches has
+# its reference count written, so its page is copied: ~1,400 pages) and the
+# exit.  So a child that served a call cleanly stays, as a worker, and the
+# zygote hands it the next connection; its pages are its own by then.  A
+# call changes only what _adopt sets (undone by _let_go) and what _Home
+# checks; a worker that finds anything else changed, or whose call was cut
+# short, exits instead.  Workers serve one zygote's callers, who are equals
+# (see the trust model): a worker's memory of an earlier call is nothing
+# the next caller could not have read or done itself.
+
+IDLE = b"I"  # worker -> zygote: ready for the next connection
+HANDED = b"C"  # zygote -> worker: this connection (SCM_RIGHTS) is yours
+WORKERS_PER_CPU = 4  # calls wait on locks and on the kernel, not only on CPU
+MAX_WORKERS = 32
+WORKER_CALLS = 512  # then a fresh one: whatever a call leaves behind is bounded
+WORKER_IDLE_SECONDS = 30.0  # an idle worker's private pages are given back
+STUCK_SECONDS = 0.2  # no worker freed for this long: waiting calls get their own child
+
+
+class _Pool:
+    """The zygote's accept loop: a connection goes to an idle worker, to a
+    new one while there are fewer than ``size``, or waits for the next
+    worker to be free.  The loop never reads from a client, so no client
+    can hold up the others; and calls waiting while no worker has come
+    free for STUCK_SECONDS (all blocked: on a lock, say) get a child each,
+    so waiting never turns into a deadlock."""
+
+    def __init__(self, listener: Socket, lock: int, me: Facts, rlimit_kinds: list[int]) -> None:
+        self.listener = listener
+        self.lock = lock
+        self.me = me
+        self.rlimit_kinds = rlimit_kinds
         try:
-            pid = os.fork()
-        except OSError:  # e.g. the cgroup's pids limit: the caller serves itself
-            conn.setblocking(False)
-            try:
-                conn.send(REFUSED + b"cannot fork")
-            except OSError:
-                pass
-            return True
-        if pid == 0:
-            try:
-                listener.close()
-                os.close(lock)  # the name stays the parent's alone
-                _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
-            finally:
-                _serve_child(conn, me, rlimit_kinds)
-        children.add(pid)
-        return True
-    finally:
+            cpus = len(os.sched_getaffinity(0))
+        except OSError:
+            cpus = 1
+        self.size = min(MAX_WORKERS, WORKERS_PER_CPU * max(cpus, 1))
+        self.children: set[int] = set()  # every child: workers and one-call children
+        self.workers: dict[int, Socket] = {}  # control socket's fd -> control socket
+        self.idle: list[tuple[Socket, float]] = []  # (control socket, idle since): oldest first
+        self.waiting: list[Socket] = []  # accepted connections, oldest first
+        self.progress = 0.0  # when a worker last came free (or was made)
+
+    # -- the loop
+
+    def run(self) -> None:
+        """Serve until IDLE_SECONDS pass without a call."""
+        import select
+        import time
+
+        last_call = time.monotonic()
+        while True:
+            now = time.monotonic()
+            timeout = last_call + IDLE_SECONDS - now
+            if self.idle:
+                timeout = min(timeout, self.idle[0][1] + WORKER_IDLE_SECONDS - now)
+            if self.waiting:
+                timeout = min(timeout, self.progress + STUCK_SECONDS - now)
+            ready, _, _ = select.select(
+                [self.listener, *self.workers.values()], [], [], max(timeout, 0.0)
+            )
+            _reap(self.children)
+            now = time.monotonic()
+            for sock in ready:
+                if sock is self.listener:
+                    conn = self._accept()
+                    if conn is not None:
+                        last_call = now
+                        self._dispatch(conn, now)
+                else:
+                    self._heard(sock, now)
+            while self.waiting and now - self.progress >= STUCK_SECONDS:
+                self._fork(self.waiting.pop(0), worker=False)
+            while self.idle and now - self.idle[0][1] >= WORKER_IDLE_SECONDS:
+                self._retire(self.idle.pop(0)[0])
+            if not ready and not self.waiting and now - last_call >= IDLE_SECONDS:
+                return
+
+    def drain(self) -> None:
+        """After leaving: serve what is already queued, then let the
+        workers go (each exits once its control socket closes)."""
+        self.listener.setblocking(False)
+        while True:
+            conn = self._accept()
+            if conn is None:
+                break
+            self._dispatch(conn, 0.0)
+        while self.waiting:
+            self._fork(self.waiting.pop(0), worker=False)
+        for sock in list(self.workers.values()):
+            self._retire(sock)
+
+    # -- connections
+
+    def _accept(self) -> Socket | None:
+        try:
+            # _socket's own accept (an fd; socket.py's wrapper is not
+            # loaded), which typeshed leaves out
+            fd, _ = self.listener._accept()  # type: ignore[attr-defined]
+        except OSError:
+            return None
+        return _socket.socket(AF_UNIX, SOCK_SEQPACKET, 0, fd)
+
+    def _dispatch(self, conn: Socket, now: float) -> None:
+        while self.idle:
+            ctl, _ = self.idle.pop()  # the most recently used: its pages are warm
+            if self._hand(ctl, conn):
+                return
+        if len(self.workers) < self.size:
+            self.progress = now
+            self._fork(conn, worker=True)
+        else:
+            self.waiting.append(conn)
+
+    def _hand(self, ctl: Socket, conn: Socket) -> bool:
+        """Give ``conn`` to an idle worker; False (the worker is gone) when
+        it could not take it."""
+        try:
+            ctl.sendmsg([HANDED], [(SOL_SOCKET, SCM_RIGHTS, _struct.pack("i", conn.fileno()))])
+        except OSError:
+            self._retire(ctl)
+            return False
         conn.close()
+        return True
+
+    def _heard(self, ctl: Socket, now: float) -> None:
+        try:
+            message = ctl.recv(16)
+        except OSError:
+            message = b""
+        if message != IDLE:  # it exited (or said something it should not)
+            self._retire(ctl)
+            return
+        self.progress = now
+        if self.waiting:
+            conn = self.waiting.pop(0)
+            if self._hand(ctl, conn):
+                return
+            self._dispatch(conn, now)
+            return
+        self.idle.append((ctl, now))
+
+    def _retire(self, ctl: Socket) -> None:
+        """Forget a worker; closing its control socket tells it to exit."""
+        self.workers.pop(ctl.fileno(), None)
+        self.idle = [(c, t) for c, t in self.idle if c is not ctl]
+        ctl.close()
+
+    # -- children
+
+    def _fork(self, conn: Socket, worker: bool) -> None:
+        """A child for ``conn``: a worker (which stays for more calls) or
+        a child for this call only."""
+        try:
+            if len(self.children) >= MAX_CHILDREN:
+                conn.setblocking(False)
+                try:
+                    conn.send(REFUSED + b"busy")
+                except OSError:
+                    pass
+                return
+            ctl = mine = None
+            if worker:
+                try:
+                    ctl, mine = _socket.socketpair(AF_UNIX, SOCK_SEQPACKET)
+                except OSError:
+                    worker = False
+            try:
+                pid = os.fork()
+            except OSError:  # e.g. the cgroup's pids limit: the caller serves itself
+                if ctl is not None and mine is not None:
+                    ctl.close()
+                    mine.close()
+                conn.setblocking(False)
+                try:
+                    conn.send(REFUSED + b"cannot fork")
+                except OSError:
+                    pass
+                return
+            if pid == 0:
+                try:
+                    # Nothing of the zygote's but what this child serves:
+                    # another worker's control socket held here would
+                    # keep that worker from seeing the zygote let it go.
+                    self.listener.close()
+                    os.close(self.lock)
+                    for other in [*self.workers.values(), *self.waiting]:
+                        other.close()
+                    if ctl is not None:
+                        ctl.close()
+                    _signal.signal(_signal.SIGTERM, _signal.SIG_DFL)
+                finally:
+                    _work(conn, mine, self.me, self.rlimit_kinds)
+            self.children.add(pid)
+            if ctl is not None and mine is not None:
+                mine.close()
+                self.workers[ctl.fileno()] = ctl
+        finally:
+            conn.close()
+
+
+class _Home:
+    """What a worker must find as it was after each call: its network
+    namespace, its threads (none but itself), its open files and no
+    interruption pending.  Anything a call changes beyond what _let_go puts
+    back shows here, and the worker then exits."""
+
+    __slots__ = ("fds", "netns")
+
+    def __init__(self) -> None:
+        st = os.stat("/proc/thread-self/ns/net")
+        self.netns = (st.st_dev, st.st_ino)
+        self.fds = _fd_count()
+
+    def same(self) -> bool:
+        import _thread
+        import time
+
+        from . import interrupt
+
+        for _ in range(50):  # a thread that signalled its end is ending
+            if not _thread._count():
+                break
+            time.sleep(0.001)
+        else:
+            return False
+        from .firewall import nfnl
+
+        st = os.stat("/proc/thread-self/ns/net")
+        kept = 0 if nfnl.kept_fd() is None else 1  # a socket kept for every call
+        return (
+            (st.st_dev, st.st_ino) == self.netns
+            and _fd_count() - kept == self.fds
+            and interrupt.quiet()
+        )
+
+
+def _fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def _work(conn: Socket, ctl: Socket | None, me: Facts, rlimit_kinds: list[int]) -> None:
+    """A child's life: serve ``conn``; then, a worker (with ``ctl``), each
+    connection the zygote hands over, while each call leaves it as it was."""
+    try:
+        import gc
+
+        gc.disable()  # collection would only copy the zygote's pages
+        home = None
+        if ctl is not None:
+            home = _Home()
+            home.fds -= 1  # conn is open now, and closed after each call
+        for _ in range(WORKER_CALLS):
+            fit = _serve_one(conn, me, rlimit_kinds)
+            conn.close()
+            if ctl is None or home is None or not fit or not home.same():
+                return
+            gc.collect()  # a call's cycles (~130 KiB): off the caller's path
+            _fresh_stdio()
+            ctl.send(IDLE)
+            handed = _handed(ctl)
+            if handed is None:
+                return
+            conn = handed
+    finally:
+        os._exit(0)
+
+
+def _handed(ctl: Socket) -> Socket | None:
+    """The next connection from the zygote; None once it lets us go."""
+    try:
+        message, ancdata, flags, _ = ctl.recvmsg(16, _socket.CMSG_SPACE(4), MSG_CMSG_CLOEXEC)
+    except OSError:
+        return None
+    fds = [
+        fd
+        for level, kind, data in ancdata
+        if level == SOL_SOCKET and kind == SCM_RIGHTS
+        for fd in _struct.unpack(f"{len(data) // 4}i", data[: len(data) // 4 * 4])
+    ]
+    if message != HANDED or flags & (MSG_TRUNC | MSG_CTRUNC) or len(fds) != 1:
+        for fd in fds:
+            os.close(fd)
+        return None
+    return _socket.socket(AF_UNIX, SOCK_SEQPACKET, 0, fds[0])
+
+
+def _fresh_stdio() -> None:
+    """New sys.stdin/stdout/stderr objects over fds 0-2 for the next call:
+    nothing an earlier call left in a buffer (a failed flush, unread
+    input) can reach it.  The ones replaced are finalized now, while fds
+    0-2 are /dev/null."""
+    import io
+    import sys
+
+    for name, fd in (("stdin", 0), ("stdout", 1), ("stderr", 2)):
+        first = getattr(sys, "__" + name + "__")
+        raw = io.FileIO(fd, "rb" if fd == 0 else "wb", closefd=False)
+        buffered = io.BufferedReader(raw) if fd == 0 else io.BufferedWriter(raw)
+        setattr(
+            sys,
+            name,
+            io.TextIOWrapper(
+                buffered,
+                encoding=first.encoding,
+                errors=first.errors,
+                line_buffering=first.line_buffering,
+            ),
+        )
 
 
 def _reap(children: set[int]) -> None:

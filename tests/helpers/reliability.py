@@ -15,6 +15,7 @@ from pathlib import Path
 from sandbox import Sandbox
 
 from helpers.paths import REPO
+from helpers.zygote import idle_worker
 
 CONFLIST = REPO / "conf" / "30-dockline-portmap.conflist"
 DATA_DIR = "/var/lib/cni/networks"
@@ -216,14 +217,23 @@ def zygotes(sb: Sandbox) -> list[int]:
 
 
 def children(pid: int) -> list[int]:
-    """Live children (the zygote reaps its dead ones only when its next
-    call arrives: zombies are not serving anything)."""
+    """Children serving a call: live (the zygote reaps its dead ones only
+    when it next wakes: zombies are not serving anything) and not idle
+    workers waiting for their next call."""
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as f:
             kids = [int(p) for p in f.read().split()]
     except OSError:
         return []
-    return [k for k in kids if not _zombie(k)]
+    return [k for k in kids if not _zombie(k) and not idle_worker(k)]
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _zombie(pid: int) -> bool:
@@ -257,6 +267,7 @@ def wait_quiet(sb: Sandbox, timeout: float = 15) -> None:
     while True:
         procs = sandbox_processes(sb)
         keep = _zygote_pids(procs)
+        keep |= {p for p in procs if p not in keep and idle_worker(p) and _parent(p) in keep}
         others = {p: c for p, c in procs.items() if p not in keep}
         if not others:
             return

@@ -114,7 +114,45 @@ def zygote_fds(pid: int) -> list[str]:
     return last
 
 
-def child_pids(zpid: int) -> set[int]:
-    """The zygote's children, live or not yet reaped: a call it served
-    leaves a new pid here (it reaps the last one on its next accept)."""
-    return {int(p) for p in Path(f"/proc/{zpid}/task/{zpid}/children").read_text().split()}
+def idle_worker(pid: int) -> bool:
+    """Whether a zygote's child is a worker waiting for its next call: in
+    recvmsg with MSG_CMSG_CLOEXEC, on its control socket (a busy one
+    receives only from a client that has already sent)."""
+    try:
+        fields = Path(f"/proc/{pid}/syscall").read_text().split()
+    except OSError:
+        return False
+    return len(fields) > 3 and fields[0] == "47" and int(fields[3], 16) == 0x40000000
+
+
+def live_children(zpid: int) -> list[int]:
+    """The zygote's children that have not exited (it reaps the dead ones
+    when it next wakes)."""
+    out = []
+    for child in Path(f"/proc/{zpid}/task/{zpid}/children").read_text().split():
+        try:
+            state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state not in ("Z", "X"):
+            out.append(int(child))
+    return out
+
+
+def busy_children(zpid: int) -> list[int]:
+    """The zygote's children serving (or unwinding) a call: live ones that
+    are not idle workers."""
+    return [pid for pid in live_children(zpid) if not idle_worker(pid)]
+
+
+def zygote_work(zpid: int) -> dict[int, int]:
+    """Each child's count of read syscalls: a call the zygote served shows
+    as a new child or a worker that read (the call's stdin, at least)."""
+    out = {}
+    for child in live_children(zpid):
+        try:
+            io = Path(f"/proc/{child}/io").read_text()
+        except OSError:
+            continue
+        out[child] = int(io.split("syscr:")[1].split()[0])
+    return out

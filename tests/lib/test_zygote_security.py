@@ -20,6 +20,7 @@ from helpers.zygote import (
     CLIENT,
     SQUATTER,
     VENV_PYTHON,
+    busy_children,
     expected_socket,
     in_sandbox,
     wait_for,
@@ -78,18 +79,6 @@ def reply(proc: subprocess.CompletedProcess) -> str:
     lines = [line for line in proc.stdout.splitlines() if line.startswith(("REPLY", "CONNECT"))]
     assert lines, (proc.stdout, proc.stderr)
     return lines[-1]
-
-
-def live_children(pid: int) -> list[int]:
-    out = []
-    for child in open(f"/proc/{pid}/task/{pid}/children").read().split():
-        try:
-            state = open(f"/proc/{child}/stat").read().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            out.append(int(child))
-    return out
 
 
 def warm(sb, dockline_bin) -> tuple[int, str]:
@@ -273,7 +262,7 @@ def test_a_call_whose_client_is_gone_is_not_run(sandbox, dockline_bin):
     finally:
         os.kill(zpid, signal.SIGCONT)
     call_plugin(sandbox, hl, "ADD", CONF, containerid="alive").ok()  # queued behind the ghost
-    wait_for(lambda: not live_children(zpid), "the zygote's children to finish")
+    wait_for(lambda: not busy_children(zpid), "the zygote's children to finish")
     assert reservations(sandbox) == {"10.3.0.2", "10.3.0.3"}
     owners = {
         p.read_text().split()[0]
@@ -357,7 +346,7 @@ def test_a_client_killed_mid_add_leaves_nothing(sandbox, dockline_bin):
         wait_for(
             lambda: not veths(sandbox) and not reservations(sandbox, "midnet"), "the ADD to unwind"
         )
-    wait_for(lambda: not live_children(zpid), "the zygote's child to end")
+    wait_for(lambda: not busy_children(zpid), "the zygote's child to end")
     assert not veths(sandbox) and not reservations(sandbox, "midnet")
     assert not sandbox.sh("ip netns exec c1 ip -o link show type veth").stdout
 
@@ -367,7 +356,7 @@ def test_a_child_dying_mid_call_is_a_failed_call(sandbox, dockline_bin):
     error (code 999) and a non-zero status, and never runs the call again
     itself (it may have half run)."""
     with held_bridge_add(sandbox, dockline_bin) as (add, zpid):
-        for child in live_children(zpid):
+        for child in busy_children(zpid):
             os.kill(child, signal.SIGKILL)
         out, err = add.communicate(timeout=10)
     assert add.returncode == 1

@@ -242,6 +242,20 @@ def _decode_element(raw: bytes) -> Element:
 # --- the socket ------------------------------------------------------------------
 
 
+def kept_fd() -> int | None:
+    """The fd this process keeps open for netfilter netlink, if any (a
+    zygote's worker counts it as its own, not as a call's leftover)."""
+    mine = _Socket._mine
+    if mine is None:
+        return None
+    import os
+
+    if mine[0][0] != os.getpid():
+        return None
+    fd = mine[1].sock.fileno()
+    return fd if fd >= 0 else None
+
+
 class _Socket:
     """One netlink socket per process, kept open until the process exits.
 
@@ -253,7 +267,8 @@ class _Socket:
     an earlier failed request is skipped.  A forked child makes its own
     (the socket is close-on-exec, and never shared with a parent)."""
 
-    _mine: tuple[int, _Socket] | None = None
+    # (pid, netns device, netns inode) it was made in, and the socket
+    _mine: tuple[tuple[int, int, int], _Socket] | None = None
     _seq = 100
 
     def __init__(self) -> None:
@@ -263,11 +278,16 @@ class _Socket:
 
     @classmethod
     def get(cls) -> _Socket:
+        """This process's socket in the calling thread's network namespace
+        (a socket speaks for the namespace it was made in)."""
         import os
 
-        pid = os.getpid()
-        if cls._mine is None or cls._mine[0] != pid:
-            cls._mine = (pid, cls())
+        st = os.stat("/proc/thread-self/ns/net")
+        where = (os.getpid(), st.st_dev, st.st_ino)
+        if cls._mine is None or cls._mine[0] != where:
+            if cls._mine is not None and cls._mine[0][0] == where[0]:
+                cls._mine[1].sock.close()
+            cls._mine = (where, cls())
         return cls._mine[1]
 
     @classmethod

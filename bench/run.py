@@ -402,11 +402,22 @@ def run_extras(args: argparse.Namespace) -> dict[str, Any]:
     return out
 
 
+def _in_flock(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/syscall") as f:
+            return f.read().split()[0] == "73"
+    except (OSError, IndexError):
+        return False
+
+
 def memory(dl: Impl) -> dict[str, int]:
     """The zygote's RSS and PSS; and a call's PSS (the executable the
-    runtime started plus the zygote's child serving it), read while the
-    call waits for the address store's lock, which we hold."""
-    zygotes = [p for p in os.listdir("/proc") if p.isdigit() and "zygote.serve(" in proc_cmdline(p)]
+    runtime started plus the zygote's worker serving it, which has served
+    the calls before), read while the call waits for the address store's
+    lock, which we hold."""
+    zygotes = [
+        p for p in os.listdir("/proc") if p.isdigit() and "zygote_server.serve(" in proc_cmdline(p)
+    ]
     if len(zygotes) != 1:
         return {}
     zpid = int(zygotes[0])
@@ -441,15 +452,18 @@ def memory(dl: Impl) -> dict[str, int]:
         deadline = time.monotonic() + 5
         while child is None and time.monotonic() < deadline:
             time.sleep(0.05)
-            kids = children(zpid)
+            kids = [k for k in children(zpid) if _in_flock(k)]
             child = kids[0] if kids else None
-        time.sleep(0.2)  # let the child reach the lock
+        time.sleep(0.2)
         try:
             mem["call: executable PSS"] = proc_kib(proc.pid, "Pss", "smaps_rollup")
             mem["call: executable RSS"] = proc_kib(proc.pid, "VmRSS")
             if child is not None:
-                mem["call: zygote child PSS"] = proc_kib(child, "Pss", "smaps_rollup")
-                mem["call: zygote child RSS"] = proc_kib(child, "VmRSS")
+                mem["call: zygote worker PSS"] = proc_kib(child, "Pss", "smaps_rollup")
+                mem["call: zygote worker RSS"] = proc_kib(child, "VmRSS")
+                mem["call: zygote worker private"] = proc_kib(
+                    child, "Private_Dirty", "smaps_rollup"
+                )
         except OSError:
             pass
         fcntl.flock(lock, fcntl.LOCK_UN)

@@ -10,14 +10,14 @@ from etcdrun import etcd1_fixture  # noqa: F401 (fixture)
 from helpers.paths import DOCKLINE_BIN
 
 PROBE = """
-import os, sys
-real_exit = os._exit
+import posix, sys
+real_exit = posix._exit
 def report_and_exit(code):
     seen = sorted(m for m in %(watch)r if m in sys.modules)
     sys.stderr.write('LOADED=' + ','.join(seen) + '\\n')
     sys.stderr.flush()
     real_exit(code)
-os._exit = report_and_exit
+posix._exit = report_and_exit
 path = %(launcher)r
 exec(compile(open(path).read(), path, 'exec'), {'__name__': '__main__'})
 """

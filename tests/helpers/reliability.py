@@ -194,7 +194,7 @@ def sandbox_processes(sb: Sandbox) -> dict[int, bytes]:
 
 
 def _is_zygote_image(cmdline: bytes) -> bool:
-    return b"zygote.serve" in cmdline
+    return b"zygote_server.serve" in cmdline
 
 
 def _session_leader(pid: int) -> bool:

@@ -24,7 +24,7 @@ def zygotes(sb, children: bool = False) -> list[int]:
             continue
         try:
             if (
-                b"zygote.serve" in Path(f"/proc/{entry}/cmdline").read_bytes()
+                b"zygote_server.serve" in Path(f"/proc/{entry}/cmdline").read_bytes()
                 and os.readlink(f"/proc/{entry}/ns/net") == mine
             ):
                 stat = Path(f"/proc/{entry}/stat").read_text()

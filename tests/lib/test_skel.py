@@ -95,14 +95,14 @@ def test_cni_args(sandbox, dockline_bin, args, code):
 
 
 PROBE = """
-import os, sys
-real_exit = os._exit
+import posix, sys
+real_exit = posix._exit
 def report_and_exit(code):
     heavy = sorted(m for m in %(heavy)r if m in sys.modules)
     sys.stderr.write('HEAVY=' + ','.join(heavy) + '\\n')
     sys.stderr.flush()
     real_exit(code)
-os._exit = report_and_exit
+posix._exit = report_and_exit
 path = %(launcher)r
 exec(compile(open(path).read(), path, 'exec'), {'__name__': '__main__'})
 """
@@ -152,12 +152,14 @@ def test_stripped_environment_and_lean_imports(sandbox, dockline_bin):
 
 def test_zygote_client_loads_almost_nothing(sandbox, dockline_bin):
     """With a warm zygote the executable only forwards the call: none of the
-    plugin code (not even the address library) is loaded in it."""
+    plugin code (not even the address library), and no module that is not
+    built into the interpreter but dockline's launch, plugins table and
+    zygote client, is loaded in it."""
     _probe(sandbox, dockline_bin, {}, cid="warm")  # starts the zygote
     import time
 
     for _ in range(50):
-        if "zygote.serve" in sandbox.sh("ps -eo args", check=False).stdout:
+        if "zygote_server.serve" in sandbox.sh("ps -eo args", check=False).stdout:
             break
         time.sleep(0.1)
     time.sleep(0.5)  # let it finish loading
@@ -166,5 +168,12 @@ def test_zygote_client_loads_almost_nothing(sandbox, dockline_bin):
         "dockline.plugins.host_local",
         "dockline.ipam.allocator",
         "dockline.cni.skel",
+        "dockline.cni.jsonio",
+        "dockline.launcher",
+        "dockline.serve",
+        "dockline.zygote_server",
+        "os",
+        "__future__",
+        "_collections_abc",
     )
     assert "HEAVY=\n" in _probe(sandbox, dockline_bin, {}, heavy=light, cid="c2")

@@ -415,12 +415,16 @@ def memory(dl: Impl) -> dict[str, int]:
     runtime started plus the zygote's worker serving it, which has served
     the calls before), read while the call waits for the address store's
     lock, which we hold."""
-    zygotes = [
-        p for p in os.listdir("/proc") if p.isdigit() and "zygote_server.serve(" in proc_cmdline(p)
-    ]
+    images = {
+        int(p)
+        for p in os.listdir("/proc")
+        if p.isdigit() and "zygote_server.serve(" in proc_cmdline(p)
+    }
+    # its workers run the same image: the zygote is the one not their child
+    zygotes = [p for p in images if not any(p in children(q) for q in images)]
     if len(zygotes) != 1:
         return {}
-    zpid = int(zygotes[0])
+    zpid = zygotes[0]
     mem = {
         "zygote RSS": proc_kib(zpid, "VmRSS"),
         "zygote PSS": proc_kib(zpid, "Pss", "smaps_rollup"),

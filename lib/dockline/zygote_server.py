@@ -655,10 +655,13 @@ class _Home:
 
         from . import interrupt
 
-        for _ in range(50):  # a thread that signalled its end is ending
+        # A thread that signalled its end is ending; one may still wait in
+        # the kernel for a call whose effect was settled (a veth's
+        # deletion: bridge DEL).
+        for _ in range(200):
             if not _thread._count():
                 break
-            time.sleep(0.001)
+            time.sleep(0.005)
         else:
             return False
         from .firewall import nfnl

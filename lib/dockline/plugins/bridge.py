@@ -72,16 +72,20 @@ class _BestEffort:
 
     def __init__(self) -> None:
         self.failures: list[CniError | None] = []
-        self._started: list[tuple[LockType, list[BaseException]]] = []
+        self._started: list[tuple[LockType, list[BaseException], Callable[[], bool] | None]] = []
 
     def run(self, what: str, step: Callable[[], object]) -> None:
         self.failures.append(self._failure(what, step))
 
-    def start(self, what: str, step: Callable[[], object]) -> None:
+    def start(
+        self, what: str, step: Callable[[], object], settled: Callable[[], bool] | None = None
+    ) -> None:
         """Run ``step`` in a thread beside the steps that follow: it waits
         on the kernel (a veth's deletion waits for an RCU grace period and
         its references, 15-30 ms) while they work.  It must not take
-        locks nor touch state the others change."""
+        locks nor touch state the others change.  ``settled`` tells when
+        the step's effect is there for all to see although its call has
+        not returned: then finish() need not wait for the rest."""
         import _thread
 
         slot = len(self.failures)
@@ -99,12 +103,19 @@ class _BestEffort:
                 done.release()
 
         _thread.start_new_thread(body, ())
-        self._started.append((done, unexpected))
+        self._started.append((done, unexpected, settled))
 
     def finish(self) -> None:
-        """Wait for the started steps."""
-        for done, unexpected in self._started:
-            done.acquire()
+        """Wait for the started steps, each until it returned or its effect
+        is settled.  A step left running finishes in this process (the
+        kernel completes a call it has begun even if the process exits)."""
+        for done, unexpected, settled in self._started:
+            if settled is None:
+                done.acquire()
+            else:
+                while not done.acquire(True, 0.001):
+                    if settled():
+                        break
             if unexpected:
                 raise unexpected[0]
         self._started = []
@@ -558,15 +569,33 @@ def _delete_foreign_veth(host: Netns, req: CmdArgs, bridge_name: str) -> None:
             host.delete_link(peer.index)
 
 
-def _delete_veth(req: CmdArgs, bridge_name: str | None) -> None:
+def _delete_veth(req: CmdArgs, bridge_name: str | None, began: list[bool]) -> None:
     import dockline.netlink as netlink
 
     with netlink.current_netns() as host:
         host_name = req.attachment.host_veth
         if host.get_link(host_name) is not None:
+            began.append(True)
             host.delete_link(host_name)
         elif req.netns and bridge_name:
             _delete_foreign_veth(host, req, bridge_name)
+
+
+def _veth_unlisted(req: CmdArgs, began: list[bool]) -> Callable[[], bool]:
+    """Whether the veth _delete_veth is deleting is gone from the host's
+    links.  The kernel unlists a deleted pair within ~3 ms; the rest of
+    the call (15-25 ms) waits for the devices' last references, which
+    nobody can see or use any more: DEL need not wait for it."""
+
+    def settled() -> bool:
+        if not began:
+            return False
+        import dockline.netlink as netlink
+
+        with netlink.current_netns() as host:
+            return host.get_link(req.attachment.host_veth) is None
+
+    return settled
 
 
 def cmd_del(req: CmdArgs) -> None:
@@ -590,7 +619,12 @@ def cmd_del(req: CmdArgs) -> None:
         cleanup.run("IPAM DEL", lambda: delegate.run(req, ipam_type, "DEL"))
     bridge_name = conf.bridge if conf is not None else None
     # netlink only, no lock: the kernel's wait overlaps the steps below
-    cleanup.start("bridge: failed to delete the veth", lambda: _delete_veth(req, bridge_name))
+    began: list[bool] = []
+    cleanup.start(
+        "bridge: failed to delete the veth",
+        lambda: _delete_veth(req, bridge_name, began),
+        _veth_unlisted(req, began),
+    )
     if conf is None:
         # Either backend may hold its rules.
         cleanup.run("masquerade", lambda: masquerade.delete("iptables", att))

@@ -57,6 +57,8 @@ SUBNET = {"reference": "10.210.0.0/16", "dockline": "10.220.0.0/16"}
 PORT_BASE = {"reference": 10000, "dockline": 20000}
 ENV_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 SETTLE = 0.25  # s after deleting containers' netns, before the next timed call
+QUIET_BUSY = 0.05  # after a fill, wait for the machine to be this idle...
+QUIET_LIMIT = 30.0  # ...but no longer than this (s)
 
 
 def log(msg: str) -> None:
@@ -237,6 +239,33 @@ def measure(impls: list[Impl], size: int, reps: int) -> dict[str, dict[str, list
     return times
 
 
+def _busy_share(window: float) -> float:
+    """The share of the machine's CPU time that was busy over ``window``."""
+
+    def ticks() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    total0, idle0 = ticks()
+    time.sleep(window)
+    total1, idle1 = ticks()
+    return 1 - (idle1 - idle0) / max(total1 - total0, 1)
+
+
+def quiet_kernel(limit: float = QUIET_LIMIT) -> float:
+    """Wait until the machine is idle (under QUIET_BUSY busy over half a
+    second), at most ``limit`` s; the seconds waited.  Creating N
+    containers leaves the kernel working on their interfaces for seconds
+    (IPv6 address configuration, duplicate address detection, router
+    solicitations), which would slow the calls timed next."""
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        if _busy_share(0.5) < QUIET_BUSY:
+            break
+    return time.monotonic() - start
+
+
 def settle(seconds: float = SETTLE) -> None:
     """Deleting a netns leaves the kernel work in a workqueue (its devices,
     its sysctls, an RCU grace period), which would slow whichever call
@@ -280,7 +309,12 @@ def run_config(args: argparse.Namespace) -> dict[str, Any]:
     for size in sizes:
         secs = fill(impls, size, args.fill_workers)
         report["fill_seconds"][str(size)] = round(secs, 1)
-        log(f"{config}: {size} containers on each network (filled in {secs:.0f} s)")
+        waited = quiet_kernel()
+        report.setdefault("quiet_seconds", {})[str(size)] = round(waited, 1)
+        log(
+            f"{config}: {size} containers on each network (filled in {secs:.0f} s, "
+            f"then {waited:.0f} s for a quiet kernel)"
+        )
         times = measure(impls, size, args.reps)
         report["sizes"][str(size)] = times
         ref, own = times["reference"], times["dockline"]

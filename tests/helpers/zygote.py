@@ -156,3 +156,15 @@ def zygote_work(zpid: int) -> dict[int, int]:
             continue
         out[child] = int(io.split("syscr:")[1].split()[0])
     return out
+
+
+def add_env(binary: Path, cid: str) -> dict[str, str]:
+    """A runtime's whole environment for an ADD without a netns (host-local)."""
+    return {
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": cid,
+        "CNI_NETNS": "/x",
+        "CNI_IFNAME": "eth0",
+        "CNI_PATH": str(Path(binary).parent),
+    }

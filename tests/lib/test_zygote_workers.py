@@ -14,6 +14,7 @@ from pathlib import Path
 
 from helpers.cni import call_plugin
 from helpers.zygote import (
+    add_env,
     busy_children,
     idle_worker,
     live_children,
@@ -41,15 +42,7 @@ def _warm(sb, hl) -> tuple[int, int]:
 
 def _launch(sb, hl, cid: str, shell: str = "", network: str = "net1") -> dict:
     """An ADD run as `sh -c "<shell>; exec <launcher>"`: its result."""
-    env = {
-        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-        "CNI_COMMAND": "ADD",
-        "CNI_CONTAINERID": cid,
-        "CNI_NETNS": "/x",
-        "CNI_IFNAME": "eth0",
-        "CNI_PATH": str(hl.parent),
-        "MARK_OF_THE_CALLER": cid,
-    }
+    env = dict(add_env(hl, cid), MARK_OF_THE_CALLER=cid)
     proc = sb.run(
         ["sh", "-c", f"{shell}\nexec {hl}"], env=env, input=json.dumps(dict(CONF, name=network))
     )
@@ -115,14 +108,7 @@ def test_a_worker_whose_client_was_killed_leaves(sandbox, dockline_bin):
     holder = subprocess.Popen(sandbox.nsenter() + ["flock", "-o", lock, "sleep", "60"])
     try:
         wait_for(lambda: sandbox.sh(f"flock -n {lock} true", check=False).returncode, "the lock")
-        env = {
-            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-            "CNI_COMMAND": "ADD",
-            "CNI_CONTAINERID": "killed",
-            "CNI_NETNS": "/x",
-            "CNI_IFNAME": "eth0",
-            "CNI_PATH": str(hl.parent),
-        }
+        env = add_env(hl, "killed")
         add = subprocess.Popen(
             sandbox.nsenter() + [str(hl)],
             env=env,
@@ -151,14 +137,7 @@ def test_calls_beyond_stuck_workers_get_children_of_their_own(sandbox, dockline_
     first = sandbox.run(
         ["taskset", "-c", "0", str(hl)],
         input=json.dumps(CONF),
-        env={
-            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-            "CNI_COMMAND": "ADD",
-            "CNI_CONTAINERID": "first",
-            "CNI_NETNS": "/x",
-            "CNI_IFNAME": "eth0",
-            "CNI_PATH": str(hl.parent),
-        },
+        env=add_env(hl, "first"),
     )
     assert first.returncode == 0, first
     zpid = wait_for_zygote(sandbox)
@@ -171,14 +150,7 @@ def test_calls_beyond_stuck_workers_get_children_of_their_own(sandbox, dockline_
     try:
         wait_for(lambda: sandbox.sh(f"flock -n {lock} true", check=False).returncode, "the lock")
         for i in range(6):
-            env = {
-                "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
-                "CNI_COMMAND": "ADD",
-                "CNI_CONTAINERID": f"w{i}",
-                "CNI_NETNS": "/x",
-                "CNI_IFNAME": "eth0",
-                "CNI_PATH": str(hl.parent),
-            }
+            env = add_env(hl, f"w{i}")
             with conf.open("rb") as stdin:
                 proc = subprocess.Popen(
                     sandbox.nsenter() + [str(hl)],

@@ -251,3 +251,28 @@ def test_del_of_a_container_added_before_records(sandbox, dockline_bin):
     assert run.returncode == 0, run.stdout + run.stderr
     after = sandbox.sh("nft list ruleset").stdout
     assert "10.89.0.78" not in after and f"dl-{gone}" not in after and "8081" in after
+
+
+def test_a_killed_writers_record_file_goes_with_del_and_gc(sandbox, dockline_bin):
+    """A writer killed between writing a record's temporary file and
+    renaming it leaves `<record>.tmp`: DEL removes it with the record, and
+    GC finds one even without its record, both without listing on DEL."""
+    cni_path = setup(sandbox, dockline_bin, "nftables")
+    add(sandbox, cni_path, "a", 8081)
+    add(sandbox, cni_path, "b", 8082)
+    for name in ("a", "b"):
+        sandbox.sh(
+            f"echo torn > /var/lib/cni/dockline/firewall/portmap/{tag_of(sandbox, name)}.tmp"
+        )
+    # c's first write was cut short: only the temporary file exists
+    c = tag_of(sandbox, "a")[:-8] + "00000000"
+    sandbox.sh(f"echo torn > /var/lib/cni/dockline/firewall/portmap/{c}.tmp")
+    sandbox.sh("ip netns del a")
+    assert cni(sandbox, cni_path, "del", "a", 8081).returncode == 0
+    left = sandbox.sh("ls /var/lib/cni/dockline/firewall/portmap/").stdout
+    assert tag_of(sandbox, "a") not in left and tag_of(sandbox, "b") in left
+    run = cni(sandbox, cni_path, "gc", "b")
+    assert run.returncode == 0, run.stdout + run.stderr
+    left = sandbox.sh("ls /var/lib/cni/dockline/firewall/*/").stdout
+    assert c not in left, left
+    assert f"{tag_of(sandbox, 'b')}.tmp" in left  # b is valid: its files are its own

@@ -45,7 +45,10 @@ def write(kind: str, tag: str, doc: dict[str, Any]) -> None:
     """Replace the record atomically (a reader sees the old or the new)."""
     final = path(kind, tag)
     os.makedirs(_dir(kind), 0o700, exist_ok=True)
-    atomic.replace(f"{final}.{os.getpid()}.tmp", final, jsonio.dumps(doc).encode())
+    # One name per record: a runtime never runs two calls for one
+    # attachment at once, and a killed writer's file is found by remove()
+    # (DEL) and tags() (GC) without listing.
+    atomic.replace(f"{final}.tmp", final, jsonio.dumps(doc).encode())
 
 
 def read(kind: str, tag: str) -> dict[str, Any] | None:
@@ -71,19 +74,24 @@ def read(kind: str, tag: str) -> dict[str, Any] | None:
 
 
 def remove(kind: str, tag: str) -> None:
-    try:
-        os.unlink(path(kind, tag))
-    except FileNotFoundError:
-        pass
+    """The record, and what a writer killed mid-write left beside it."""
+    final = path(kind, tag)
+    for name in (final, f"{final}.tmp"):
+        try:
+            os.unlink(name)
+        except FileNotFoundError:
+            pass
 
 
 def tags(kind: str, prefix: str = "") -> list[str]:
-    """Tags with a record of ``kind`` starting with ``prefix`` (GC)."""
+    """Tags with a record of ``kind`` (or a killed writer's temporary
+    file) starting with ``prefix`` (GC)."""
     try:
         names = os.listdir(_dir(kind))
     except FileNotFoundError:
         return []
-    return sorted(n for n in names if n.startswith(prefix) and tokens.HEX_CHARS.issuperset(n) and n)
+    found = {n[:-4] if n.endswith(".tmp") else n for n in names}
+    return sorted(n for n in found if n.startswith(prefix) and tokens.HEX_CHARS.issuperset(n) and n)
 
 
 # --- claims: unique keys where the firewall has none (iptables) ---------------------
@@ -105,7 +113,7 @@ def claim(key: str, tag: str) -> str | None:
     owner = _owner(path)
     if owner and owner != tag and read("portmap", owner) is not None:
         return owner
-    tmp = f"{path}.{os.getpid()}.tmp"
+    tmp = f"{path}.tmp"  # one name: claims are made under one lock
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, tokens.hex_tag(tag).encode())
@@ -136,6 +144,11 @@ def unclaim(key: str, tag: str) -> None:
     if _owner(path) == tag:
         try:
             os.unlink(path)
+        except FileNotFoundError:
+            pass
+    if _owner(f"{path}.tmp") == tag:  # a claimer killed mid-write
+        try:
+            os.unlink(f"{path}.tmp")
         except FileNotFoundError:
             pass
 

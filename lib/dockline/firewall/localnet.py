@@ -246,13 +246,14 @@ def _held(d: str) -> bool:
         return any(not n.startswith(".") for n in os.listdir(d))
 
 
-def _let_go(name: str, d: str) -> None:
+def _let_go(name: str, d: str, switched: bool = True) -> None:
     """Nobody holds interface ``name`` any more: its switch goes back off
-    (unless it was on before dockline), and its directory goes."""
+    (unless it was on before dockline, or never ``switched`` on by us),
+    and its directory goes."""
     try:
         os.unlink(f"{d}/{_PRESET}")
     except FileNotFoundError:
-        if _valid_name(name):
+        if switched and _valid_name(name):
             with _Switch() as switch:
                 switch.write(name, "0")
     for leftover in os.listdir(d):  # .holders (and a killed writer's .tmp)
@@ -300,8 +301,11 @@ def _release(drop: Callable[[str], bool]) -> None:
     with FileLock(_LOCK):
         for name in _holders():
             d = f"{STATE_DIR}/{name}"
-            if drop(d) and not _held(d):
-                _let_go(name, d)
+            dropped = drop(d)
+            if os.path.isdir(d) and not _held(d):
+                # Not dropped and held by nobody: an acquire killed before
+                # its first hold was made (it flips the switch after).
+                _let_go(name, d, switched=dropped)
 
 
 def _holders() -> list[str]:
